@@ -1,0 +1,16 @@
+//! Schema migrations for browserd, the same for SQLite and PostgreSQL.
+//! They name tables and columns with their own idens and never import the
+//! service's entities, so old migrations keep compiling as the code moves on.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_init;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261123_000001_init::Migration)]
+    }
+}

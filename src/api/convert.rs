@@ -1,0 +1,161 @@
+//! Proto <-> domain conversions. Protos are destructured exhaustively, so a
+//! new field breaks the build here instead of being silently dropped.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tonic::Status;
+
+use crate::pb;
+use crate::sessions::model::{
+    EndReason, Metadata, Session, SessionEvent, SessionId, SessionStatus,
+};
+
+pub fn session_id(id: &str) -> Result<SessionId, Status> {
+    SessionId::parse(id).ok_or_else(|| {
+        Status::invalid_argument(format!("session_id: {id:?} is not a session id (a UUID)"))
+    })
+}
+
+/// An absent duration is `None`; a negative or malformed one is refused.
+pub fn optional_duration(
+    field: &str,
+    value: Option<prost_types::Duration>,
+) -> Result<Option<Duration>, Status> {
+    value.map(|d| duration(field, d)).transpose()
+}
+
+pub fn duration(field: &str, value: prost_types::Duration) -> Result<Duration, Status> {
+    let prost_types::Duration { seconds, nanos } = value;
+    if seconds < 0 || !(0..1_000_000_000).contains(&nanos) {
+        return Err(Status::invalid_argument(format!(
+            "{field}: must be positive, got {seconds}s {nanos}ns"
+        )));
+    }
+    Ok(Duration::new(seconds as u64, nanos as u32))
+}
+
+pub fn metadata(labels: std::collections::HashMap<String, String>) -> Metadata {
+    labels.into_iter().collect()
+}
+
+/// Status filters: UNSPECIFIED or unknown values are refused.
+pub fn statuses(values: &[i32]) -> Result<Vec<SessionStatus>, Status> {
+    values
+        .iter()
+        .map(|&v| match pb::SessionStatus::try_from(v) {
+            Ok(pb::SessionStatus::Pending) => Ok(SessionStatus::Pending),
+            Ok(pb::SessionStatus::Live) => Ok(SessionStatus::Live),
+            Ok(pb::SessionStatus::Released) => Ok(SessionStatus::Released),
+            Ok(pb::SessionStatus::Failed) => Ok(SessionStatus::Failed),
+            Ok(pb::SessionStatus::Unspecified) | Err(_) => Err(Status::invalid_argument(format!(
+                "statuses: {v} is not a session status (UNSPECIFIED is not a filter)"
+            ))),
+        })
+        .collect()
+}
+
+fn pb_status(status: SessionStatus) -> pb::SessionStatus {
+    match status {
+        SessionStatus::Pending => pb::SessionStatus::Pending,
+        SessionStatus::Live => pb::SessionStatus::Live,
+        SessionStatus::Released => pb::SessionStatus::Released,
+        SessionStatus::Failed => pb::SessionStatus::Failed,
+    }
+}
+
+fn pb_reason(reason: Option<EndReason>) -> pb::EndReason {
+    match reason {
+        None => pb::EndReason::Unspecified,
+        Some(EndReason::Requested) => pb::EndReason::Requested,
+        Some(EndReason::ReleaseAll) => pb::EndReason::ReleaseAll,
+        Some(EndReason::Timeout) => pb::EndReason::Timeout,
+        Some(EndReason::Inactivity) => pb::EndReason::Inactivity,
+        Some(EndReason::Disconnected) => pb::EndReason::Disconnected,
+        Some(EndReason::Shutdown) => pb::EndReason::Shutdown,
+        Some(EndReason::LaunchFailed) => pb::EndReason::LaunchFailed,
+        Some(EndReason::BrowserCrashed) => pb::EndReason::BrowserCrashed,
+        Some(EndReason::NodeLost) => pb::EndReason::NodeLost,
+    }
+}
+
+fn timestamp(at: SystemTime) -> prost_types::Timestamp {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    prost_types::Timestamp {
+        seconds: since.as_secs() as i64,
+        nanos: since.subsec_nanos() as i32,
+    }
+}
+
+fn pb_duration(d: Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: d.as_secs().min(i64::MAX as u64) as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
+}
+
+pub fn to_pb_session(session: &Session) -> pb::Session {
+    let Session {
+        id,
+        status,
+        end_reason,
+        error,
+        created_at,
+        started_at,
+        ended_at,
+        timeout,
+        inactivity_timeout,
+        keep_alive,
+        metadata,
+        viewport,
+        user_agent,
+        proxy_url,
+        connect_url,
+        browser_version,
+    } = session;
+    pb::Session {
+        id: id.to_string(),
+        status: pb_status(*status).into(),
+        end_reason: pb_reason(*end_reason).into(),
+        error: error.clone().unwrap_or_default(),
+        created_at: Some(timestamp(*created_at)),
+        started_at: started_at.map(timestamp),
+        ended_at: ended_at.map(timestamp),
+        expires_at: Some(timestamp(session.expires_at())),
+        timeout: Some(pb_duration(*timeout)),
+        inactivity_timeout: inactivity_timeout.map(pb_duration),
+        keep_alive: *keep_alive,
+        metadata: metadata.clone().into_iter().collect(),
+        viewport: Some(pb::Viewport {
+            width: viewport.width,
+            height: viewport.height,
+        }),
+        user_agent: user_agent.clone().unwrap_or_default(),
+        connect_url: connect_url.clone().unwrap_or_default(),
+        browser_version: browser_version.clone().unwrap_or_default(),
+        usage: Some(pb_duration(session.usage(SystemTime::now()))),
+        proxy_url: proxy_url.clone().unwrap_or_default(),
+    }
+}
+
+pub fn to_pb_event(event: &SessionEvent) -> pb::SessionEvent {
+    let SessionEvent {
+        sequence,
+        occurred_at,
+        from_status,
+        to_status,
+        end_reason,
+        session,
+    } = event;
+    pb::SessionEvent {
+        sequence: *sequence,
+        occurred_at: Some(timestamp(*occurred_at)),
+        session_id: session.id.to_string(),
+        from_status: from_status
+            .map(pb_status)
+            .unwrap_or(pb::SessionStatus::Unspecified)
+            .into(),
+        to_status: pb_status(*to_status).into(),
+        end_reason: pb_reason(*end_reason).into(),
+        session: Some(to_pb_session(session)),
+    }
+}

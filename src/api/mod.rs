@@ -1,0 +1,243 @@
+//! The gRPC face of the engine: converts protos to domain types and back,
+//! and engine errors to `tonic::Status` in one exhaustive place. Holds no
+//! business logic.
+
+mod convert;
+
+use std::pin::Pin;
+
+use tokio_stream::Stream;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::events::WatchEnd;
+use crate::pb;
+use crate::pb::session_service_server::{SessionService, SessionServiceServer};
+use crate::sessions::{Engine, Error};
+use convert::{metadata, optional_duration, session_id, statuses, to_pb_event, to_pb_session};
+
+pub struct SessionServiceHandler {
+    engine: Engine,
+}
+
+impl SessionServiceHandler {
+    pub fn new(engine: Engine) -> Self {
+        Self { engine }
+    }
+
+    pub fn into_server(self) -> SessionServiceServer<Self> {
+        SessionServiceServer::new(self)
+    }
+}
+
+pub type WatchSessionsStream =
+    Pin<Box<dyn Stream<Item = Result<pb::WatchSessionsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl SessionService for SessionServiceHandler {
+    #[tracing::instrument(skip_all, fields(session.id = tracing::field::Empty), err(Display))]
+    async fn create_session(
+        &self,
+        request: Request<pb::CreateSessionRequest>,
+    ) -> Result<Response<pb::CreateSessionResponse>, Status> {
+        let pb::CreateSessionRequest {
+            timeout,
+            inactivity_timeout,
+            keep_alive,
+            metadata: labels,
+            viewport,
+            user_agent,
+            proxy_url,
+            idempotency_key,
+        } = request.into_inner();
+        let request = crate::sessions::CreateRequest {
+            timeout: optional_duration("timeout", timeout)?,
+            inactivity_timeout: optional_duration("inactivity_timeout", inactivity_timeout)?,
+            keep_alive,
+            metadata: metadata(labels),
+            viewport: viewport.map(|pb::Viewport { width, height }| {
+                crate::sessions::model::Viewport { width, height }
+            }),
+            user_agent,
+            proxy_url,
+            idempotency_key,
+        };
+        let session = self.engine.create(request).await.map_err(status)?;
+        tracing::Span::current().record("session.id", session.id.to_string());
+        Ok(Response::new(pb::CreateSessionResponse {
+            session: Some(to_pb_session(&session)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(session.id = %request.get_ref().session_id), err(Display))]
+    async fn get_session(
+        &self,
+        request: Request<pb::GetSessionRequest>,
+    ) -> Result<Response<pb::GetSessionResponse>, Status> {
+        let pb::GetSessionRequest { session_id: id } = request.into_inner();
+        let session = self.engine.get(session_id(&id)?).await.map_err(status)?;
+        Ok(Response::new(pb::GetSessionResponse {
+            session: Some(to_pb_session(&session)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err(Display))]
+    async fn list_sessions(
+        &self,
+        request: Request<pb::ListSessionsRequest>,
+    ) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        let pb::ListSessionsRequest {
+            statuses: wanted,
+            metadata: labels,
+            page_size,
+            page_token,
+        } = request.into_inner();
+        let page_size = u64::try_from(page_size)
+            .map_err(|_| Status::invalid_argument("page_size: must not be negative"))?;
+        let filter = crate::sessions::model::SessionFilter {
+            statuses: statuses(&wanted)?,
+            metadata: metadata(labels),
+        };
+        let (sessions, next_page_token) = self
+            .engine
+            .list(filter, page_size, &page_token)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ListSessionsResponse {
+            sessions: sessions.iter().map(to_pb_session).collect(),
+            next_page_token,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(session.id = %request.get_ref().session_id), err(Display))]
+    async fn release_session(
+        &self,
+        request: Request<pb::ReleaseSessionRequest>,
+    ) -> Result<Response<pb::ReleaseSessionResponse>, Status> {
+        let pb::ReleaseSessionRequest { session_id: id } = request.into_inner();
+        let session = self
+            .engine
+            .release(session_id(&id)?)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ReleaseSessionResponse {
+            session: Some(to_pb_session(&session)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, err(Display))]
+    async fn release_all_sessions(
+        &self,
+        request: Request<pb::ReleaseAllSessionsRequest>,
+    ) -> Result<Response<pb::ReleaseAllSessionsResponse>, Status> {
+        let pb::ReleaseAllSessionsRequest { metadata: labels } = request.into_inner();
+        let released = self
+            .engine
+            .release_all(metadata(labels))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::ReleaseAllSessionsResponse {
+            released_ids: released.iter().map(ToString::to_string).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(session.id = %request.get_ref().session_id), err(Display))]
+    async fn extend_session(
+        &self,
+        request: Request<pb::ExtendSessionRequest>,
+    ) -> Result<Response<pb::ExtendSessionResponse>, Status> {
+        let pb::ExtendSessionRequest {
+            session_id: id,
+            timeout,
+        } = request.into_inner();
+        let id = session_id(&id)?;
+        let timeout = optional_duration("timeout", timeout)?
+            .ok_or_else(|| Status::invalid_argument("timeout: required"))?;
+        let session = self.engine.extend(id, timeout).await.map_err(status)?;
+        Ok(Response::new(pb::ExtendSessionResponse {
+            session: Some(to_pb_session(&session)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(session.id = %request.get_ref().session_id), err(Display))]
+    async fn get_live_details(
+        &self,
+        request: Request<pb::GetLiveDetailsRequest>,
+    ) -> Result<Response<pb::GetLiveDetailsResponse>, Status> {
+        let pb::GetLiveDetailsRequest { session_id: id } = request.into_inner();
+        let (pages, connect_url) = self
+            .engine
+            .live_details(session_id(&id)?)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::GetLiveDetailsResponse {
+            pages: pages
+                .into_iter()
+                .map(|p| pb::Page {
+                    target_id: p.target_id,
+                    url: p.url,
+                    title: p.title,
+                })
+                .collect(),
+            connect_url,
+        }))
+    }
+
+    type WatchSessionsStream = WatchSessionsStream;
+
+    #[tracing::instrument(skip_all, err(Display))]
+    async fn watch_sessions(
+        &self,
+        request: Request<pb::WatchSessionsRequest>,
+    ) -> Result<Response<Self::WatchSessionsStream>, Status> {
+        let pb::WatchSessionsRequest {
+            session_ids,
+            statuses: wanted,
+            metadata: labels,
+            after_sequence,
+        } = request.into_inner();
+        let filter = crate::sessions::model::EventFilter {
+            session_ids: session_ids
+                .iter()
+                .map(|id| session_id(id))
+                .collect::<Result<_, _>>()?,
+            statuses: statuses(&wanted)?,
+            metadata: metadata(labels),
+        };
+        let events = self
+            .engine
+            .watch(filter, after_sequence)
+            .await
+            .map_err(status)?;
+        let stream = ReceiverStream::new(events).map(|item| match item {
+            Ok(event) => Ok(pb::WatchSessionsResponse {
+                event: Some(to_pb_event(&event)),
+            }),
+            Err(WatchEnd::Lagged { last_sequence }) => Err(Status::aborted(
+                WatchEnd::Lagged { last_sequence }.to_string(),
+            )),
+            Err(WatchEnd::Store(e)) => Err(status(Error::Store(e))),
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// The one place engine errors become gRPC statuses.
+fn status(error: Error) -> Status {
+    match error {
+        Error::InvalidArgument { .. } => Status::invalid_argument(error.to_string()),
+        Error::NotFound(_) => Status::not_found(error.to_string()),
+        Error::ResourceExhausted(_) => Status::resource_exhausted(error.to_string()),
+        Error::NotLive { .. } => Status::failed_precondition(error.to_string()),
+        Error::LaunchFailed { .. } | Error::Unavailable(_) => {
+            Status::unavailable(error.to_string())
+        }
+        Error::Aborted(_) => Status::aborted(error.to_string()),
+        Error::OutOfRange(_) => Status::out_of_range(error.to_string()),
+        Error::Store(e) => {
+            tracing::error!(error = %e, "storage failure");
+            Status::internal("internal storage error; see the server log")
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! Launching and removing Chromium. Owns browser processes, their profile
+//! directories and browserd's own CDP connection to each; knows nothing of
+//! sessions, statuses or the database.
+
+mod cdp;
+pub mod process;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use cdp::CdpClient;
+pub use cdp::CdpError;
+use process::{Group, ProcessGroups};
+
+use crate::sessions::model::Viewport;
+
+/// How long browserd waits for its own CDP calls (version, targets).
+const CDP_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a killed browser's process group may take to be reaped.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// The flags every browser is launched with. Headless, no sandbox (browserd
+/// commonly runs as root in a container, where Chromium's sandbox cannot
+/// start), and nothing that phones home: these machines may have no route
+/// out, and a session should not pay for background traffic.
+const BASE_FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    // A hidden WebUI renderer per context that no client asked for (~115 MiB).
+    "--disable-features=WebUIOmniboxPopup,WebUIOmniboxAimPopup,PreloadTopChromeWebUI",
+    "--remote-debugging-address=127.0.0.1",
+    "--remote-debugging-port=0",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("cannot create the profile directory {dir}: {source}")]
+    ProfileDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start {chrome}: {source}")]
+    Spawn {
+        chrome: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the browser exited before opening DevTools; its last output: {0}")]
+    Exited(String),
+    #[error("the browser did not become ready within {0:?}")]
+    Timeout(Duration),
+    #[error(transparent)]
+    Cdp(#[from] CdpError),
+}
+
+/// Per-session launch options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchOptions {
+    pub viewport: Viewport,
+    pub user_agent: Option<String>,
+    pub proxy_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageInfo {
+    pub target_id: String,
+    pub url: String,
+    pub title: String,
+}
+
+#[derive(Clone)]
+pub struct Launcher {
+    chrome: PathBuf,
+    launch_timeout: Duration,
+    groups: ProcessGroups,
+    tracker: TaskTracker,
+}
+
+/// A running browser. Dropping it does not stop it: call [`Browser::destroy`].
+pub struct Browser {
+    group: Group,
+    cdp: CdpClient,
+    ws_url: String,
+    version: String,
+    user_data_dir: PathBuf,
+}
+
+/// Finds a browser: the configured path, else Debian's `/usr/bin/chromium`,
+/// else the usual names on PATH.
+pub fn find_chrome(configured: Option<&Path>) -> Option<PathBuf> {
+    if let Some(path) = configured {
+        return path.is_file().then(|| path.to_owned());
+    }
+    let fixed = Path::new("/usr/bin/chromium");
+    if fixed.is_file() {
+        return Some(fixed.to_owned());
+    }
+    let names = [
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "google-chrome-stable",
+        "chrome",
+    ];
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
+        .find(|candidate| candidate.is_file())
+}
+
+impl Launcher {
+    pub fn start(
+        chrome: PathBuf,
+        launch_timeout: Duration,
+        tracker: &TaskTracker,
+        stop: CancellationToken,
+    ) -> std::io::Result<Self> {
+        Ok(Self {
+            chrome,
+            launch_timeout,
+            groups: ProcessGroups::start(tracker, stop)?,
+            tracker: tracker.clone(),
+        })
+    }
+
+    /// Starts a browser with its profile in `user_data_dir` and waits until
+    /// it answers CDP. On failure nothing is left: no process, no directory.
+    pub async fn launch(
+        &self,
+        user_data_dir: &Path,
+        options: &LaunchOptions,
+    ) -> Result<Browser, LaunchError> {
+        std::fs::create_dir_all(user_data_dir).map_err(|source| LaunchError::ProfileDir {
+            dir: user_data_dir.to_owned(),
+            source,
+        })?;
+        let mut command = Command::new(&self.chrome);
+        // Chromium keeps crash-reporter state under $XDG_CONFIG_HOME, shared
+        // by every browser of the user unless moved. In the profile it is
+        // private to the session, deleted with it, and names the profile on
+        // the crash handlers' command lines, which is how teardown finds
+        // them after they leave the browser's process group.
+        command.env("XDG_CONFIG_HOME", user_data_dir);
+        command.args(BASE_FLAGS);
+        command.arg(format!("--user-data-dir={}", user_data_dir.display()));
+        command.arg(format!(
+            "--window-size={},{}",
+            options.viewport.width, options.viewport.height
+        ));
+        if let Some(agent) = &options.user_agent {
+            command.arg(format!("--user-agent={agent}"));
+        }
+        if let Some(proxy) = &options.proxy_url {
+            command.arg(format!("--proxy-server={proxy}"));
+        }
+        command.arg("about:blank");
+        let (group, stderr) = match self.groups.spawn(command) {
+            Ok(spawned) => spawned,
+            Err(source) => {
+                remove_profile(user_data_dir);
+                return Err(LaunchError::Spawn {
+                    chrome: self.chrome.clone(),
+                    source,
+                });
+            }
+        };
+        let devtools = read_devtools_url(stderr);
+        let ready = async {
+            let ws_url = devtools
+                .await
+                .map_err(|_| LaunchError::Exited(String::new()))??;
+            let cdp = CdpClient::connect(&ws_url, &self.tracker).await?;
+            let version = cdp
+                .call("Browser.getVersion", json!({}), CDP_CALL_TIMEOUT)
+                .await?;
+            let product = version["product"].as_str().unwrap_or("unknown").to_owned();
+            Ok::<_, LaunchError>((ws_url, cdp, product))
+        };
+        let outcome = match tokio::time::timeout(self.launch_timeout, ready).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(LaunchError::Timeout(self.launch_timeout)),
+        };
+        match outcome {
+            Ok((ws_url, cdp, version)) => Ok(Browser {
+                group,
+                cdp,
+                ws_url,
+                version,
+                user_data_dir: user_data_dir.to_owned(),
+            }),
+            Err(e) => {
+                group.kill(KILL_GRACE).await;
+                remove_profile(user_data_dir);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Reads the browser's stderr on a thread of its own until it closes: the
+/// DevTools URL is sent as soon as it is printed, and the rest is drained so
+/// the pipe never fills (Chromium logs dozens of lines per launch).
+fn read_devtools_url(
+    stderr: std::process::ChildStderr,
+) -> oneshot::Receiver<Result<String, LaunchError>> {
+    let (tx, rx) = oneshot::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        let mut tail: Vec<String> = Vec::new();
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(url) = line.strip_prefix("DevTools listening on ") {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(Ok(url.trim().to_owned()));
+                }
+            } else if tx.is_some() {
+                tail.push(line);
+                if tail.len() > 5 {
+                    tail.remove(0);
+                }
+            }
+        }
+        if let Some(tx) = tx {
+            let _ = tx.send(Err(LaunchError::Exited(tail.join(" | "))));
+        }
+    });
+    rx
+}
+
+impl Browser {
+    pub fn pid(&self) -> u32 {
+        self.group.pid
+    }
+
+    /// The browser's own DevTools WebSocket; never handed to clients.
+    pub fn ws_url(&self) -> &str {
+        &self.ws_url
+    }
+
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The open pages, without Chromium's internal WebUI targets.
+    pub async fn pages(&self) -> Result<Vec<PageInfo>, CdpError> {
+        let targets = self
+            .cdp
+            .call("Target.getTargets", json!({}), CDP_CALL_TIMEOUT)
+            .await?;
+        let infos = targets["targetInfos"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        Ok(infos
+            .iter()
+            .filter(|t| t["type"] == "page")
+            .map(|t| {
+                let text = |key: &str| t[key].as_str().unwrap_or_default().to_owned();
+                PageInfo {
+                    target_id: text("targetId"),
+                    url: text("url"),
+                    title: text("title"),
+                }
+            })
+            .filter(|p| !(p.url.starts_with("chrome://") && p.url.contains(".top-chrome")))
+            .collect())
+    }
+
+    /// Resolves when the browser is gone on its own: its process exited or
+    /// its CDP connection was lost. Says which.
+    pub async fn lost(&self) -> String {
+        tokio::select! {
+            status = self.group.leader_exited() => describe_exit(status),
+            () = self.cdp.closed() => "the browser's CDP connection was lost".to_owned(),
+        }
+    }
+
+    /// Kills the browser's whole process tree, including the crash handlers
+    /// outside its process group, waits until they are gone and deletes its
+    /// profile directory.
+    pub async fn destroy(&self) {
+        // Found before the kill: a zombie's command line is empty.
+        let mut helpers: BTreeSet<i32> = processes_mentioning(&self.user_data_dir)
+            .into_iter()
+            .collect();
+        if !self.group.kill(KILL_GRACE).await {
+            tracing::warn!(
+                pid = self.group.pid,
+                "browser process group outlived its kill grace"
+            );
+        }
+        let deadline = tokio::time::Instant::now() + KILL_GRACE;
+        loop {
+            helpers.extend(processes_mentioning(&self.user_data_dir));
+            helpers.retain(|&pid| process::exists(pid));
+            if helpers.is_empty() {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(?helpers, "browser helpers outlived their kill grace");
+                break;
+            }
+            kill_all(helpers.iter().copied());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        remove_profile(&self.user_data_dir);
+    }
+}
+
+fn describe_exit(status: i32) -> String {
+    if libc::WIFSIGNALED(status) {
+        format!(
+            "the browser process was killed by signal {}",
+            libc::WTERMSIG(status)
+        )
+    } else {
+        format!(
+            "the browser process exited with code {}",
+            libc::WEXITSTATUS(status)
+        )
+    }
+}
+
+fn remove_profile(dir: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a browser profile");
+    }
+}
+
+/// Removes what a dead browserd left of a browser: every process whose
+/// command line names `user_data_dir` (so an unrelated process that reused a
+/// recorded pid is never touched), then the directory.
+pub fn remove_leftover(user_data_dir: &Path) {
+    kill_all(processes_mentioning(user_data_dir));
+    remove_profile(user_data_dir);
+}
+
+fn kill_all(pids: impl IntoIterator<Item = i32>) {
+    for pid in pids {
+        // SAFETY: plain kill(2) of a process verified by its command line.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Running (non-zombie) processes with an argument that contains `dir`.
+/// Profile directories are named by session UUID, so a match is that
+/// session's browser or one of its helpers.
+pub fn processes_mentioning(dir: &Path) -> Vec<i32> {
+    let needle = dir.as_os_str().as_encoded_bytes();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+                cmdline
+                    .split(|b| *b == 0)
+                    .any(|arg| arg.windows(needle.len()).any(|w| w == needle))
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,118 @@
+//! Command line and `BROWSERD_*` environment, parsed and checked once at
+//! start. Every flag has an environment twin; flags win.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "browserd",
+    version,
+    about = "Self-hosted browser sessions over gRPC"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the session service.
+    Serve(Config),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// gRPC address; port 0 picks a free port (the bound address is logged).
+    #[arg(long, env = "BROWSERD_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// CDP relay address that connect_url points at.
+    #[arg(long, env = "BROWSERD_CDP_LISTEN", default_value = "127.0.0.1:50052")]
+    pub cdp_listen: SocketAddr,
+    /// Base of connect_url as clients must reach it (e.g. behind NAT or in
+    /// a container): `ws://host:port`. Default: the relay's bound address.
+    #[arg(long, env = "BROWSERD_CDP_PUBLIC_URL")]
+    pub cdp_public_url: Option<String>,
+    /// Where browser profiles and the default SQLite database live.
+    #[arg(long, env = "BROWSERD_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`. Default: SQLite in the data dir.
+    #[arg(long, env = "BROWSERD_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Chrome or Chromium binary. Default: /usr/bin/chromium, then
+    /// chromium, chromium-browser, google-chrome, chrome on PATH.
+    #[arg(long, env = "BROWSERD_CHROME_PATH")]
+    pub chrome_path: Option<PathBuf>,
+    /// Most sessions with a browser at once (each idle browser takes about
+    /// 150-400 MiB).
+    #[arg(long, env = "BROWSERD_MAX_SESSIONS", default_value_t = 16)]
+    pub max_sessions: usize,
+    /// Session timeout when CreateSession gives none.
+    #[arg(long, env = "BROWSERD_DEFAULT_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub default_timeout: Duration,
+    /// Longest timeout a session may have or be extended to.
+    #[arg(long, env = "BROWSERD_MAX_TIMEOUT", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub max_timeout: Duration,
+    /// How long a browser may take to answer CDP before its session fails.
+    #[arg(long, env = "BROWSERD_LAUNCH_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub launch_timeout: Duration,
+    /// This node's name on the sessions it owns. Default: the host name.
+    #[arg(long, env = "BROWSERD_NODE_ID")]
+    pub node_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--max-sessions must be at least 1")]
+    NoSessions,
+    #[error("--default-timeout ({default}) must be positive and at most --max-timeout ({max})")]
+    DefaultTimeout { default: String, max: String },
+    #[error("--launch-timeout must be positive")]
+    LaunchTimeout,
+}
+
+impl Config {
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.max_sessions == 0 {
+            return Err(ConfigError::NoSessions);
+        }
+        if self.default_timeout.is_zero() || self.default_timeout > self.max_timeout {
+            return Err(ConfigError::DefaultTimeout {
+                default: humantime::format_duration(self.default_timeout).to_string(),
+                max: humantime::format_duration(self.max_timeout).to_string(),
+            });
+        }
+        if self.launch_timeout.is_zero() {
+            return Err(ConfigError::LaunchTimeout);
+        }
+        Ok(())
+    }
+
+    /// The configured database, or SQLite at `<data dir>/browserd.db`.
+    pub fn database_url(&self, data_dir: &std::path::Path) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.join("browserd.db").display()
+            )
+        })
+    }
+
+    pub fn node_id(&self) -> String {
+        self.node_id.clone().unwrap_or_else(hostname)
+    }
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..end]) {
+        Ok(name) if rc == 0 && !name.is_empty() => name.to_owned(),
+        _ => "local".to_owned(),
+    }
+}

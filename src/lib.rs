@@ -1,0 +1,214 @@
+//! browserd: self-hosted browser sessions over gRPC.
+//!
+//! # Layout
+//! Data flows from the top of this list to the bottom.
+//! - [`config`]: flags and `BROWSERD_*` environment, checked once.
+//! - [`api`]: the tonic `SessionService`: protos in, domain types out,
+//!   errors to gRPC status codes. No business logic.
+//! - [`cdp_proxy`]: the WebSocket relay behind every `connect_url`.
+//! - [`sessions`]: the lifecycle engine, the only writer of session status:
+//!   state machine, limits, hard timeouts, browser supervision, shutdown and
+//!   restart reconciliation.
+//! - [`events`]: live fan-out of committed events and WatchSessions replay.
+//! - [`store`]: SeaORM persistence (SQLite or PostgreSQL); migrations live in
+//!   the `migrations` crate.
+//! - [`browser`]: Chromium processes, profiles and browserd's own CDP link.
+//! - [`telemetry`]: tracing and OpenTelemetry export.
+//!
+//! [`run`] wires them together over listeners the caller has bound, and
+//! runs until the `shutdown` future resolves.
+
+pub mod api;
+pub mod browser;
+pub mod cdp_proxy;
+pub mod config;
+pub mod events;
+pub mod sessions;
+pub mod store;
+pub mod telemetry;
+
+/// Generated protobuf and gRPC code for `browserd.v1`.
+pub mod pb {
+    tonic::include_proto!("browserd.v1");
+
+    /// Encoded descriptors of `proto/`, served by gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/browserd_descriptor.bin"));
+}
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use api::SessionServiceHandler;
+use config::Config;
+use sessions::{Engine, EngineConfig};
+
+/// How long background tasks get to finish once every session has ended.
+const TASK_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(
+        "no Chrome or Chromium found: install one (Debian/Ubuntu: `apt-get install -y chromium`) or pass --chrome-path"
+    )]
+    NoBrowser,
+    #[error("the configured --chrome-path {0} is not a file")]
+    BadChromePath(std::path::PathBuf),
+    #[error("cannot prepare the data directory {dir}: {source}")]
+    DataDir {
+        dir: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the database: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("cannot reconcile sessions left by a previous run: {0}")]
+    Reconcile(#[from] sessions::Error),
+    #[error("cannot start process supervision: {0}")]
+    Supervision(std::io::Error),
+    #[error("cannot build gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// Runs browserd on already-bound listeners until `shutdown` resolves, then
+/// stops accepting, ends watch streams, releases every session
+/// (END_REASON_SHUTDOWN) and returns once no browser is left.
+pub async fn run(
+    config: Config,
+    grpc: TcpListener,
+    cdp: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    config.check()?;
+    let chrome = match &config.chrome_path {
+        Some(path) => browser::find_chrome(Some(path))
+            .ok_or_else(|| StartError::BadChromePath(path.clone()))?,
+        None => browser::find_chrome(None).ok_or(StartError::NoBrowser)?,
+    };
+    let data_dir = std::path::absolute(&config.data_dir).map_err(|source| StartError::DataDir {
+        dir: config.data_dir.clone(),
+        source,
+    })?;
+    let profiles_dir = data_dir.join("profiles");
+    std::fs::create_dir_all(&profiles_dir).map_err(|source| StartError::DataDir {
+        dir: profiles_dir.clone(),
+        source,
+    })?;
+    let store = store::Store::connect(&config.database_url(&data_dir)).await?;
+
+    let tracker = TaskTracker::new();
+    let stopping = CancellationToken::new();
+    // The reaper outlives `stopping`: it must reap the browsers that the
+    // shutdown itself kills.
+    let reaper_stop = CancellationToken::new();
+    let launcher = browser::Launcher::start(
+        chrome.clone(),
+        config.launch_timeout,
+        &tracker,
+        reaper_stop.clone(),
+    )
+    .map_err(StartError::Supervision)?;
+    let cdp_addr = cdp.local_addr().map_err(|source| StartError::DataDir {
+        dir: data_dir.clone(),
+        source,
+    })?;
+    let engine = Engine::new(
+        EngineConfig {
+            node_id: config.node_id(),
+            profiles_dir,
+            cdp_base_url: config
+                .cdp_public_url
+                .clone()
+                .map(|url| url.trim_end_matches('/').to_owned())
+                .unwrap_or_else(|| format!("ws://{cdp_addr}")),
+            default_timeout: config.default_timeout,
+            max_timeout: config.max_timeout,
+            max_sessions: config.max_sessions,
+        },
+        store,
+        launcher,
+        tracker.clone(),
+        stopping.clone(),
+    );
+    let reconciled = engine.reconcile().await?;
+    if reconciled > 0 {
+        tracing::warn!(
+            sessions = reconciled,
+            "ended sessions a previous run left unfinished"
+        );
+    }
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<pb::session_service_server::SessionServiceServer<SessionServiceHandler>>()
+        .await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let grpc_addr = grpc.local_addr().map_err(|source| StartError::DataDir {
+        dir: data_dir.clone(),
+        source,
+    })?;
+    let server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
+        .add_service(SessionServiceHandler::new(engine.clone()).into_server())
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
+            stopping.clone().cancelled_owned(),
+        );
+    tracker.spawn(cdp_proxy::serve(
+        cdp,
+        engine.clone(),
+        stopping.clone(),
+        tracker.clone(),
+    ));
+    tracing::info!(
+        grpc = %grpc_addr,
+        cdp = %cdp_addr,
+        chrome = %chrome.display(),
+        data_dir = %data_dir.display(),
+        "browserd listening"
+    );
+
+    let mut server = tokio::spawn(server);
+    let ended_early = tokio::select! {
+        served = &mut server => Some(served),
+        () = shutdown => {
+            tracing::info!("shutting down: releasing every session");
+            None
+        }
+    };
+    health
+        .set_not_serving::<pb::session_service_server::SessionServiceServer<SessionServiceHandler>>(
+        )
+        .await;
+    engine.shutdown().await;
+    reaper_stop.cancel();
+    tracker.close();
+    if tokio::time::timeout(TASK_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("background tasks still running after the shutdown grace");
+    }
+    // `engine.shutdown` cancelled `stopping`, so the server is draining.
+    let served = match ended_early {
+        Some(served) => served,
+        None => server.await,
+    };
+    match served {
+        Ok(outcome) => Ok(outcome?),
+        Err(panicked) => std::panic::resume_unwind(panicked.into_panic()),
+    }
+}

@@ -1,0 +1,287 @@
+//! Domain types of the session lifecycle. Parsed and validated once at the
+//! API boundary; everything below works with these, never with protos or
+//! database rows.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use uuid::Uuid;
+
+/// A session's id: a UUID, parsed once at the boundary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(Uuid);
+
+impl SessionId {
+    pub fn new() -> Self {
+        Self(Uuid::new_v4())
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Uuid::parse_str(s).ok().map(Self)
+    }
+}
+
+impl Default for SessionId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SessionStatus {
+    Pending,
+    Live,
+    Released,
+    Failed,
+}
+
+impl SessionStatus {
+    pub const ALL: [SessionStatus; 4] = [Self::Pending, Self::Live, Self::Released, Self::Failed];
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Released | Self::Failed)
+    }
+
+    /// The lifecycle graph: PENDING -> LIVE -> RELEASED, and FAILED or
+    /// RELEASED from either PENDING or LIVE. Terminal states are final.
+    pub fn can_become(self, to: SessionStatus) -> bool {
+        use SessionStatus::*;
+        matches!(
+            (self, to),
+            (Pending, Live) | (Pending | Live, Released | Failed)
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Live => "LIVE",
+            Self::Released => "RELEASED",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EndReason {
+    Requested,
+    ReleaseAll,
+    Timeout,
+    Inactivity,
+    Disconnected,
+    Shutdown,
+    LaunchFailed,
+    BrowserCrashed,
+    NodeLost,
+}
+
+impl EndReason {
+    pub const ALL: [EndReason; 9] = [
+        Self::Requested,
+        Self::ReleaseAll,
+        Self::Timeout,
+        Self::Inactivity,
+        Self::Disconnected,
+        Self::Shutdown,
+        Self::LaunchFailed,
+        Self::BrowserCrashed,
+        Self::NodeLost,
+    ];
+
+    /// The terminal status a session ends in for this reason: the normal
+    /// ends are RELEASED, the broken ones FAILED.
+    pub fn terminal_status(self) -> SessionStatus {
+        match self {
+            Self::Requested
+            | Self::ReleaseAll
+            | Self::Timeout
+            | Self::Inactivity
+            | Self::Disconnected
+            | Self::Shutdown => SessionStatus::Released,
+            Self::LaunchFailed | Self::BrowserCrashed | Self::NodeLost => SessionStatus::Failed,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requested => "REQUESTED",
+            Self::ReleaseAll => "RELEASE_ALL",
+            Self::Timeout => "TIMEOUT",
+            Self::Inactivity => "INACTIVITY",
+            Self::Disconnected => "DISCONNECTED",
+            Self::Shutdown => "SHUTDOWN",
+            Self::LaunchFailed => "LAUNCH_FAILED",
+            Self::BrowserCrashed => "BROWSER_CRASHED",
+            Self::NodeLost => "NODE_LOST",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Viewport {
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Viewport {
+    pub const DEFAULT: Viewport = Viewport {
+        width: 1280,
+        height: 720,
+    };
+    /// 8K: anything larger is a typo, and costs the browser real memory.
+    pub const MAX: Viewport = Viewport {
+        width: 7680,
+        height: 4320,
+    };
+}
+
+pub type Metadata = BTreeMap<String, String>;
+
+/// Limits on caller-supplied metadata, so a label map can't grow a row or an
+/// event without bound. Documented in the proto and README.
+pub const METADATA_MAX_ENTRIES: usize = 16;
+pub const METADATA_MAX_KEY_BYTES: usize = 64;
+pub const METADATA_MAX_VALUE_BYTES: usize = 256;
+
+/// What a caller asked for, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateParams {
+    pub timeout: Duration,
+    pub inactivity_timeout: Option<Duration>,
+    pub keep_alive: bool,
+    pub metadata: Metadata,
+    pub viewport: Viewport,
+    pub user_agent: Option<String>,
+    pub proxy_url: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: SessionId,
+    pub status: SessionStatus,
+    pub end_reason: Option<EndReason>,
+    pub error: Option<String>,
+    pub created_at: SystemTime,
+    pub started_at: Option<SystemTime>,
+    pub ended_at: Option<SystemTime>,
+    pub timeout: Duration,
+    pub inactivity_timeout: Option<Duration>,
+    pub keep_alive: bool,
+    pub metadata: Metadata,
+    pub viewport: Viewport,
+    pub user_agent: Option<String>,
+    pub proxy_url: Option<String>,
+    pub connect_url: Option<String>,
+    pub browser_version: Option<String>,
+}
+
+impl Session {
+    pub fn expires_at(&self) -> SystemTime {
+        self.created_at + self.timeout
+    }
+
+    /// Browser time: from LIVE to the end, or to `now` while still running.
+    pub fn usage(&self, now: SystemTime) -> Duration {
+        match self.started_at {
+            None => Duration::ZERO,
+            Some(start) => self
+                .ended_at
+                .unwrap_or(now)
+                .duration_since(start)
+                .unwrap_or_default(),
+        }
+    }
+
+    pub fn matches_metadata(&self, filter: &Metadata) -> bool {
+        filter
+            .iter()
+            .all(|(k, v)| self.metadata.get(k).is_some_and(|mine| mine == v))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEvent {
+    pub sequence: u64,
+    pub occurred_at: SystemTime,
+    pub from_status: Option<SessionStatus>,
+    pub to_status: SessionStatus,
+    pub end_reason: Option<EndReason>,
+    /// The session right after the transition.
+    pub session: Session,
+}
+
+/// Which sessions a List or ReleaseAll call is about.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionFilter {
+    /// Empty: any status.
+    pub statuses: Vec<SessionStatus>,
+    pub metadata: Metadata,
+}
+
+/// Which events a WatchSessions stream delivers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Empty: every session.
+    pub session_ids: Vec<SessionId>,
+    /// Matched against `to_status`; empty: any.
+    pub statuses: Vec<SessionStatus>,
+    pub metadata: Metadata,
+}
+
+impl EventFilter {
+    pub fn matches(&self, event: &SessionEvent) -> bool {
+        (self.session_ids.is_empty() || self.session_ids.contains(&event.session.id))
+            && (self.statuses.is_empty() || self.statuses.contains(&event.to_status))
+            && event.session.matches_metadata(&self.metadata)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_states_are_final_and_only_pending_goes_live() {
+        for from in SessionStatus::ALL {
+            for to in SessionStatus::ALL {
+                let allowed = from.can_become(to);
+                if from.is_terminal() {
+                    assert!(!allowed, "{from:?} -> {to:?} must be refused");
+                }
+                if to == SessionStatus::Live {
+                    assert_eq!(allowed, from == SessionStatus::Pending);
+                }
+                if to == SessionStatus::Pending {
+                    assert!(!allowed, "nothing goes back to PENDING");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_end_reason_ends_in_a_terminal_status_and_round_trips() {
+        for reason in EndReason::ALL {
+            assert!(reason.terminal_status().is_terminal());
+            assert_eq!(EndReason::parse(reason.as_str()), Some(reason));
+        }
+        for status in SessionStatus::ALL {
+            assert_eq!(SessionStatus::parse(status.as_str()), Some(status));
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Bounds on what callers may ask for. Each check names the request field,
+//! so a client learns which value to fix.
+
+use std::time::Duration;
+
+use super::error::{Error, Result};
+use super::model::{
+    METADATA_MAX_ENTRIES, METADATA_MAX_KEY_BYTES, METADATA_MAX_VALUE_BYTES, Metadata, Viewport,
+};
+
+pub const USER_AGENT_MAX_BYTES: usize = 512;
+pub const PROXY_URL_MAX_BYTES: usize = 2048;
+pub const IDEMPOTENCY_KEY_MAX_BYTES: usize = 128;
+
+pub fn timeout(field: &str, value: Duration, max: Duration) -> Result<Duration> {
+    if value.is_zero() {
+        return Err(Error::invalid(field, "must be positive"));
+    }
+    if value > max {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "{} is above the server maximum of {}",
+                humantime::format_duration(value),
+                humantime::format_duration(max)
+            ),
+        ));
+    }
+    Ok(value)
+}
+
+pub fn metadata(field: &str, metadata: &Metadata) -> Result<()> {
+    if metadata.len() > METADATA_MAX_ENTRIES {
+        return Err(Error::invalid(
+            field,
+            format!("at most {METADATA_MAX_ENTRIES} entries"),
+        ));
+    }
+    for (key, value) in metadata {
+        if key.is_empty() || key.len() > METADATA_MAX_KEY_BYTES {
+            return Err(Error::invalid(
+                field,
+                format!("keys must be 1 to {METADATA_MAX_KEY_BYTES} bytes"),
+            ));
+        }
+        if value.len() > METADATA_MAX_VALUE_BYTES {
+            return Err(Error::invalid(
+                format!("{field}[{key}]"),
+                format!("values must be at most {METADATA_MAX_VALUE_BYTES} bytes"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn viewport(viewport: Viewport) -> Result<Viewport> {
+    let max = Viewport::MAX;
+    if !(1..=max.width).contains(&viewport.width) {
+        return Err(Error::invalid(
+            "viewport.width",
+            format!("must be 1 to {}", max.width),
+        ));
+    }
+    if !(1..=max.height).contains(&viewport.height) {
+        return Err(Error::invalid(
+            "viewport.height",
+            format!("must be 1 to {}", max.height),
+        ));
+    }
+    Ok(viewport)
+}
+
+/// Optional free text: empty means unset. Control characters are refused:
+/// the value becomes a browser command-line flag.
+pub fn text(field: &str, value: String, max_bytes: usize) -> Result<Option<String>> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    if value.len() > max_bytes {
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {max_bytes} bytes"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::invalid(field, "must not contain control characters"));
+    }
+    Ok(Some(value))
+}
+
+pub fn proxy_url(value: String) -> Result<Option<String>> {
+    let Some(url) = text("proxy_url", value, PROXY_URL_MAX_BYTES)? else {
+        return Ok(None);
+    };
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| Error::invalid("proxy_url", "must look like scheme://host:port"))?;
+    if !["http", "https", "socks4", "socks5"].contains(&scheme) {
+        return Err(Error::invalid(
+            "proxy_url",
+            "scheme must be http, https, socks4 or socks5",
+        ));
+    }
+    let authority = rest.trim_end_matches('/');
+    let port_ok = authority
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if !port_ok || authority.contains(['/', ' ', ',', ';']) {
+        return Err(Error::invalid(
+            "proxy_url",
+            "must look like scheme://host:port",
+        ));
+    }
+    Ok(Some(url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_urls_need_a_known_scheme_a_host_and_a_port() {
+        assert!(proxy_url("http://127.0.0.1:3128".into()).unwrap().is_some());
+        assert!(
+            proxy_url("socks5://proxy.internal:1080/".into())
+                .unwrap()
+                .is_some()
+        );
+        assert!(proxy_url(String::new()).unwrap().is_none());
+        for bad in [
+            "ftp://h:1",
+            "http://h",
+            "http://:80",
+            "h:80",
+            "http://h:0",
+            "http://h:80/x",
+        ] {
+            assert!(proxy_url(bad.into()).is_err(), "{bad} must be refused");
+        }
+    }
+
+    #[test]
+    fn timeouts_must_be_positive_and_at_most_the_maximum() {
+        let max = Duration::from_secs(60);
+        assert!(timeout("timeout", Duration::ZERO, max).is_err());
+        assert!(timeout("timeout", Duration::from_secs(61), max).is_err());
+        assert_eq!(timeout("timeout", max, max).unwrap(), max);
+    }
+}

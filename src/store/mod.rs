@@ -1,0 +1,470 @@
+//! Persistence: SeaORM over SQLite or PostgreSQL, the only module that
+//! speaks SQL. It stores what the engine decided and never decides itself:
+//! a status change is a compare-and-set on the current status, written in
+//! one transaction with its event, so two racing writers cannot both win.
+
+mod entities;
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use migrations::{Migrator, MigratorTrait};
+use sea_orm::sea_query::Query;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectOptions, Database, DatabaseConnection, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr, TransactionTrait,
+};
+
+use crate::sessions::model::{
+    EndReason, Metadata, Session, SessionEvent, SessionFilter, SessionId, SessionStatus, Viewport,
+};
+use entities::{session_events, session_metadata, sessions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+    #[error("unreadable row for session {id}: {what}")]
+    Corrupt { id: String, what: String },
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// A state change the engine has decided on.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Live {
+        started_at: SystemTime,
+        connect_url: String,
+        browser_version: String,
+        browser_pid: u32,
+    },
+    End {
+        reason: EndReason,
+        error: Option<String>,
+        at: SystemTime,
+    },
+}
+
+impl Change {
+    fn to_status(&self) -> SessionStatus {
+        match self {
+            Self::Live { .. } => SessionStatus::Live,
+            Self::End { reason, .. } => reason.terminal_status(),
+        }
+    }
+}
+
+pub enum Inserted {
+    Created(SessionEvent),
+    /// The idempotency key was already taken by this session.
+    Duplicate(Session),
+}
+
+/// Where a ListSessions page ends; the next page starts strictly after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: SystemTime,
+    pub id: SessionId,
+}
+
+/// A session a previous process left unfinished, with what is needed to
+/// find and remove its browser.
+#[derive(Debug, Clone)]
+pub struct Unfinished {
+    pub id: SessionId,
+    pub browser_pid: Option<u32>,
+    pub user_data_dir: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl Store {
+    /// Connects and applies pending migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let mut opts = ConnectOptions::new(url.to_owned());
+        opts.sqlx_logging(false);
+        if url.starts_with("sqlite:") {
+            // WAL lets readers run beside the single writer; the busy timeout
+            // makes a second writer wait instead of failing.
+            opts.max_connections(8).map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+            });
+        } else {
+            opts.max_connections(16);
+        }
+        let db = Database::connect(opts).await?;
+        Migrator::up(&db, None).await?;
+        Ok(Self { db })
+    }
+
+    /// Inserts a new PENDING session and its creation event, or returns the
+    /// session that already holds the idempotency key.
+    pub async fn insert(
+        &self,
+        session: &Session,
+        idempotency_key: Option<&str>,
+        node_id: &str,
+        user_data_dir: &Path,
+    ) -> Result<Inserted> {
+        let row = sessions::Model {
+            id: session.id.to_string(),
+            status: session.status.as_str().to_owned(),
+            end_reason: None,
+            error: None,
+            created_at: millis(session.created_at),
+            started_at: None,
+            ended_at: None,
+            expires_at: millis(session.expires_at()),
+            timeout_ms: duration_ms(session.timeout),
+            inactivity_timeout_ms: session.inactivity_timeout.map(duration_ms),
+            keep_alive: session.keep_alive,
+            metadata: serde_json::to_string(&session.metadata).expect("a string map serialises"),
+            viewport_width: session.viewport.width as i32,
+            viewport_height: session.viewport.height as i32,
+            user_agent: session.user_agent.clone(),
+            proxy_url: session.proxy_url.clone(),
+            idempotency_key: idempotency_key.map(str::to_owned),
+            connect_url: None,
+            browser_version: None,
+            node_id: node_id.to_owned(),
+            browser_pid: None,
+            user_data_dir: Some(user_data_dir.to_string_lossy().into_owned()),
+        };
+        let txn = self.db.begin().await?;
+        let inserted = sessions::ActiveModel::from(row.clone()).insert(&txn).await;
+        match inserted {
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                txn.rollback().await?;
+                let key = idempotency_key.unwrap_or_default();
+                return match self.get_by_idempotency_key(key).await? {
+                    Some(existing) => Ok(Inserted::Duplicate(existing)),
+                    None => Err(e.into()),
+                };
+            }
+            other => other?,
+        };
+        if !session.metadata.is_empty() {
+            session_metadata::Entity::insert_many(session.metadata.iter().map(|(k, v)| {
+                session_metadata::ActiveModel {
+                    session_id: Set(row.id.clone()),
+                    key: Set(k.clone()),
+                    value: Set(v.clone()),
+                }
+            }))
+            .exec(&txn)
+            .await?;
+        }
+        let event = insert_event(&txn, None, &row, session.created_at).await?;
+        txn.commit().await?;
+        Ok(Inserted::Created(event))
+    }
+
+    /// Applies `change` if the session is in a status it may change from,
+    /// and records its event in the same transaction. `None`: the session
+    /// does not exist or is already past that point; nothing was written.
+    pub async fn transition(&self, id: SessionId, change: Change) -> Result<Option<SessionEvent>> {
+        let to = change.to_status();
+        let txn = self.db.begin().await?;
+        let Some(current) = sessions::Entity::find_by_id(id.to_string())
+            .one(&txn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let from = parse_status(&current)?;
+        if !from.can_become(to) {
+            return Ok(None);
+        }
+        let mut update = sessions::ActiveModel {
+            status: Set(to.as_str().to_owned()),
+            ..Default::default()
+        };
+        let occurred_at = match &change {
+            Change::Live {
+                started_at,
+                connect_url,
+                browser_version,
+                browser_pid,
+            } => {
+                update.started_at = Set(Some(millis(*started_at)));
+                update.connect_url = Set(Some(connect_url.clone()));
+                update.browser_version = Set(Some(browser_version.clone()));
+                update.browser_pid = Set(Some(*browser_pid as i32));
+                *started_at
+            }
+            Change::End { reason, error, at } => {
+                update.end_reason = Set(Some(reason.as_str().to_owned()));
+                update.error = Set(error.clone());
+                update.ended_at = Set(Some(millis(*at)));
+                update.connect_url = Set(None);
+                *at
+            }
+        };
+        // The status we read is part of the condition: under PostgreSQL's
+        // read-committed isolation a concurrent writer may have moved it.
+        let updated = sessions::Entity::update_many()
+            .set(update)
+            .filter(sessions::Column::Id.eq(id.to_string()))
+            .filter(sessions::Column::Status.eq(from.as_str()))
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected != 1 {
+            return Ok(None);
+        }
+        let row = sessions::Entity::find_by_id(id.to_string())
+            .one(&txn)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt {
+                id: id.to_string(),
+                what: "row vanished inside its transaction".into(),
+            })?;
+        let event = insert_event(&txn, Some(from), &row, occurred_at).await?;
+        txn.commit().await?;
+        Ok(Some(event))
+    }
+
+    pub async fn get(&self, id: SessionId) -> Result<Option<Session>> {
+        sessions::Entity::find_by_id(id.to_string())
+            .one(&self.db)
+            .await?
+            .as_ref()
+            .map(to_session)
+            .transpose()
+    }
+
+    async fn get_by_idempotency_key(&self, key: &str) -> Result<Option<Session>> {
+        sessions::Entity::find()
+            .filter(sessions::Column::IdempotencyKey.eq(key))
+            .one(&self.db)
+            .await?
+            .as_ref()
+            .map(to_session)
+            .transpose()
+    }
+
+    /// Sessions matching `filter`, newest first, strictly after `after`.
+    pub async fn list(
+        &self,
+        filter: &SessionFilter,
+        limit: u64,
+        after: Option<Cursor>,
+    ) -> Result<Vec<Session>> {
+        let mut query = sessions::Entity::find();
+        if !filter.statuses.is_empty() {
+            query = query
+                .filter(sessions::Column::Status.is_in(filter.statuses.iter().map(|s| s.as_str())));
+        }
+        for (key, value) in &filter.metadata {
+            query = query.filter(
+                sessions::Column::Id.in_subquery(
+                    Query::select()
+                        .column(session_metadata::Column::SessionId)
+                        .from(session_metadata::Entity)
+                        .and_where(session_metadata::Column::Key.eq(key.as_str()))
+                        .and_where(session_metadata::Column::Value.eq(value.as_str()))
+                        .to_owned(),
+                ),
+            );
+        }
+        if let Some(cursor) = after {
+            let created = millis(cursor.created_at);
+            query = query.filter(
+                Condition::any()
+                    .add(sessions::Column::CreatedAt.lt(created))
+                    .add(
+                        Condition::all()
+                            .add(sessions::Column::CreatedAt.eq(created))
+                            .add(sessions::Column::Id.lt(cursor.id.to_string())),
+                    ),
+            );
+        }
+        query
+            .order_by_desc(sessions::Column::CreatedAt)
+            .order_by_desc(sessions::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?
+            .iter()
+            .map(to_session)
+            .collect()
+    }
+
+    /// Sets a new hard timeout on a session that has not ended. `None`: it
+    /// does not exist or has ended.
+    pub async fn set_timeout(&self, id: SessionId, timeout: Duration) -> Result<Option<Session>> {
+        let Some(current) = self.get(id).await? else {
+            return Ok(None);
+        };
+        let update = sessions::ActiveModel {
+            timeout_ms: Set(duration_ms(timeout)),
+            expires_at: Set(millis(current.created_at + timeout)),
+            ..Default::default()
+        };
+        let updated = sessions::Entity::update_many()
+            .set(update)
+            .filter(sessions::Column::Id.eq(id.to_string()))
+            .filter(sessions::Column::Status.is_in([
+                SessionStatus::Pending.as_str(),
+                SessionStatus::Live.as_str(),
+            ]))
+            .exec(&self.db)
+            .await?;
+        if updated.rows_affected != 1 {
+            return Ok(None);
+        }
+        self.get(id).await
+    }
+
+    /// Up to `limit` events with a sequence above `after`, in order.
+    pub async fn events_after(&self, after: u64, limit: u64) -> Result<Vec<SessionEvent>> {
+        session_events::Entity::find()
+            .filter(session_events::Column::Sequence.gt(after as i64))
+            .order_by_asc(session_events::Column::Sequence)
+            .limit(limit)
+            .all(&self.db)
+            .await?
+            .iter()
+            .map(to_event)
+            .collect()
+    }
+
+    /// The oldest sequence still stored; `None` when the log is empty.
+    pub async fn oldest_sequence(&self) -> Result<Option<u64>> {
+        let oldest = session_events::Entity::find()
+            .order_by_asc(session_events::Column::Sequence)
+            .one(&self.db)
+            .await?;
+        Ok(oldest.map(|e| e.sequence as u64))
+    }
+
+    /// Sessions owned by `node_id` that never reached a terminal status.
+    pub async fn unfinished(&self, node_id: &str) -> Result<Vec<Unfinished>> {
+        let rows = sessions::Entity::find()
+            .filter(sessions::Column::NodeId.eq(node_id))
+            .filter(sessions::Column::Status.is_in([
+                SessionStatus::Pending.as_str(),
+                SessionStatus::Live.as_str(),
+            ]))
+            .all(&self.db)
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(Unfinished {
+                    id: parse_id(&row.id)?,
+                    browser_pid: row.browser_pid.map(|p| p as u32),
+                    user_data_dir: row.user_data_dir,
+                })
+            })
+            .collect()
+    }
+}
+
+async fn insert_event(
+    txn: &sea_orm::DatabaseTransaction,
+    from: Option<SessionStatus>,
+    row: &sessions::Model,
+    occurred_at: SystemTime,
+) -> Result<SessionEvent> {
+    let event = session_events::ActiveModel {
+        session_id: Set(row.id.clone()),
+        occurred_at: Set(millis(occurred_at)),
+        from_status: Set(from.map(|s| s.as_str().to_owned())),
+        to_status: Set(row.status.clone()),
+        end_reason: Set(row.end_reason.clone()),
+        snapshot: Set(serde_json::to_string(row).expect("a row serialises")),
+        ..Default::default()
+    }
+    .insert(txn)
+    .await?;
+    to_event(&event)
+}
+
+fn to_event(row: &session_events::Model) -> Result<SessionEvent> {
+    let corrupt = |what: &str| StoreError::Corrupt {
+        id: row.session_id.clone(),
+        what: what.to_owned(),
+    };
+    let snapshot: sessions::Model =
+        serde_json::from_str(&row.snapshot).map_err(|e| corrupt(&format!("snapshot: {e}")))?;
+    let session = to_session(&snapshot)?;
+    Ok(SessionEvent {
+        sequence: row.sequence as u64,
+        occurred_at: from_millis(row.occurred_at),
+        from_status: match &row.from_status {
+            None => None,
+            Some(s) => Some(SessionStatus::parse(s).ok_or_else(|| corrupt("from_status"))?),
+        },
+        to_status: session.status,
+        end_reason: session.end_reason,
+        session,
+    })
+}
+
+fn parse_id(id: &str) -> Result<SessionId> {
+    SessionId::parse(id).ok_or_else(|| StoreError::Corrupt {
+        id: id.to_owned(),
+        what: "id is not a UUID".into(),
+    })
+}
+
+fn parse_status(row: &sessions::Model) -> Result<SessionStatus> {
+    SessionStatus::parse(&row.status).ok_or_else(|| StoreError::Corrupt {
+        id: row.id.clone(),
+        what: format!("status {:?}", row.status),
+    })
+}
+
+fn to_session(row: &sessions::Model) -> Result<Session> {
+    let corrupt = |what: String| StoreError::Corrupt {
+        id: row.id.clone(),
+        what,
+    };
+    let end_reason = match &row.end_reason {
+        None => None,
+        Some(r) => Some(EndReason::parse(r).ok_or_else(|| corrupt(format!("end_reason {r:?}")))?),
+    };
+    let metadata: Metadata =
+        serde_json::from_str(&row.metadata).map_err(|e| corrupt(format!("metadata: {e}")))?;
+    Ok(Session {
+        id: parse_id(&row.id)?,
+        status: parse_status(row)?,
+        end_reason,
+        error: row.error.clone(),
+        created_at: from_millis(row.created_at),
+        started_at: row.started_at.map(from_millis),
+        ended_at: row.ended_at.map(from_millis),
+        timeout: Duration::from_millis(row.timeout_ms.max(0) as u64),
+        inactivity_timeout: row
+            .inactivity_timeout_ms
+            .map(|ms| Duration::from_millis(ms.max(0) as u64)),
+        keep_alive: row.keep_alive,
+        metadata,
+        viewport: Viewport {
+            width: row.viewport_width as u32,
+            height: row.viewport_height as u32,
+        },
+        user_agent: row.user_agent.clone(),
+        proxy_url: row.proxy_url.clone(),
+        connect_url: row.connect_url.clone(),
+        browser_version: row.browser_version.clone(),
+    })
+}
+
+fn millis(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
+}
+
+fn from_millis(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}

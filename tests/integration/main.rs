@@ -1,0 +1,9 @@
+//! browserd's integration suite: a real server on ephemeral ports, real
+//! Chromium, and each test on both SQLite and PostgreSQL
+//! (`TEST_DATABASE_URL`, default postgres://postgres@127.0.0.1:5432/test).
+
+mod binary;
+mod errors;
+mod events;
+mod sessions;
+mod support;
