@@ -24,6 +24,8 @@ use crate::sessions::model::Viewport;
 
 /// How long browserd waits for its own CDP calls (version, targets).
 const CDP_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long to wait for a browser's exit once its CDP socket has closed.
+const EXIT_AFTER_CLOSE: Duration = Duration::from_millis(500);
 /// How long a killed browser's process group may take to be reaped.
 const KILL_GRACE: Duration = Duration::from_secs(5);
 
@@ -285,7 +287,14 @@ impl Browser {
     pub async fn lost(&self) -> String {
         tokio::select! {
             status = self.group.leader_exited() => describe_exit(status),
-            () = self.cdp.closed() => "the browser's CDP connection was lost".to_owned(),
+            () = self.cdp.closed() => {
+                // The socket usually closes a moment before the exit is
+                // reaped, and the exit status says more.
+                match tokio::time::timeout(EXIT_AFTER_CLOSE, self.group.leader_exited()).await {
+                    Ok(status) => describe_exit(status),
+                    Err(_) => "the browser's CDP connection was lost".to_owned(),
+                }
+            }
         }
     }
 
