@@ -59,6 +59,10 @@ pub struct Config {
     /// How long a browser may take to answer CDP before its session fails.
     #[arg(long, env = "BROWSERD_LAUNCH_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub launch_timeout: Duration,
+    /// A session no CDP client has connected to within this time is
+    /// released (END_REASON_INACTIVITY), as Browserbase does. 0 disables.
+    #[arg(long, env = "BROWSERD_CONNECT_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Duration,
     /// This node's name on the sessions it owns. Default: the host name.
     #[arg(long, env = "BROWSERD_NODE_ID")]
     pub node_id: Option<String>,

@@ -131,6 +131,7 @@ pub async fn run(
             default_timeout: config.default_timeout,
             max_timeout: config.max_timeout,
             max_sessions: config.max_sessions,
+            connect_timeout: Some(config.connect_timeout).filter(|t| !t.is_zero()),
         },
         store,
         launcher,

@@ -108,11 +108,14 @@ async fn pump(
         return;
     };
     let (mut browser_tx, mut browser_rx) = browser.split();
+    let client = route.presence.connect();
+    let mut browser_closed = false;
     tracing::debug!("cdp client connected");
     loop {
         tokio::select! {
             frame = client_rx.next() => match frame {
                 Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
+                    route.presence.touch();
                     if browser_tx.send(message).await.is_err() {
                         break;
                     }
@@ -128,6 +131,7 @@ async fn pump(
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                 Some(Ok(Message::Close(_)) | Err(_)) | None => {
+                    browser_closed = true;
                     let _ = client_tx.send(close(CloseCode::Away, "the browser closed the connection")).await;
                     break;
                 }
@@ -143,7 +147,12 @@ async fn pump(
         }
     }
     let _ = browser_tx.close().await;
-    tracing::debug!("cdp client disconnected");
+    if browser_closed {
+        client.browser_gone();
+    } else {
+        drop(client);
+    }
+    tracing::debug!(browser_closed, "cdp client disconnected");
 }
 
 /// Finds the live session the request names and checks its token.

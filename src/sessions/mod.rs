@@ -15,6 +15,7 @@
 
 pub mod error;
 pub mod model;
+pub mod presence;
 mod validate;
 
 use std::collections::HashMap;
@@ -37,6 +38,7 @@ use model::{
     CreateParams, EndReason, EventFilter, Metadata, Session, SessionEvent, SessionFilter,
     SessionId, SessionStatus, Viewport,
 };
+use presence::Presence;
 
 /// ListSessions page size when the caller gives none, and the most it gets.
 pub const DEFAULT_PAGE_SIZE: u64 = 100;
@@ -54,6 +56,8 @@ pub struct EngineConfig {
     pub default_timeout: Duration,
     pub max_timeout: Duration,
     pub max_sessions: usize,
+    /// Release a session no client has connected to within this time.
+    pub connect_timeout: Option<Duration>,
 }
 
 /// What a caller sent to CreateSession, parsed but not yet bounded.
@@ -76,6 +80,18 @@ pub struct Route {
     pub upstream: String,
     /// Cancelled when the session ends: every relayed connection closes.
     pub closed: CancellationToken,
+    /// Where the relay reports clients and their activity.
+    pub presence: Arc<Presence>,
+}
+
+/// What ends a live session besides its hard timeout and its browser.
+#[derive(Debug, Clone, Copy)]
+struct Watch {
+    keep_alive: bool,
+    /// Only when shorter than the session's timeout (else it never fires).
+    inactivity: Option<Duration>,
+    /// Until the first client connects.
+    connect_by: Option<Instant>,
 }
 
 #[derive(Clone)]
@@ -311,16 +327,27 @@ impl Engine {
             }
         };
         span.record("session.status", "LIVE");
+        let presence = Presence::new();
         self.routes().insert(
             id,
             Route {
                 token,
                 upstream: browser.ws_url().to_owned(),
                 closed: CancellationToken::new(),
+                presence: presence.clone(),
             },
         );
         let deadline = watch::Sender::new(instant_of(session.expires_at()));
         let supervisor = CancellationToken::new();
+        let rules = Watch {
+            keep_alive: session.keep_alive,
+            inactivity: session.inactivity_timeout.filter(|t| *t < session.timeout),
+            connect_by: self
+                .inner
+                .config
+                .connect_timeout
+                .map(|t| Instant::now() + t),
+        };
         self.inner.tracker.spawn(
             self.clone()
                 .supervise(
@@ -328,6 +355,8 @@ impl Engine {
                     browser.clone(),
                     deadline.subscribe(),
                     supervisor.clone(),
+                    presence,
+                    rules,
                 )
                 .instrument(span.clone()),
         );
@@ -341,29 +370,42 @@ impl Engine {
         Ok(session)
     }
 
-    /// Watches one live session until it ends: hard timeout and browser loss.
+    /// Watches one live session until something ends it: the hard timeout,
+    /// the browser's loss, inactivity, or its last client leaving.
     async fn supervise(
         self,
         id: SessionId,
         browser: Arc<Browser>,
         mut deadline: watch::Receiver<Instant>,
         stop: CancellationToken,
+        presence: Arc<Presence>,
+        rules: Watch,
     ) {
-        loop {
+        let (reason, error) = loop {
             let until = *deadline.borrow_and_update();
+            let idle_at = rules.inactivity.map(|t| presence.last_activity() + t);
+            let unclaimed_at = rules.connect_by.filter(|_| !presence.ever_connected());
             tokio::select! {
-                () = tokio::time::sleep_until(until) => {
-                    self.end_logged(id, EndReason::Timeout, None).await;
-                    return;
-                }
+                () = tokio::time::sleep_until(until) => break (EndReason::Timeout, None),
                 changed = deadline.changed() => if changed.is_err() { return },
-                why = browser.lost() => {
-                    self.end_logged(id, EndReason::BrowserCrashed, Some(why)).await;
-                    return;
+                why = browser.lost() => break (EndReason::BrowserCrashed, Some(why)),
+                () = sleep_until_some(idle_at) => {
+                    // A client may have spoken while this task slept.
+                    let idle_for = presence.last_activity().elapsed();
+                    if rules.inactivity.is_some_and(|limit| idle_for >= limit) {
+                        break (EndReason::Inactivity, None);
+                    }
                 }
+                () = sleep_until_some(unclaimed_at) => if !presence.ever_connected() {
+                    break (EndReason::Inactivity, None);
+                },
+                () = presence.changed() => if !rules.keep_alive && presence.abandoned() {
+                    break (EndReason::Disconnected, None);
+                },
                 () = stop.cancelled() => return,
             }
-        }
+        };
+        self.end_logged(id, reason, error).await;
     }
 
     async fn end_logged(&self, id: SessionId, reason: EndReason, error: Option<String>) {
@@ -389,8 +431,12 @@ impl Engine {
                     route.closed.cancel();
                 }
                 live.browser.destroy().await;
+                // The browser is gone: its capacity is free before anyone
+                // can learn that the session ended and ask for another.
+                let LiveSession { span, _permit, .. } = *live;
+                drop(_permit);
                 let committed = self.commit(id, end_change(reason, error)).await;
-                record_end(&live.span, reason);
+                record_end(&span, reason);
                 self.slots().remove(&id);
                 if let Some(event) = committed? {
                     return Ok((event.session, true));
@@ -628,6 +674,13 @@ impl Engine {
 
     fn routes(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<SessionId, Route>> {
         self.inner.routes.write().expect("routes lock poisoned")
+    }
+}
+
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

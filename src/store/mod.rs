@@ -90,12 +90,16 @@ impl Store {
         if url.starts_with("sqlite:") {
             // WAL lets readers run beside the single writer; the busy timeout
             // makes a second writer wait instead of failing.
-            opts.max_connections(8).map_sqlx_sqlite_opts(|o| {
-                o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
-                    .busy_timeout(Duration::from_secs(10))
-                    .foreign_keys(true)
-            });
+            // A fixed-size pool: SQLite connections are cheap, and a pool
+            // that grows under load looks like a descriptor leak.
+            opts.max_connections(8)
+                .min_connections(8)
+                .map_sqlx_sqlite_opts(|o| {
+                    o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                        .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                        .busy_timeout(Duration::from_secs(10))
+                        .foreign_keys(true)
+                });
         } else {
             opts.max_connections(16);
         }

@@ -1,12 +1,17 @@
-//! The `browserd` binary as users run it: flags, logs, signals, exit codes.
+//! The `browserd` binary as users run it: flags, logs, signals, exit codes,
+//! and what a `kill -9` leaves for the next start to clean up.
 
+use std::path::Path;
 use std::process::Stdio;
+use std::time::Duration;
 
 use browserd::pb;
 use browserd::pb::session_service_client::SessionServiceClient;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
+use tokio::process::{Child, Command};
+use tonic::transport::Channel;
 
+use crate::on_both_backends;
 use crate::support::*;
 
 fn browserd() -> Command {
@@ -22,9 +27,14 @@ fn browserd() -> Command {
     command
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_logs_its_port_and_exits_cleanly_on_sigterm() {
-    let data = tempfile::tempdir().expect("temp dir");
+/// A browserd process serving on ephemeral ports.
+struct Served {
+    child: Child,
+    client: SessionServiceClient<Channel>,
+}
+
+/// Starts the binary and waits for the log line with its bound address.
+async fn serve(data_dir: &Path, database_url: &str) -> Served {
     let mut child = browserd()
         .args([
             "serve",
@@ -33,7 +43,9 @@ async fn serve_logs_its_port_and_exits_cleanly_on_sigterm() {
             "--cdp-listen",
             "127.0.0.1:0",
         ])
-        .env("BROWSERD_DATA_DIR", data.path())
+        .args(["--node-id", "binary-test"])
+        .env("BROWSERD_DATA_DIR", data_dir)
+        .env("BROWSERD_DATABASE_URL", database_url)
         .spawn()
         .expect("start browserd");
     let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
@@ -53,35 +65,200 @@ async fn serve_logs_its_port_and_exits_cleanly_on_sigterm() {
     .expect("browserd logs its bound address");
     // Keep draining the log so the server never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-
-    let mut client = SessionServiceClient::connect(format!("http://{addr}"))
+    let client = SessionServiceClient::connect(format!("http://{addr}"))
         .await
         .expect("connect");
-    let session = client
-        .create_session(pb::CreateSessionRequest::default())
-        .await
-        .expect("create")
-        .into_inner()
-        .session
-        .expect("session");
+    Served { child, client }
+}
+
+impl Served {
+    async fn create(&mut self) -> pb::Session {
+        self.client
+            .create_session(pb::CreateSessionRequest::default())
+            .await
+            .expect("create")
+            .into_inner()
+            .session
+            .expect("session")
+    }
+
+    fn signal(&self, signal: i32) {
+        let pid = self.child.id().expect("running") as i32;
+        // SAFETY: signalling the child this test spawned.
+        unsafe { libc::kill(pid, signal) };
+    }
+
+    async fn exit_status(&mut self) -> std::process::ExitStatus {
+        tokio::time::timeout(EVENT_WAIT, self.child.wait())
+            .await
+            .expect("browserd exits")
+            .expect("wait")
+    }
+}
+
+/// Polls the process table (nothing else can tell) until `done`.
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + EVENT_WAIT;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn sigterm_releases_everything_and_exits_zero(backend: Backend) {
+    let data = tempfile::tempdir().expect("temp dir");
+    let database = TestDatabase::new(backend, data.path()).await;
+    let mut served = serve(data.path(), &database.url).await;
+    let session = served.create().await;
     assert_eq!(status_of(&session), pb::SessionStatus::Live);
     let profiles = data.path().join("profiles");
     assert!(!browser_processes(&profiles).is_empty());
 
-    let pid = child.id().expect("pid") as i32;
-    // SAFETY: signalling the child this test spawned.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    let status = tokio::time::timeout(EVENT_WAIT, child.wait())
-        .await
-        .expect("browserd exits after SIGTERM")
-        .expect("wait");
+    served.signal(libc::SIGTERM);
+    let status = served.exit_status().await;
     assert!(status.success(), "exit status {status:?}");
     assert_eq!(browser_processes(&profiles), Vec::<i32>::new());
     assert_eq!(entries(&profiles), Vec::<String>::new());
+
+    let mut served = serve(data.path(), &database.url).await;
+    let stored = served
+        .client
+        .get_session(pb::GetSessionRequest {
+            session_id: session.id.clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner()
+        .session
+        .expect("session");
+    assert_eq!(reason_of(&stored), pb::EndReason::Shutdown);
+    served.signal(libc::SIGTERM);
+    assert!(served.exit_status().await.success());
+    database.remove().await;
 }
 
+async fn kill_9_then_restart_reconciles(backend: Backend) {
+    let data = tempfile::tempdir().expect("temp dir");
+    let database = TestDatabase::new(backend, data.path()).await;
+    let profiles = data.path().join("profiles");
+    let mut served = serve(data.path(), &database.url).await;
+    let session = served.create().await;
+    assert!(!browser_processes(&profiles).is_empty());
+
+    served.signal(libc::SIGKILL);
+    served.exit_status().await;
+    // Orphan prevention: the browsers die with browserd.
+    wait_until("browsers die with browserd", || {
+        browser_processes(&profiles).is_empty()
+    })
+    .await;
+
+    // As if the parent-death signal had failed: a real browser still runs
+    // on the session's profile...
+    let mut survivor = std::process::Command::new("/usr/bin/chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            profiles.join(&session.id).display()
+        ))
+        .arg("about:blank")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start a leftover browser");
+    // ...and the pid recorded on the row now belongs to an unrelated process.
+    let mut unrelated = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .expect("start an unrelated process");
+    database
+        .execute(&format!(
+            "UPDATE sessions SET browser_pid = {} WHERE id = '{}'",
+            unrelated.id(),
+            session.id
+        ))
+        .await;
+
+    let mut served = serve(data.path(), &database.url).await;
+    let stored = served
+        .client
+        .get_session(pb::GetSessionRequest {
+            session_id: session.id.clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner()
+        .session
+        .expect("session");
+    assert_eq!(status_of(&stored), pb::SessionStatus::Failed);
+    assert_eq!(reason_of(&stored), pb::EndReason::NodeLost);
+    let mut events = served
+        .client
+        .watch_sessions(pb::WatchSessionsRequest {
+            session_ids: vec![session.id.clone()],
+            after_sequence: Some(0),
+            ..Default::default()
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut statuses = Vec::new();
+    while statuses.len() < 3 {
+        let event = events
+            .message()
+            .await
+            .expect("stream")
+            .expect("event")
+            .event
+            .expect("event");
+        statuses.push((event.to_status, event.end_reason));
+    }
+    assert_eq!(
+        statuses,
+        vec![
+            (pb::SessionStatus::Pending as i32, 0),
+            (pb::SessionStatus::Live as i32, 0),
+            (
+                pb::SessionStatus::Failed as i32,
+                pb::EndReason::NodeLost as i32
+            ),
+        ]
+    );
+
+    let killed = tokio::task::spawn_blocking(move || survivor.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(!killed.success(), "the leftover browser was killed");
+    assert_eq!(
+        unrelated.try_wait().expect("try_wait"),
+        None,
+        "an unrelated process must never be killed"
+    );
+    unrelated.kill().expect("stop the unrelated process");
+    let _ = unrelated.wait();
+    assert_eq!(entries(&profiles), Vec::<String>::new());
+
+    served.signal(libc::SIGTERM);
+    assert!(served.exit_status().await.success());
+    database.remove().await;
+}
+
+on_both_backends!(
+    sigterm_releases_everything_and_exits_zero,
+    kill_9_then_restart_reconciles
+);
+
 #[tokio::test]
-async fn a_missing_browser_is_one_clear_sentence() {
+async fn a_bad_chrome_path_is_one_clear_sentence() {
     let data = tempfile::tempdir().expect("temp dir");
     let output = browserd()
         .args([

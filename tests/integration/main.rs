@@ -5,5 +5,7 @@
 mod binary;
 mod errors;
 mod events;
+mod lifecycle;
 mod sessions;
+mod soak;
 mod support;

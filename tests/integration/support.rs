@@ -51,16 +51,49 @@ macro_rules! on_both_backends {
 pub struct TestApp {
     pub client: SessionServiceClient<Channel>,
     pub data_dir: tempfile::TempDir,
-    database: Database_,
+    database: TestDatabase,
     shutdown: CancellationToken,
     server: Option<JoinHandle<Result<(), browserd::StartError>>>,
 }
 
-/// The database a test app runs on, and how to get rid of it.
-struct Database_ {
-    url: String,
+/// The database a test runs on, and how to get rid of it.
+pub struct TestDatabase {
+    pub url: String,
     /// PostgreSQL only: (admin URL, database name) to drop at the end.
     drop: Option<(String, String)>,
+}
+
+impl TestDatabase {
+    /// SQLite in `data_dir`, or a new database on the PostgreSQL server.
+    pub async fn new(backend: Backend, data_dir: &Path) -> Self {
+        match backend {
+            Backend::Sqlite => Self {
+                url: format!(
+                    "sqlite://{}?mode=rwc",
+                    data_dir.join("browserd.db").display()
+                ),
+                drop: None,
+            },
+            Backend::Postgres => fresh_postgres_database().await,
+        }
+    }
+
+    pub async fn remove(mut self) {
+        if let Some((admin, name)) = self.drop.take() {
+            let conn = Database::connect(&admin).await.expect("admin connection");
+            conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await
+                .expect("drop test database");
+        }
+    }
+
+    pub async fn execute(&self, sql: &str) {
+        let conn = Database::connect(&self.url)
+            .await
+            .expect("test db connection");
+        conn.execute_unprepared(sql).await.expect("test sql");
+        conn.close().await.expect("close test db connection");
+    }
 }
 
 pub fn config(data_dir: &Path, database_url: String) -> browserd::config::Config {
@@ -75,6 +108,7 @@ pub fn config(data_dir: &Path, database_url: String) -> browserd::config::Config
         default_timeout: Duration::from_secs(300),
         max_timeout: Duration::from_secs(3600),
         launch_timeout: Duration::from_secs(30),
+        connect_timeout: Duration::from_secs(300),
         node_id: Some("test-node".into()),
     }
 }
@@ -96,16 +130,7 @@ pub async fn spawn_app_with(
         .with_test_writer()
         .try_init();
     let data_dir = tempfile::tempdir().expect("temp dir");
-    let database = match backend {
-        Backend::Sqlite => Database_ {
-            url: format!(
-                "sqlite://{}?mode=rwc",
-                data_dir.path().join("browserd.db").display()
-            ),
-            drop: None,
-        },
-        Backend::Postgres => fresh_postgres_database().await,
-    };
+    let database = TestDatabase::new(backend, data_dir.path()).await;
     let mut config = config(data_dir.path(), database.url.clone());
     tune(&mut config);
     start(config, data_dir, database).await
@@ -118,7 +143,7 @@ fn postgres_admin_url() -> String {
 
 /// A new, empty database on the test server, so runs never see each
 /// other's rows. A missing server fails the test: it is never skipped.
-async fn fresh_postgres_database() -> Database_ {
+async fn fresh_postgres_database() -> TestDatabase {
     let admin = postgres_admin_url();
     let name = format!("browserd_test_{}", uuid::Uuid::new_v4().simple());
     let conn = Database::connect(&admin).await.unwrap_or_else(|e| {
@@ -132,7 +157,7 @@ async fn fresh_postgres_database() -> Database_ {
         .rsplit_once('/')
         .map(|(base, _)| base)
         .expect("TEST_DATABASE_URL has a database path");
-    Database_ {
+    TestDatabase {
         url: format!("{base}/{name}"),
         drop: Some((admin, name)),
     }
@@ -141,7 +166,7 @@ async fn fresh_postgres_database() -> Database_ {
 async fn start(
     config: browserd::config::Config,
     data_dir: tempfile::TempDir,
-    database: Database_,
+    database: TestDatabase,
 ) -> TestApp {
     let grpc = TcpListener::bind(config.listen).await.expect("bind grpc");
     let cdp = TcpListener::bind(config.cdp_listen)
@@ -273,12 +298,14 @@ impl TestApp {
                 .expect("server task panicked")
                 .expect("server ended with an error");
         }
-        if let Some((admin, name)) = self.database.drop.take() {
-            let conn = Database::connect(&admin).await.expect("admin connection");
-            conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await
-                .expect("drop test database");
-        }
+        let database = std::mem::replace(
+            &mut self.database,
+            TestDatabase {
+                url: String::new(),
+                drop: None,
+            },
+        );
+        database.remove().await;
     }
 
     /// Stops this server and starts a new one on the same data dir and
@@ -291,7 +318,7 @@ impl TestApp {
                 .expect("server task panicked")
                 .expect("server error");
         }
-        let database = Database_ {
+        let database = TestDatabase {
             url: self.database.url.clone(),
             drop: self.database.drop.take(),
         };
@@ -447,4 +474,37 @@ pub fn code_and_message<T: std::fmt::Debug>(
 ) -> (tonic::Code, String) {
     let status = outcome.expect_err("the request must be refused");
     (status.code(), status.message().to_owned())
+}
+
+/// The pid of a session's browser process itself (not a helper), found in
+/// the process table by its profile directory.
+pub fn browser_main_pid(profiles_dir: &Path, session_id: &str) -> i32 {
+    let profile = format!(
+        "--user-data-dir={}",
+        profiles_dir.join(session_id).display()
+    );
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.contains(&profile) && !args.iter().any(|a| a.starts_with("--type=")) {
+            found.push(pid);
+        }
+    }
+    assert_eq!(
+        found.len(),
+        1,
+        "one browser process for {session_id}: {found:?}"
+    );
+    found[0]
 }

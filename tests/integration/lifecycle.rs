@@ -1,0 +1,291 @@
+//! The rest of the lifecycle, observed from outside: inactivity,
+//! disconnect and keep-alive, browser crashes, and racing enders.
+
+use std::time::Duration;
+
+use browserd::pb;
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::on_both_backends;
+use crate::support::*;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect_raw(url: &str) -> Socket {
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect through the relay")
+        .0
+}
+
+/// Sends `Browser.getVersion` and waits for its answer: proof the relay
+/// works for this client.
+async fn round_trip(socket: &mut Socket, id: u64) {
+    socket
+        .send(Message::text(format!(
+            r#"{{"id":{id},"method":"Browser.getVersion"}}"#
+        )))
+        .await
+        .expect("send through the relay");
+    let wanted = format!(r#""id":{id}"#);
+    loop {
+        let frame = tokio::time::timeout(EVENT_WAIT, socket.next())
+            .await
+            .expect("an answer through the relay")
+            .expect("socket open")
+            .expect("frame");
+        if let Message::Text(text) = frame
+            && text.contains(&wanted)
+        {
+            return;
+        }
+    }
+}
+
+/// Waits for the relay to close `socket`, returning the close reason.
+async fn closed_reason(socket: &mut Socket) -> String {
+    loop {
+        match tokio::time::timeout(EVENT_WAIT, socket.next())
+            .await
+            .expect("the relay closes the connection")
+        {
+            Some(Ok(Message::Close(frame))) => {
+                return frame.map(|f| f.reason.to_string()).unwrap_or_default();
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return String::new(),
+        }
+    }
+}
+
+async fn inactivity_releases_an_idle_session(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let mut events = app.watch(pb::WatchSessionsRequest::default()).await;
+    let session = app
+        .create(pb::CreateSessionRequest {
+            timeout: seconds(120),
+            inactivity_timeout: Some(prost_types::Duration {
+                seconds: 1,
+                nanos: 500_000_000,
+            }),
+            ..Default::default()
+        })
+        .await;
+    let mut client = connect_raw(&session.connect_url).await;
+    // Client traffic keeps it alive past several inactivity periods...
+    let mut ticks = tokio::time::interval(Duration::from_millis(300));
+    for id in 1..=15 {
+        ticks.tick().await;
+        round_trip(&mut client, id).await;
+    }
+    assert_eq!(
+        status_of(&app.get(&session.id).await),
+        pb::SessionStatus::Live
+    );
+    // ...while browser-originated events do not: subscribe to target
+    // events, then go quiet with the connection open.
+    client
+        .send(Message::text(
+            r#"{"id":99,"method":"Target.setDiscoverTargets","params":{"discover":true}}"#,
+        ))
+        .await
+        .expect("send");
+    let ended = events.until(&session.id, pb::SessionStatus::Released).await;
+    assert_eq!(ended.end_reason, pb::EndReason::Inactivity as i32);
+    assert_eq!(closed_reason(&mut client).await, "the session has ended");
+    assert_eq!(browser_processes(&app.profiles_dir()), Vec::<i32>::new());
+    app.stop().await;
+}
+
+async fn last_client_leaving_releases_without_keep_alive(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let mut events = app.watch(pb::WatchSessionsRequest::default()).await;
+    let session = app.create(pb::CreateSessionRequest::default()).await;
+    let mut first = connect_raw(&session.connect_url).await;
+    let mut second = connect_raw(&session.connect_url).await;
+    round_trip(&mut first, 1).await;
+    round_trip(&mut second, 1).await;
+    first.close(None).await.expect("close first");
+    // One client left: the session lives on for the other.
+    round_trip(&mut second, 2).await;
+    assert_eq!(
+        status_of(&app.get(&session.id).await),
+        pb::SessionStatus::Live
+    );
+    second.close(None).await.expect("close second");
+    let ended = events.until(&session.id, pb::SessionStatus::Released).await;
+    assert_eq!(ended.end_reason, pb::EndReason::Disconnected as i32);
+    assert_eq!(browser_processes(&app.profiles_dir()), Vec::<i32>::new());
+    app.stop().await;
+}
+
+async fn keep_alive_survives_disconnects_and_takes_reconnects(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let mut events = app.watch(pb::WatchSessionsRequest::default()).await;
+    let kept = app
+        .create(pb::CreateSessionRequest {
+            keep_alive: true,
+            ..Default::default()
+        })
+        .await;
+    let control = app.create(pb::CreateSessionRequest::default()).await;
+    let mut kept_client = connect_raw(&kept.connect_url).await;
+    let mut control_client = connect_raw(&control.connect_url).await;
+    round_trip(&mut kept_client, 1).await;
+    round_trip(&mut control_client, 1).await;
+    kept_client.close(None).await.expect("close");
+    control_client.close(None).await.expect("close");
+    // The control session, without keep_alive, ends on the same kind of
+    // disconnect: once its event is in, the kept session has had the same
+    // chance to (wrongly) end.
+    let ended = events.until(&control.id, pb::SessionStatus::Released).await;
+    assert_eq!(ended.end_reason, pb::EndReason::Disconnected as i32);
+    assert_eq!(status_of(&app.get(&kept.id).await), pb::SessionStatus::Live);
+    let mut again = connect_raw(&kept.connect_url).await;
+    round_trip(&mut again, 2).await;
+    let mut also = connect_raw(&kept.connect_url).await;
+    round_trip(&mut also, 2).await;
+    app.release(&kept.id).await;
+    assert_eq!(closed_reason(&mut again).await, "the session has ended");
+    assert_eq!(closed_reason(&mut also).await, "the session has ended");
+    app.stop().await;
+}
+
+async fn a_crashed_browser_fails_its_session(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let mut events = app.watch(pb::WatchSessionsRequest::default()).await;
+    let session = app.create(pb::CreateSessionRequest::default()).await;
+    let mut client = connect_raw(&session.connect_url).await;
+    round_trip(&mut client, 1).await;
+    let pid = browser_main_pid(&app.profiles_dir(), &session.id);
+    // SAFETY: killing the browser this test's server launched.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let failed = events.until(&session.id, pb::SessionStatus::Failed).await;
+    assert_eq!(failed.end_reason, pb::EndReason::BrowserCrashed as i32);
+    let snapshot = failed.session.expect("snapshot");
+    assert!(snapshot.error.contains("signal 9"), "{:?}", snapshot.error);
+    let reason = closed_reason(&mut client).await;
+    assert!(
+        ["the browser closed the connection", "the session has ended"].contains(&reason.as_str()),
+        "clients are disconnected: {reason:?}"
+    );
+    assert_eq!(browser_processes(&app.profiles_dir()), Vec::<i32>::new());
+    assert_eq!(entries(&app.profiles_dir()), Vec::<String>::new());
+    app.stop().await;
+}
+
+/// Release, ReleaseAll, the hard timeout and a browser crash, all aimed at
+/// the same moment, over and over: each session ends exactly once.
+async fn racing_enders_end_a_session_exactly_once(backend: Backend) {
+    const ROUNDS: usize = 12;
+    let mut app = spawn_app(backend).await;
+    let mut ids = Vec::new();
+    for _ in 0..ROUNDS {
+        let session = app
+            .create(pb::CreateSessionRequest {
+                timeout: Some(prost_types::Duration {
+                    seconds: 1,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            })
+            .await;
+        let pid = browser_main_pid(&app.profiles_dir(), &session.id);
+        let created = session.created_at.expect("created_at");
+        let expires =
+            std::time::UNIX_EPOCH + Duration::new(created.seconds as u64 + 1, created.nanos as u32);
+        // Aim every ender at the hard deadline.
+        let wait = expires
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        tokio::time::sleep(wait).await;
+        let (mut c1, mut c2) = (app.client.clone(), app.client.clone());
+        let id = session.id.clone();
+        let (released, released_all, ()) = tokio::join!(
+            c1.release_session(pb::ReleaseSessionRequest {
+                session_id: id.clone()
+            }),
+            c2.release_all_sessions(pb::ReleaseAllSessionsRequest::default()),
+            async {
+                // SAFETY: killing the browser this test's server launched.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            },
+        );
+        let released = released
+            .expect("release")
+            .into_inner()
+            .session
+            .expect("session");
+        released_all.expect("release all");
+        assert!(
+            matches!(
+                status_of(&released),
+                pb::SessionStatus::Released | pb::SessionStatus::Failed
+            ),
+            "{released:?}"
+        );
+        ids.push(session.id);
+    }
+    let events = app.all_events().await;
+    for id in &ids {
+        let terminal: Vec<_> = events
+            .iter()
+            .filter(|e| &e.session_id == id)
+            .filter(|e| {
+                e.to_status == pb::SessionStatus::Released as i32
+                    || e.to_status == pb::SessionStatus::Failed as i32
+            })
+            .collect();
+        assert_eq!(
+            terminal.len(),
+            1,
+            "exactly one terminal event for {id}: {terminal:?}"
+        );
+        let stored = app.get(id).await;
+        assert_eq!(stored.status, terminal[0].to_status);
+        assert_eq!(stored.end_reason, terminal[0].end_reason);
+    }
+    assert_eq!(browser_processes(&app.profiles_dir()), Vec::<i32>::new());
+    app.stop().await;
+}
+
+async fn a_session_nobody_connects_to_is_released(backend: Backend) {
+    let mut app = spawn_app_with(backend, |c| c.connect_timeout = Duration::from_secs(1)).await;
+    let mut events = app.watch(pb::WatchSessionsRequest::default()).await;
+    let unclaimed = app.create(pb::CreateSessionRequest::default()).await;
+    let claimed = app.create(pb::CreateSessionRequest::default()).await;
+    let mut client = connect_raw(&claimed.connect_url).await;
+    round_trip(&mut client, 1).await;
+    let ended = events
+        .until(&unclaimed.id, pb::SessionStatus::Released)
+        .await;
+    assert_eq!(ended.end_reason, pb::EndReason::Inactivity as i32);
+    let started = ended
+        .session
+        .and_then(|s| s.started_at)
+        .expect("started_at");
+    let ended_at = ended.occurred_at.expect("occurred_at");
+    assert!(
+        ended_at.seconds * 1000 + i64::from(ended_at.nanos) / 1_000_000
+            >= started.seconds * 1000 + i64::from(started.nanos) / 1_000_000 + 1000,
+        "released no earlier than the connect timeout"
+    );
+    // The connected session is not subject to it.
+    round_trip(&mut client, 2).await;
+    assert_eq!(
+        status_of(&app.get(&claimed.id).await),
+        pb::SessionStatus::Live
+    );
+    app.stop().await;
+}
+
+on_both_backends!(
+    a_session_nobody_connects_to_is_released,
+    inactivity_releases_an_idle_session,
+    last_client_leaving_releases_without_keep_alive,
+    keep_alive_survives_disconnects_and_takes_reconnects,
+    a_crashed_browser_fails_its_session,
+    racing_enders_end_a_session_exactly_once,
+);
