@@ -15,6 +15,7 @@
 
 pub mod error;
 pub mod model;
+mod pool;
 pub mod presence;
 mod validate;
 
@@ -38,6 +39,7 @@ use model::{
     CreateParams, EndReason, EventFilter, Metadata, Session, SessionEvent, SessionFilter,
     SessionId, SessionStatus, Viewport,
 };
+use pool::{Pooled, WarmPool};
 use presence::Presence;
 
 /// ListSessions page size when the caller gives none, and the most it gets.
@@ -58,6 +60,8 @@ pub struct EngineConfig {
     pub max_sessions: usize,
     /// Release a session no client has connected to within this time.
     pub connect_timeout: Option<Duration>,
+    /// Browsers kept launched for sessions with default options.
+    pub warm_pool: usize,
 }
 
 /// What a caller sent to CreateSession, parsed but not yet bounded.
@@ -111,6 +115,8 @@ struct Inner {
     /// One permit per session with a browser (launching or live), so the
     /// number of browsers never exceeds --max-sessions.
     capacity: Arc<Semaphore>,
+    /// Browsers launched ahead of demand.
+    pool: WarmPool,
     /// Held from commit to publish: live subscribers get sequence order.
     commit_order: tokio::sync::Mutex<()>,
     tracker: TaskTracker,
@@ -158,6 +164,7 @@ impl Engine {
                 slots: Mutex::default(),
                 routes: RwLock::default(),
                 capacity,
+                pool: WarmPool::default(),
                 commit_order: tokio::sync::Mutex::new(()),
                 tracker,
                 closing: AtomicBool::new(false),
@@ -193,15 +200,29 @@ impl Engine {
 
     pub async fn create(&self, request: CreateRequest) -> Result<Session> {
         let params = self.validate(request)?;
-        let permit = self
-            .inner
-            .capacity
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| Error::ResourceExhausted(self.inner.config.max_sessions))?;
+        // A retry gets its session even when the server is full. (Two
+        // first tries racing are settled by the store's unique key.)
+        if let Some(key) = &params.idempotency_key
+            && let Some(existing) = self.inner.store.get_by_idempotency_key(key).await?
+        {
+            return self.settled(existing).await;
+        }
+        let pooled = if fits_pool(&params) {
+            self.take_pooled().await
+        } else {
+            None
+        };
+        let (id, permit, warm) = match pooled {
+            Some(Pooled {
+                id,
+                browser,
+                permit,
+                ..
+            }) => (id, permit, Some(browser)),
+            None => (SessionId::new(), self.acquire_capacity().await?, None),
+        };
 
         let now = now_ms();
-        let id = SessionId::new();
         let session = Session {
             id,
             status: SessionStatus::Pending,
@@ -230,10 +251,15 @@ impl Engine {
             // Checked under the lock that shutdown sets it under: every slot
             // is either refused here or seen by shutdown.
             let mut slots = self.slots();
-            if self.inner.closing.load(Ordering::SeqCst) {
+            if !self.inner.closing.load(Ordering::SeqCst) {
+                slots.insert(id, slot);
+            } else {
+                drop(slots);
+                if let Some(browser) = &warm {
+                    browser.destroy().await;
+                }
                 return Err(Error::Unavailable("the server is shutting down".into()));
             }
-            slots.insert(id, slot);
         }
         let inserted = {
             let _order = self.inner.commit_order.lock().await;
@@ -254,14 +280,19 @@ impl Engine {
         };
         let created = match inserted {
             Ok(Inserted::Created(event)) => event.session,
-            Ok(Inserted::Duplicate(existing)) => {
+            failed => {
+                // A warm browser taken for nothing is not put back: it may
+                // have been reached by a client already. Isolation first.
+                if let Some(browser) = &warm {
+                    browser.destroy().await;
+                }
                 self.slots().remove(&id);
                 drop(state);
-                return self.settled(existing).await;
-            }
-            Err(e) => {
-                self.slots().remove(&id);
-                return Err(e.into());
+                return match failed {
+                    Ok(Inserted::Duplicate(existing)) => self.settled(existing).await,
+                    Err(e) => Err(e.into()),
+                    Ok(Inserted::Created(_)) => unreachable!("matched above"),
+                };
             }
         };
 
@@ -276,22 +307,28 @@ impl Engine {
             user_agent: created.user_agent.clone(),
             proxy_url: created.proxy_url.clone(),
         };
-        let launched = self
-            .inner
-            .launcher
-            .launch(&profile, &options)
-            .instrument(span.clone())
-            .await;
+        let launched = match warm {
+            Some(browser) => Ok(browser),
+            None => self
+                .inner
+                .launcher
+                .launch(&profile, &options)
+                .instrument(span.clone())
+                .await
+                .map(Arc::new),
+        };
         let browser = match launched {
-            Ok(browser) => Arc::new(browser),
+            Ok(browser) => browser,
             Err(e) => {
                 let cause = e.to_string();
                 tracing::warn!(parent: &span, error = %cause, "browser launch failed");
-                self.commit(id, end_change(EndReason::LaunchFailed, Some(cause.clone())))
-                    .await?;
+                let committed = self
+                    .commit(id, end_change(EndReason::LaunchFailed, Some(cause.clone())))
+                    .await;
                 record_end(&span, EndReason::LaunchFailed);
                 *state = SlotState::Ended;
                 self.slots().remove(&id);
+                committed?;
                 return Err(Error::LaunchFailed { id, cause });
             }
         };
@@ -435,6 +472,7 @@ impl Engine {
                 // can learn that the session ended and ask for another.
                 let LiveSession { span, _permit, .. } = *live;
                 drop(_permit);
+                self.inner.pool.wake.notify_one();
                 let committed = self.commit(id, end_change(reason, error)).await;
                 record_end(&span, reason);
                 self.slots().remove(&id);
@@ -608,11 +646,14 @@ impl Engine {
             self.inner.closing.store(true, Ordering::SeqCst);
             slots.keys().copied().collect()
         };
+        self.inner.pool.wake.notify_one();
         futures_util::future::join_all(
             ids.into_iter()
                 .map(|id| self.end_logged(id, EndReason::Shutdown, None)),
         )
         .await;
+        let pooled = self.inner.pool.drain();
+        futures_util::future::join_all(pooled.iter().map(|p| p.browser.destroy())).await;
         self.inner.stopping.cancel();
     }
 
@@ -648,6 +689,113 @@ impl Engine {
         })
     }
 
+    /// A ready pooled browser, if any; dead ones met on the way are removed.
+    async fn take_pooled(&self) -> Option<Pooled> {
+        let (found, dead) = self.inner.pool.take();
+        futures_util::future::join_all(dead.iter().map(|p| p.browser.destroy())).await;
+        found
+    }
+
+    /// A permit for one more browser. At capacity, an idle pooled browser
+    /// gives up its permit rather than the request being refused.
+    async fn acquire_capacity(&self) -> Result<OwnedSemaphorePermit> {
+        if let Ok(permit) = self.inner.capacity.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        match self.take_pooled().await {
+            Some(evicted) => {
+                evicted.browser.destroy().await;
+                Ok(evicted.permit)
+            }
+            None => Err(Error::ResourceExhausted(self.inner.config.max_sessions)),
+        }
+    }
+
+    /// The number of warm browsers ready, and the number wanted.
+    pub fn pool_readiness(&self) -> (watch::Receiver<usize>, usize) {
+        (self.inner.pool.count(), self.inner.config.warm_pool)
+    }
+
+    /// Keeps `warm_pool` browsers ready until shutdown. Launches one at a
+    /// time, and only with capacity to spare, so refilling never starves
+    /// live sessions of CPU or of permits.
+    pub fn start_pool(&self) {
+        if self.inner.config.warm_pool == 0 {
+            return;
+        }
+        let engine = self.clone();
+        self.inner
+            .tracker
+            .spawn(async move { engine.refill_pool().await });
+    }
+
+    async fn refill_pool(self) {
+        let inner = &self.inner;
+        let options = LaunchOptions {
+            viewport: Viewport::DEFAULT,
+            user_agent: None,
+            proxy_url: None,
+        };
+        let mut backoff = POOL_BACKOFF_MIN;
+        while !inner.closing.load(Ordering::SeqCst) {
+            let permit = if inner.pool.len() < inner.config.warm_pool {
+                inner.capacity.clone().try_acquire_owned().ok()
+            } else {
+                None
+            };
+            let Some(permit) = permit else {
+                tokio::select! {
+                    () = inner.pool.wake.notified() => {}
+                    () = inner.stopping.cancelled() => return,
+                }
+                continue;
+            };
+            let id = SessionId::new();
+            let profile = inner.config.profiles_dir.join(id.to_string());
+            match inner.launcher.launch(&profile, &options).await {
+                Ok(browser) => {
+                    backoff = POOL_BACKOFF_MIN;
+                    let browser = Arc::new(browser);
+                    let left = CancellationToken::new();
+                    inner.pool.push(Pooled {
+                        id,
+                        browser: browser.clone(),
+                        permit,
+                        left: left.clone(),
+                    });
+                    inner
+                        .tracker
+                        .spawn(self.clone().watch_pooled(id, browser, left));
+                }
+                Err(e) => {
+                    // A broken browser install must not become a hot loop.
+                    tracing::warn!(error = %e, retry_in = ?backoff, "warm pool launch failed");
+                    drop(permit);
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = inner.stopping.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(POOL_BACKOFF_MAX);
+                }
+            }
+        }
+    }
+
+    /// Removes a pooled browser that dies while it waits.
+    async fn watch_pooled(self, id: SessionId, browser: Arc<Browser>, left: CancellationToken) {
+        tokio::select! {
+            why = browser.lost() => {
+                if let Some(dead) = self.inner.pool.remove(id) {
+                    tracing::warn!(%why, "a warm pool browser died; replacing it");
+                    dead.browser.destroy().await;
+                }
+            }
+            // Taken by a session (whose supervisor watches it now), or
+            // drained at shutdown.
+            () = left.cancelled() => {}
+        }
+    }
+
     /// The session behind a reused idempotency key, once its launch (if
     /// still running on this node) has finished.
     async fn settled(&self, existing: Session) -> Result<Session> {
@@ -675,6 +823,17 @@ impl Engine {
     fn routes(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<SessionId, Route>> {
         self.inner.routes.write().expect("routes lock poisoned")
     }
+}
+
+/// First wait after a failed pool launch; doubled on each failure.
+const POOL_BACKOFF_MIN: Duration = Duration::from_millis(250);
+const POOL_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Whether a pooled browser (default launch options) can serve `params`.
+fn fits_pool(params: &CreateParams) -> bool {
+    params.viewport == Viewport::DEFAULT
+        && params.user_agent.is_none()
+        && params.proxy_url.is_none()
 }
 
 async fn sleep_until_some(at: Option<Instant>) {

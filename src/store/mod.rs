@@ -243,7 +243,7 @@ impl Store {
             .transpose()
     }
 
-    async fn get_by_idempotency_key(&self, key: &str) -> Result<Option<Session>> {
+    pub async fn get_by_idempotency_key(&self, key: &str) -> Result<Option<Session>> {
         sessions::Entity::find()
             .filter(sessions::Column::IdempotencyKey.eq(key))
             .one(&self.db)

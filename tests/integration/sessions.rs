@@ -250,20 +250,23 @@ async fn idempotency_key_gives_one_session(backend: Backend) {
 
 async fn session_limit_is_resource_exhausted(backend: Backend) {
     let mut app = spawn_app_with(backend, |c| c.max_sessions = 1).await;
-    let a = app.create(pb::CreateSessionRequest::default()).await;
+    let keyed = pb::CreateSessionRequest {
+        idempotency_key: "retry-me".into(),
+        ..Default::default()
+    };
+    let a = app.create(keyed.clone()).await;
     let (code, message) = code_and_message(
         app.client
             .create_session(pb::CreateSessionRequest::default())
             .await,
     );
     assert_eq!(code, Code::ResourceExhausted, "{message}");
-    let listed = app
-        .client
-        .list_sessions(pb::ListSessionsRequest::default())
-        .await
-        .expect("list")
-        .into_inner()
-        .sessions;
+    let retried = app.create(keyed).await;
+    assert_eq!(
+        retried.id, a.id,
+        "a retry gets its session even at capacity"
+    );
+    let listed = app.list(pb::ListSessionsRequest::default()).await;
     assert_eq!(listed.len(), 1, "the refused request wrote nothing");
     app.release(&a.id).await;
     let b = app.create(pb::CreateSessionRequest::default()).await;
@@ -298,13 +301,7 @@ async fn launch_failure_fails_the_session(backend: Backend) {
         message.contains("simulated: missing libnss3.so"),
         "{message}"
     );
-    let listed = app
-        .client
-        .list_sessions(pb::ListSessionsRequest::default())
-        .await
-        .expect("list")
-        .into_inner()
-        .sessions;
+    let listed = app.list(pb::ListSessionsRequest::default()).await;
     assert_eq!(listed.len(), 1);
     assert_eq!(status_of(&listed[0]), pb::SessionStatus::Failed);
     assert_eq!(reason_of(&listed[0]), pb::EndReason::LaunchFailed);
