@@ -63,6 +63,11 @@ pub struct Config {
     /// released (END_REASON_INACTIVITY), as Browserbase does. 0 disables.
     #[arg(long, env = "BROWSERD_CONNECT_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,
+    /// Browsers kept launched and ready, so sessions with default options
+    /// start without waiting for Chromium. They count against
+    /// --max-sessions. 0 disables.
+    #[arg(long, env = "BROWSERD_WARM_POOL", default_value_t = 2)]
+    pub warm_pool: usize,
     /// This node's name on the sessions it owns. Default: the host name.
     #[arg(long, env = "BROWSERD_NODE_ID")]
     pub node_id: Option<String>,

@@ -132,6 +132,7 @@ pub async fn run(
             max_timeout: config.max_timeout,
             max_sessions: config.max_sessions,
             connect_timeout: Some(config.connect_timeout).filter(|t| !t.is_zero()),
+            warm_pool: config.warm_pool,
         },
         store,
         launcher,
@@ -145,11 +146,21 @@ pub async fn run(
             "ended sessions a previous run left unfinished"
         );
     }
+    engine.start_pool();
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<pb::session_service_server::SessionServiceServer<SessionServiceHandler>>()
         .await;
+    // Registered before serving: a probe never sees the name unknown.
+    let (pool_ready, pool_wanted) = engine.pool_readiness();
+    let initial = pool_status(*pool_ready.borrow(), pool_wanted);
+    health.set_service_status(WARM_POOL_HEALTH, initial).await;
+    tracker.spawn(report_pool_health(
+        engine.clone(),
+        health.clone(),
+        stopping.clone(),
+    ));
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -211,5 +222,34 @@ pub async fn run(
     match served {
         Ok(outcome) => Ok(outcome?),
         Err(panicked) => std::panic::resume_unwind(panicked.into_panic()),
+    }
+}
+
+/// The health service name that reports the warm pool: SERVING once it
+/// holds every browser it should (a readiness probe for "sessions start
+/// warm"), NOT_SERVING while it refills.
+pub const WARM_POOL_HEALTH: &str = "browserd.warm_pool";
+
+async fn report_pool_health(
+    engine: Engine,
+    health: tonic_health::server::HealthReporter,
+    stop: CancellationToken,
+) {
+    let (mut ready, wanted) = engine.pool_readiness();
+    loop {
+        tokio::select! {
+            changed = ready.changed() => if changed.is_err() { return },
+            () = stop.cancelled() => return,
+        }
+        let status = pool_status(*ready.borrow_and_update(), wanted);
+        health.set_service_status(WARM_POOL_HEALTH, status).await;
+    }
+}
+
+fn pool_status(ready: usize, wanted: usize) -> tonic_health::ServingStatus {
+    if ready >= wanted {
+        tonic_health::ServingStatus::Serving
+    } else {
+        tonic_health::ServingStatus::NotServing
     }
 }

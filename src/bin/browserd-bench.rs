@@ -90,6 +90,7 @@ async fn main() -> Result<()> {
         max_timeout: Duration::from_secs(3600),
         launch_timeout: Duration::from_secs(30),
         connect_timeout: Duration::from_secs(300),
+        warm_pool: 0,
         node_id: Some("bench".into()),
     };
     let stop = CancellationToken::new();

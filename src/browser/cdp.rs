@@ -105,6 +105,10 @@ impl CdpClient {
         }
     }
 
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
     /// Resolves when the connection to the browser is gone.
     pub async fn closed(&self) {
         self.closed.cancelled().await

@@ -257,6 +257,11 @@ impl Browser {
         &self.version
     }
 
+    /// Neither its process nor browserd's CDP link to it has gone away.
+    pub fn is_alive(&self) -> bool {
+        self.group.is_running() && !self.cdp.is_closed()
+    }
+
     /// The open pages, without Chromium's internal WebUI targets.
     pub async fn pages(&self) -> Result<Vec<PageInfo>, CdpError> {
         let targets = self

@@ -193,6 +193,11 @@ pub fn kill_group(pgid: i32) {
 }
 
 impl Group {
+    pub fn is_running(&self) -> bool {
+        let state = self.state.borrow();
+        state.leader_exit.is_none() && !state.empty
+    }
+
     /// Resolves once the leader has exited, with its wait status.
     pub async fn leader_exited(&self) -> i32 {
         let mut state = self.state.clone();

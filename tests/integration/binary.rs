@@ -43,7 +43,7 @@ async fn serve(data_dir: &Path, database_url: &str) -> Served {
             "--cdp-listen",
             "127.0.0.1:0",
         ])
-        .args(["--node-id", "binary-test"])
+        .args(["--node-id", "binary-test", "--warm-pool", "0"])
         .env("BROWSERD_DATA_DIR", data_dir)
         .env("BROWSERD_DATABASE_URL", database_url)
         .spawn()
@@ -77,6 +77,18 @@ impl Served {
             .create_session(pb::CreateSessionRequest::default())
             .await
             .expect("create")
+            .into_inner()
+            .session
+            .expect("session")
+    }
+
+    async fn get(&mut self, id: &str) -> pb::Session {
+        self.client
+            .get_session(pb::GetSessionRequest {
+                session_id: id.to_owned(),
+            })
+            .await
+            .expect("get")
             .into_inner()
             .session
             .expect("session")
@@ -124,16 +136,7 @@ async fn sigterm_releases_everything_and_exits_zero(backend: Backend) {
     assert_eq!(entries(&profiles), Vec::<String>::new());
 
     let mut served = serve(data.path(), &database.url).await;
-    let stored = served
-        .client
-        .get_session(pb::GetSessionRequest {
-            session_id: session.id.clone(),
-        })
-        .await
-        .expect("get")
-        .into_inner()
-        .session
-        .expect("session");
+    let stored = served.get(&session.id).await;
     assert_eq!(reason_of(&stored), pb::EndReason::Shutdown);
     served.signal(libc::SIGTERM);
     assert!(served.exit_status().await.success());
@@ -188,16 +191,7 @@ async fn kill_9_then_restart_reconciles(backend: Backend) {
         .await;
 
     let mut served = serve(data.path(), &database.url).await;
-    let stored = served
-        .client
-        .get_session(pb::GetSessionRequest {
-            session_id: session.id.clone(),
-        })
-        .await
-        .expect("get")
-        .into_inner()
-        .session
-        .expect("session");
+    let stored = served.get(&session.id).await;
     assert_eq!(status_of(&stored), pb::SessionStatus::Failed);
     assert_eq!(reason_of(&stored), pb::EndReason::NodeLost);
     let mut events = served

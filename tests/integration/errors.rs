@@ -270,12 +270,7 @@ async fn bad_requests_name_the_field_and_write_nothing(backend: Backend) {
     );
     assert_eq!(code, Code::InvalidArgument, "{message}");
 
-    let listed = c
-        .list_sessions(pb::ListSessionsRequest::default())
-        .await
-        .expect("list")
-        .into_inner()
-        .sessions;
+    let listed = app.list(pb::ListSessionsRequest::default()).await;
     assert!(
         listed.is_empty(),
         "refused requests wrote sessions: {listed:?}"

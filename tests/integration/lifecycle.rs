@@ -4,61 +4,11 @@
 use std::time::Duration;
 
 use browserd::pb;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::on_both_backends;
 use crate::support::*;
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn connect_raw(url: &str) -> Socket {
-    tokio_tungstenite::connect_async(url)
-        .await
-        .expect("connect through the relay")
-        .0
-}
-
-/// Sends `Browser.getVersion` and waits for its answer: proof the relay
-/// works for this client.
-async fn round_trip(socket: &mut Socket, id: u64) {
-    socket
-        .send(Message::text(format!(
-            r#"{{"id":{id},"method":"Browser.getVersion"}}"#
-        )))
-        .await
-        .expect("send through the relay");
-    let wanted = format!(r#""id":{id}"#);
-    loop {
-        let frame = tokio::time::timeout(EVENT_WAIT, socket.next())
-            .await
-            .expect("an answer through the relay")
-            .expect("socket open")
-            .expect("frame");
-        if let Message::Text(text) = frame
-            && text.contains(&wanted)
-        {
-            return;
-        }
-    }
-}
-
-/// Waits for the relay to close `socket`, returning the close reason.
-async fn closed_reason(socket: &mut Socket) -> String {
-    loop {
-        match tokio::time::timeout(EVENT_WAIT, socket.next())
-            .await
-            .expect("the relay closes the connection")
-        {
-            Some(Ok(Message::Close(frame))) => {
-                return frame.map(|f| f.reason.to_string()).unwrap_or_default();
-            }
-            Some(Ok(_)) => continue,
-            Some(Err(_)) | None => return String::new(),
-        }
-    }
-}
 
 async fn inactivity_releases_an_idle_session(backend: Backend) {
     let mut app = spawn_app(backend).await;

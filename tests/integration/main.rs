@@ -6,6 +6,7 @@ mod binary;
 mod errors;
 mod events;
 mod lifecycle;
+mod pool;
 mod sessions;
 mod soak;
 mod support;

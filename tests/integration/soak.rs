@@ -108,7 +108,15 @@ async fn soak(backend: Backend) {
         data_entries(&app),
     );
     println!(
-        "soak {backend:?}: {CYCLES} cycles; (browser processes, open fds, (data dir, profiles) entries) before {before:?} after {after:?}"
+        "soak {backend:?}: {CYCLES} cycles, {CONCURRENCY} at a time: browser processes {} -> {}, open fds {} -> {}, data dir entries {} -> {}, profiles {} -> {}",
+        before.0,
+        after.0,
+        before.1.len(),
+        after.1.len(),
+        before.2.0,
+        after.2.0,
+        before.2.1,
+        after.2.1,
     );
     assert_eq!(after, before);
     app.stop().await;

@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use browserd::pb;
 use browserd::pb::session_service_client::SessionServiceClient;
+use futures_util::SinkExt;
 use sea_orm::{ConnectionTrait, Database};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
@@ -50,6 +52,7 @@ macro_rules! on_both_backends {
 
 pub struct TestApp {
     pub client: SessionServiceClient<Channel>,
+    pub channel: Channel,
     pub data_dir: tempfile::TempDir,
     database: TestDatabase,
     shutdown: CancellationToken,
@@ -109,6 +112,7 @@ pub fn config(data_dir: &Path, database_url: String) -> browserd::config::Config
         max_timeout: Duration::from_secs(3600),
         launch_timeout: Duration::from_secs(30),
         connect_timeout: Duration::from_secs(300),
+        warm_pool: 0,
         node_id: Some("test-node".into()),
     }
 }
@@ -181,11 +185,14 @@ async fn start(
         shutdown.clone().cancelled_owned(),
     ));
     // The listener is bound before `run` starts, so connecting cannot race it.
-    let client = SessionServiceClient::connect(format!("http://{grpc_addr}"))
+    let channel = Channel::from_shared(format!("http://{grpc_addr}"))
+        .expect("endpoint")
+        .connect()
         .await
         .expect("connect to browserd");
     TestApp {
-        client,
+        client: SessionServiceClient::new(channel.clone()),
+        channel,
         data_dir,
         database,
         shutdown,
@@ -218,6 +225,15 @@ impl TestApp {
             .into_inner()
             .session
             .expect("session in response")
+    }
+
+    pub async fn list(&mut self, request: pb::ListSessionsRequest) -> Vec<pb::Session> {
+        self.client
+            .list_sessions(request)
+            .await
+            .expect("ListSessions")
+            .into_inner()
+            .sessions
     }
 
     pub async fn release(&mut self, id: &str) -> pb::Session {
@@ -507,4 +523,54 @@ pub fn browser_main_pid(profiles_dir: &Path, session_id: &str) -> i32 {
         "one browser process for {session_id}: {found:?}"
     );
     found[0]
+}
+
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub async fn connect_raw(url: &str) -> Socket {
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect through the relay")
+        .0
+}
+
+/// Sends `Browser.getVersion` and waits for its answer: proof the relay
+/// works for this client.
+pub async fn round_trip(socket: &mut Socket, id: u64) {
+    socket
+        .send(Message::text(format!(
+            r#"{{"id":{id},"method":"Browser.getVersion"}}"#
+        )))
+        .await
+        .expect("send through the relay");
+    let wanted = format!(r#""id":{id}"#);
+    loop {
+        let frame = tokio::time::timeout(EVENT_WAIT, socket.next())
+            .await
+            .expect("an answer through the relay")
+            .expect("socket open")
+            .expect("frame");
+        if let Message::Text(text) = frame
+            && text.contains(&wanted)
+        {
+            return;
+        }
+    }
+}
+
+/// Waits for the relay to close `socket`, returning the close reason.
+pub async fn closed_reason(socket: &mut Socket) -> String {
+    loop {
+        match tokio::time::timeout(EVENT_WAIT, socket.next())
+            .await
+            .expect("the relay closes the connection")
+        {
+            Some(Ok(Message::Close(frame))) => {
+                return frame.map(|f| f.reason.to_string()).unwrap_or_default();
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return String::new(),
+        }
+    }
 }

@@ -1,0 +1,163 @@
+//! The warm pool, observed from outside: its readiness through gRPC health,
+//! its browsers through the process table.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use browserd::pb;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::on_both_backends;
+use crate::support::*;
+
+/// Waits until the warm pool's health reports `status`.
+async fn pool_health(app: &TestApp, wanted: ServingStatus) {
+    let mut health = HealthClient::new(app.channel.clone());
+    let mut statuses = health
+        .watch(HealthCheckRequest {
+            service: browserd::WARM_POOL_HEALTH.into(),
+        })
+        .await
+        .expect("health watch")
+        .into_inner();
+    loop {
+        let status = tokio::time::timeout(EVENT_WAIT, statuses.message())
+            .await
+            .expect("pool health changes")
+            .expect("health stream")
+            .expect("health status");
+        if status.status == wanted as i32 {
+            return;
+        }
+    }
+}
+
+/// Browser processes themselves (not helpers) with a profile under `profiles`.
+fn browser_mains(profiles: &Path) -> BTreeSet<i32> {
+    let prefix = format!("--user-data-dir={}", profiles.display());
+    std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            args.iter().any(|a| a.starts_with(&prefix))
+                && !args.iter().any(|a| a.starts_with("--type="))
+        })
+        .collect()
+}
+
+async fn sessions_start_on_browsers_launched_beforehand(backend: Backend) {
+    let mut app = spawn_app_with(backend, |c| {
+        c.warm_pool = 2;
+        c.max_sessions = 4;
+    })
+    .await;
+    let profiles = app.profiles_dir();
+    pool_health(&app, ServingStatus::Serving).await;
+    let warm = browser_mains(&profiles);
+    assert_eq!(warm.len(), 2, "two browsers wait in the pool");
+
+    let session = app.create(pb::CreateSessionRequest::default()).await;
+    let pid = browser_main_pid(&profiles, &session.id);
+    assert!(warm.contains(&pid), "the session got a pooled browser");
+    let mut client = connect_raw(&session.connect_url).await;
+    round_trip(&mut client, 1).await;
+
+    // Options a pooled browser was not launched with need a cold launch.
+    let custom = app
+        .create(pb::CreateSessionRequest {
+            user_agent: "browserd-test/1.0".into(),
+            ..Default::default()
+        })
+        .await;
+    let custom_pid = browser_main_pid(&profiles, &custom.id);
+    assert!(
+        !warm.contains(&custom_pid),
+        "a custom session gets its own launch"
+    );
+    let browser = connect_cdp(&custom.connect_url).await;
+    let page = browser.new_page("about:blank").await.expect("page");
+    let agent: String = page
+        .evaluate("navigator.userAgent")
+        .await
+        .expect("evaluate")
+        .into_value()
+        .expect("a string");
+    assert_eq!(agent, "browserd-test/1.0");
+
+    // The pool refills, and a released pooled browser is never reused.
+    pool_health(&app, ServingStatus::Serving).await;
+    app.release(&session.id).await;
+    assert!(!browser_mains(&profiles).contains(&pid));
+    assert_eq!(
+        browser_processes(&profiles.join(&session.id)),
+        Vec::<i32>::new()
+    );
+    app.stop().await;
+    assert_eq!(
+        browser_processes(&profiles),
+        Vec::<i32>::new(),
+        "shutdown tears the pool down"
+    );
+}
+
+async fn a_pooled_browser_that_dies_is_replaced(backend: Backend) {
+    let mut app = spawn_app_with(backend, |c| c.warm_pool = 1).await;
+    let profiles = app.profiles_dir();
+    pool_health(&app, ServingStatus::Serving).await;
+    let dead: i32 = *browser_mains(&profiles).first().expect("a pooled browser");
+    // SAFETY: killing a browser this test's server launched.
+    unsafe { libc::kill(dead, libc::SIGKILL) };
+    pool_health(&app, ServingStatus::NotServing).await;
+    pool_health(&app, ServingStatus::Serving).await;
+    let replacement = browser_mains(&profiles);
+    assert!(!replacement.contains(&dead));
+
+    let session = app.create(pb::CreateSessionRequest::default()).await;
+    assert!(replacement.contains(&browser_main_pid(&profiles, &session.id)));
+    let mut client = connect_raw(&session.connect_url).await;
+    round_trip(&mut client, 1).await;
+    app.stop().await;
+}
+
+async fn at_capacity_an_idle_pooled_browser_makes_room(backend: Backend) {
+    let mut app = spawn_app_with(backend, |c| {
+        c.warm_pool = 1;
+        c.max_sessions = 1;
+    })
+    .await;
+    let profiles = app.profiles_dir();
+    pool_health(&app, ServingStatus::Serving).await;
+    let pooled = browser_mains(&profiles);
+    let custom = app
+        .create(pb::CreateSessionRequest {
+            viewport: Some(pb::Viewport {
+                width: 640,
+                height: 480,
+            }),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(status_of(&custom), pb::SessionStatus::Live);
+    assert!(!pooled.contains(&browser_main_pid(&profiles, &custom.id)));
+    let (code, message) = code_and_message(
+        app.client
+            .create_session(pb::CreateSessionRequest::default())
+            .await,
+    );
+    assert_eq!(code, tonic::Code::ResourceExhausted, "{message}");
+    app.stop().await;
+}
+
+on_both_backends!(
+    sessions_start_on_browsers_launched_beforehand,
+    a_pooled_browser_that_dies_is_replaced,
+    at_capacity_an_idle_pooled_browser_makes_room,
+);
