@@ -738,6 +738,13 @@ impl Engine {
         };
         let mut backoff = POOL_BACKOFF_MIN;
         while !inner.closing.load(Ordering::SeqCst) {
+            if let Some(quiet) = inner.pool.quiet_after(POOL_REFILL_QUIET) {
+                tokio::select! {
+                    () = tokio::time::sleep_until(quiet) => {}
+                    () = inner.stopping.cancelled() => return,
+                }
+                continue;
+            }
             let permit = if inner.pool.len() < inner.config.warm_pool {
                 inner.capacity.clone().try_acquire_owned().ok()
             } else {
@@ -825,6 +832,8 @@ impl Engine {
     }
 }
 
+/// How long after the last warm hand-out a refill waits.
+const POOL_REFILL_QUIET: Duration = Duration::from_millis(150);
 /// First wait after a failed pool launch; doubled on each failure.
 const POOL_BACKOFF_MIN: Duration = Duration::from_millis(250);
 const POOL_BACKOFF_MAX: Duration = Duration::from_secs(30);

@@ -9,6 +9,9 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, watch};
 use tokio_util::sync::CancellationToken;
@@ -26,6 +29,8 @@ pub struct Pooled {
 
 pub struct WarmPool {
     ready: Mutex<VecDeque<Pooled>>,
+    /// When a browser was last taken: refills wait for a quiet moment.
+    last_take: Mutex<Option<Instant>>,
     /// Wakes the refiller: a browser was taken or lost, or capacity freed.
     pub wake: Notify,
     /// How many browsers are ready, for readiness reporting.
@@ -36,6 +41,7 @@ impl Default for WarmPool {
     fn default() -> Self {
         Self {
             ready: Mutex::default(),
+            last_take: Mutex::default(),
             wake: Notify::new(),
             count: watch::Sender::new(0),
         }
@@ -57,6 +63,9 @@ impl WarmPool {
         };
         self.count.send_replace(ready.len());
         drop(ready);
+        if found.is_some() {
+            *self.last_take.lock().expect("pool lock poisoned") = Some(Instant::now());
+        }
         for left in found.iter().chain(&dead) {
             left.left.cancel();
         }
@@ -82,6 +91,14 @@ impl WarmPool {
         }
         self.wake.notify_one();
         removed
+    }
+
+    /// When a refill may start: a Chromium launch takes ~0.5 s of CPU, and
+    /// starting one while sessions are being handed out (a burst) would
+    /// slow exactly the requests the pool exists to speed up.
+    pub fn quiet_after(&self, quiet: Duration) -> Option<Instant> {
+        let last = (*self.last_take.lock().expect("pool lock poisoned"))?;
+        Some(last + quiet).filter(|at| *at > Instant::now())
     }
 
     pub fn len(&self) -> usize {
