@@ -133,21 +133,25 @@ async fn racing_enders_end_a_session_exactly_once(backend: Backend) {
     let mut app = spawn_app(backend).await;
     let mut ids = Vec::new();
     for _ in 0..ROUNDS {
-        let session = app
-            .create(pb::CreateSessionRequest {
-                timeout: Some(prost_types::Duration {
-                    seconds: 1,
-                    nanos: 0,
-                }),
-                ..Default::default()
-            })
-            .await;
+        let session = app.create(pb::CreateSessionRequest::default()).await;
         let pid = browser_main_pid(&app.profiles_dir(), &session.id);
+        // Aim the hard timeout 500 ms ahead (however long the launch took),
+        // then fire every other ender at that same moment.
         let created = session.created_at.expect("created_at");
-        let expires =
-            std::time::UNIX_EPOCH + Duration::new(created.seconds as u64 + 1, created.nanos as u32);
-        // Aim every ender at the hard deadline.
-        let wait = expires
+        let created =
+            std::time::UNIX_EPOCH + Duration::new(created.seconds as u64, created.nanos as u32);
+        let lifetime = created.elapsed().unwrap_or_default() + Duration::from_millis(500);
+        app.client
+            .extend_session(pb::ExtendSessionRequest {
+                session_id: session.id.clone(),
+                timeout: Some(prost_types::Duration {
+                    seconds: lifetime.as_secs() as i64,
+                    nanos: lifetime.subsec_nanos() as i32,
+                }),
+            })
+            .await
+            .expect("extend");
+        let wait = (created + lifetime)
             .duration_since(std::time::SystemTime::now())
             .unwrap_or_default();
         tokio::time::sleep(wait).await;

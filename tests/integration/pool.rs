@@ -1,9 +1,6 @@
 //! The warm pool, observed from outside: its readiness through gRPC health,
 //! its browsers through the process table.
 
-use std::collections::BTreeSet;
-use std::path::Path;
-
 use browserd::pb;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -32,25 +29,6 @@ async fn pool_health(app: &TestApp, wanted: ServingStatus) {
             return;
         }
     }
-}
-
-/// Browser processes themselves (not helpers) with a profile under `profiles`.
-fn browser_mains(profiles: &Path) -> BTreeSet<i32> {
-    let prefix = format!("--user-data-dir={}", profiles.display());
-    std::fs::read_dir("/proc")
-        .expect("read /proc")
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let args: Vec<String> = cmdline
-                .split(|b| *b == 0)
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
-            args.iter().any(|a| a.starts_with(&prefix))
-                && !args.iter().any(|a| a.starts_with("--type="))
-        })
-        .collect()
 }
 
 async fn sessions_start_on_browsers_launched_beforehand(backend: Backend) {

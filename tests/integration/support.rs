@@ -492,37 +492,35 @@ pub fn code_and_message<T: std::fmt::Debug>(
     (status.code(), status.message().to_owned())
 }
 
-/// The pid of a session's browser process itself (not a helper), found in
-/// the process table by its profile directory.
+/// Browser processes themselves (not helpers) with a profile under `dir`,
+/// from the process table.
+pub fn browser_mains(dir: &Path) -> std::collections::BTreeSet<i32> {
+    let prefix = format!("--user-data-dir={}", dir.display());
+    std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            args.iter().any(|a| a.starts_with(&prefix))
+                && !args.iter().any(|a| a.starts_with("--type="))
+        })
+        .collect()
+}
+
+/// The pid of a session's browser process itself (not a helper).
 pub fn browser_main_pid(profiles_dir: &Path, session_id: &str) -> i32 {
-    let profile = format!(
-        "--user-data-dir={}",
-        profiles_dir.join(session_id).display()
-    );
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let args: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        if args.contains(&profile) && !args.iter().any(|a| a.starts_with("--type=")) {
-            found.push(pid);
-        }
-    }
+    let found = browser_mains(&profiles_dir.join(session_id));
     assert_eq!(
         found.len(),
         1,
         "one browser process for {session_id}: {found:?}"
     );
-    found[0]
+    *found.first().expect("one pid")
 }
 
 pub type Socket =
