@@ -764,12 +764,26 @@ impl Engine {
                     backoff = POOL_BACKOFF_MIN;
                     let browser = Arc::new(browser);
                     let left = CancellationToken::new();
-                    inner.pool.push(Pooled {
-                        id,
-                        browser: browser.clone(),
-                        permit,
-                        left: left.clone(),
-                    });
+                    // Pushed under the lock shutdown sets `closing` under:
+                    // a browser that finished launching as shutdown began
+                    // is either drained by it or destroyed here.
+                    let pushed = {
+                        let _slots = self.slots();
+                        let open = !inner.closing.load(Ordering::SeqCst);
+                        if open {
+                            inner.pool.push(Pooled {
+                                id,
+                                browser: browser.clone(),
+                                permit,
+                                left: left.clone(),
+                            });
+                        }
+                        open
+                    };
+                    if !pushed {
+                        browser.destroy().await;
+                        return;
+                    }
                     inner
                         .tracker
                         .spawn(self.clone().watch_pooled(id, browser, left));
