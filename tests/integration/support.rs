@@ -132,6 +132,7 @@ pub async fn spawn_app_with(
                 .unwrap_or_else(|_| "info,browserd=debug,sqlx=warn,sea_orm=warn".into()),
         )
         .with_test_writer()
+        .with_ansi(false)
         .try_init();
     let data_dir = tempfile::tempdir().expect("temp dir");
     let database = TestDatabase::new(backend, data_dir.path()).await;
