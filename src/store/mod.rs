@@ -30,6 +30,9 @@ pub enum StoreError {
 
 type Result<T> = std::result::Result<T, StoreError>;
 
+/// Database connections per browserd process.
+const POOL_SIZE: u32 = 8;
+
 /// A state change the engine has decided on.
 #[derive(Debug, Clone)]
 pub enum Change {
@@ -86,22 +89,20 @@ impl Store {
     /// Connects and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Self> {
         let mut opts = ConnectOptions::new(url.to_owned());
-        opts.sqlx_logging(false);
+        // A fixed-size pool on both backends: a pool that grows under load
+        // and shrinks when idle looks, from outside, like a descriptor leak.
+        opts.sqlx_logging(false)
+            .max_connections(POOL_SIZE)
+            .min_connections(POOL_SIZE);
         if url.starts_with("sqlite:") {
             // WAL lets readers run beside the single writer; the busy timeout
             // makes a second writer wait instead of failing.
-            // A fixed-size pool: SQLite connections are cheap, and a pool
-            // that grows under load looks like a descriptor leak.
-            opts.max_connections(8)
-                .min_connections(8)
-                .map_sqlx_sqlite_opts(|o| {
-                    o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                        .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
-                        .busy_timeout(Duration::from_secs(10))
-                        .foreign_keys(true)
-                });
-        } else {
-            opts.max_connections(16);
+            opts.map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+            });
         }
         let db = Database::connect(opts).await?;
         Migrator::up(&db, None).await?;
