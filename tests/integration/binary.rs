@@ -73,25 +73,11 @@ async fn serve(data_dir: &Path, database_url: &str) -> Served {
 
 impl Served {
     async fn create(&mut self) -> pb::Session {
-        self.client
-            .create_session(pb::CreateSessionRequest::default())
-            .await
-            .expect("create")
-            .into_inner()
-            .session
-            .expect("session")
+        create_on(&mut self.client, pb::CreateSessionRequest::default()).await
     }
 
     async fn get(&mut self, id: &str) -> pb::Session {
-        self.client
-            .get_session(pb::GetSessionRequest {
-                session_id: id.to_owned(),
-            })
-            .await
-            .expect("get")
-            .into_inner()
-            .session
-            .expect("session")
+        get_on(&mut self.client, id).await
     }
 
     fn signal(&self, signal: i32) {

@@ -101,15 +101,10 @@ async fn resume_has_no_gap_and_no_duplicate(backend: Backend) {
     // Transitions while the subscriber is away, and one racing its resume.
     let b = app.create(pb::CreateSessionRequest::default()).await;
     let mut client = app.client.clone();
-    let racing = tokio::spawn(async move {
-        client
-            .create_session(pb::CreateSessionRequest::default())
-            .await
-            .expect("create")
-            .into_inner()
-            .session
-            .expect("session")
-    });
+    let racing =
+        tokio::spawn(
+            async move { create_on(&mut client, pb::CreateSessionRequest::default()).await },
+        );
     let mut resumed = app
         .watch(pb::WatchSessionsRequest {
             after_sequence: Some(resume_from),

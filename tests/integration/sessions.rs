@@ -223,11 +223,9 @@ async fn idempotency_key_gives_one_session(backend: Backend) {
     let mut c1 = app.client.clone();
     let mut c2 = app.client.clone();
     let (a, b) = tokio::join!(
-        c1.create_session(request.clone()),
-        c2.create_session(request.clone())
+        create_on(&mut c1, request.clone()),
+        create_on(&mut c2, request.clone())
     );
-    let a = a.expect("create").into_inner().session.expect("session");
-    let b = b.expect("create").into_inner().session.expect("session");
     assert_eq!(a.id, b.id, "same key, same session");
     assert_eq!(status_of(&a), pb::SessionStatus::Live);
     assert_eq!(status_of(&b), pb::SessionStatus::Live);

@@ -3,8 +3,6 @@
 //! started. Ignored by default (about a minute per backend); `.ci/run` runs it.
 
 use browserd::pb;
-use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::*;
 
@@ -45,27 +43,9 @@ fn data_entries(app: &TestApp) -> (usize, usize) {
 /// by disconnecting, every other cycle).
 async fn cycle(app: &TestApp, n: usize) {
     let mut client = app.client.clone();
-    let session = client
-        .create_session(pb::CreateSessionRequest::default())
-        .await
-        .expect("create")
-        .into_inner()
-        .session
-        .expect("session");
-    let (mut socket, _) = tokio_tungstenite::connect_async(&session.connect_url)
-        .await
-        .expect("connect");
-    socket
-        .send(Message::text(r#"{"id":1,"method":"Browser.getVersion"}"#))
-        .await
-        .expect("send");
-    while let Some(frame) = socket.next().await {
-        if let Message::Text(text) = frame.expect("frame")
-            && text.contains(r#""id":1"#)
-        {
-            break;
-        }
-    }
+    let session = create_on(&mut client, pb::CreateSessionRequest::default()).await;
+    let mut socket = connect_raw(&session.connect_url).await;
+    round_trip(&mut socket, 1).await;
     if n.is_multiple_of(2) {
         socket.close(None).await.expect("close");
     }

@@ -207,25 +207,11 @@ impl TestApp {
     }
 
     pub async fn create(&mut self, request: pb::CreateSessionRequest) -> pb::Session {
-        self.client
-            .create_session(request)
-            .await
-            .expect("CreateSession")
-            .into_inner()
-            .session
-            .expect("session in response")
+        create_on(&mut self.client, request).await
     }
 
     pub async fn get(&mut self, id: &str) -> pb::Session {
-        self.client
-            .get_session(pb::GetSessionRequest {
-                session_id: id.into(),
-            })
-            .await
-            .expect("GetSession")
-            .into_inner()
-            .session
-            .expect("session in response")
+        get_on(&mut self.client, id).await
     }
 
     pub async fn list(&mut self, request: pb::ListSessionsRequest) -> Vec<pb::Session> {
@@ -344,6 +330,32 @@ impl TestApp {
         let config = config(data_dir.path(), database.url.clone());
         start(config, data_dir, database).await
     }
+}
+
+/// CreateSession on any client (in-process app or child-process server).
+pub async fn create_on(
+    client: &mut SessionServiceClient<Channel>,
+    request: pb::CreateSessionRequest,
+) -> pb::Session {
+    client
+        .create_session(request)
+        .await
+        .expect("CreateSession")
+        .into_inner()
+        .session
+        .expect("session in response")
+}
+
+pub async fn get_on(client: &mut SessionServiceClient<Channel>, id: &str) -> pb::Session {
+    client
+        .get_session(pb::GetSessionRequest {
+            session_id: id.into(),
+        })
+        .await
+        .expect("GetSession")
+        .into_inner()
+        .session
+        .expect("session in response")
 }
 
 pub struct EventStream {
