@@ -65,6 +65,8 @@ pub enum StartError {
         dir: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("a listener has no local address: {0}")]
+    Listener(std::io::Error),
     #[error("cannot open the database: {0}")]
     Store(#[from] store::StoreError),
     #[error("cannot reconcile sessions left by a previous run: {0}")]
@@ -115,10 +117,7 @@ pub async fn run(
         reaper_stop.clone(),
     )
     .map_err(StartError::Supervision)?;
-    let cdp_addr = cdp.local_addr().map_err(|source| StartError::DataDir {
-        dir: data_dir.clone(),
-        source,
-    })?;
+    let cdp_addr = cdp.local_addr().map_err(StartError::Listener)?;
     let engine = Engine::new(
         EngineConfig {
             node_id: config.node_id(),
@@ -166,10 +165,7 @@ pub async fn run(
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let grpc_addr = grpc.local_addr().map_err(|source| StartError::DataDir {
-        dir: data_dir.clone(),
-        source,
-    })?;
+    let grpc_addr = grpc.local_addr().map_err(StartError::Listener)?;
     let server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection().build_v1()?)

@@ -24,7 +24,7 @@ pub fn optional_duration(
     value.map(|d| duration(field, d)).transpose()
 }
 
-pub fn duration(field: &str, value: prost_types::Duration) -> Result<Duration, Status> {
+fn duration(field: &str, value: prost_types::Duration) -> Result<Duration, Status> {
     let prost_types::Duration { seconds, nanos } = value;
     if seconds < 0 || !(0..1_000_000_000).contains(&nanos) {
         return Err(Status::invalid_argument(format!(
