@@ -167,6 +167,7 @@ pub async fn run(
     };
     let grpc_addr = grpc.local_addr().map_err(StartError::Listener)?;
     let server = tonic::transport::Server::builder()
+        .trace_fn(telemetry::rpc_span)
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)

@@ -56,6 +56,11 @@ impl EventHub {
         let _ = self.live.send(Arc::new(event));
     }
 
+    /// Open subscriptions (each holds one receiver until its stream ends).
+    pub fn subscribers(&self) -> usize {
+        self.live.receiver_count()
+    }
+
     /// Starts a subscription. `after`: replay stored events after it first.
     /// The stream ends when the receiver is dropped, or once `stop` is
     /// cancelled and the events published before it are delivered.

@@ -22,7 +22,7 @@ mod validate;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -34,6 +34,7 @@ use tracing::Instrument;
 use crate::browser::{self, Browser, LaunchOptions, Launcher, PageInfo};
 use crate::events::{EventHub, WatchEnd};
 use crate::store::{Change, Cursor, Inserted, Store};
+use crate::telemetry::Metrics;
 pub use error::{Error, Result};
 use model::{
     CreateParams, EndReason, EventFilter, Metadata, Session, SessionEvent, SessionFilter,
@@ -125,6 +126,7 @@ struct Inner {
     /// Cancelled once shutdown has released every session: watch streams,
     /// the relay and the gRPC server stop.
     stopping: CancellationToken,
+    metrics: Metrics,
 }
 
 struct Slot {
@@ -156,19 +158,34 @@ impl Engine {
     ) -> Self {
         let capacity = Arc::new(Semaphore::new(config.max_sessions));
         Self {
-            inner: Arc::new(Inner {
-                config,
-                store,
-                events: EventHub::default(),
-                launcher,
-                slots: Mutex::default(),
-                routes: RwLock::default(),
-                capacity,
-                pool: WarmPool::default(),
-                commit_order: tokio::sync::Mutex::new(()),
-                tracker,
-                closing: AtomicBool::new(false),
-                stopping,
+            inner: Arc::new_cyclic(|inner: &Weak<Inner>| {
+                let (live, subscribers) = (inner.clone(), inner.clone());
+                let metrics = Metrics::new(
+                    move || {
+                        live.upgrade()
+                            .map(|inner| inner.routes.read().map_or(0, |r| r.len()) as u64)
+                    },
+                    move || {
+                        subscribers
+                            .upgrade()
+                            .map(|inner| inner.events.subscribers() as u64)
+                    },
+                );
+                Inner {
+                    config,
+                    store,
+                    events: EventHub::default(),
+                    launcher,
+                    slots: Mutex::default(),
+                    routes: RwLock::default(),
+                    capacity,
+                    pool: WarmPool::default(),
+                    commit_order: tokio::sync::Mutex::new(()),
+                    tracker,
+                    closing: AtomicBool::new(false),
+                    stopping,
+                    metrics,
+                }
             }),
         }
     }
@@ -199,6 +216,7 @@ impl Engine {
     }
 
     pub async fn create(&self, request: CreateRequest) -> Result<Session> {
+        let started = Instant::now();
         let params = self.validate(request)?;
         // A retry gets its session even when the server is full. (Two
         // first tries racing are settled by the store's unique key.)
@@ -221,6 +239,7 @@ impl Engine {
             }) => (id, permit, Some(browser)),
             None => (SessionId::new(), self.acquire_capacity().await?, None),
         };
+        let from_pool = warm.is_some();
 
         let now = now_ms();
         let session = Session {
@@ -299,7 +318,9 @@ impl Engine {
         let span = tracing::info_span!(
             "session",
             session.id = %id,
-            session.status = "PENDING",
+            // Recorded once, at the end: OpenTelemetry exports every
+            // recorded value of a field as another attribute.
+            session.status = tracing::field::Empty,
             session.end_reason = tracing::field::Empty,
         );
         let options = LaunchOptions {
@@ -363,7 +384,6 @@ impl Engine {
                 )));
             }
         };
-        span.record("session.status", "LIVE");
         let presence = Presence::new();
         self.routes().insert(
             id,
@@ -404,6 +424,9 @@ impl Engine {
             span,
             _permit: permit,
         }));
+        self.inner
+            .metrics
+            .session_created(started.elapsed(), from_pool);
         Ok(session)
     }
 
@@ -832,6 +855,9 @@ impl Engine {
         let _order = self.inner.commit_order.lock().await;
         let event = self.inner.store.transition(id, change).await?;
         if let Some(event) = &event {
+            if let Some(reason) = event.session.end_reason {
+                self.inner.metrics.session_ended(reason.as_str());
+            }
             self.inner.events.publish(event.clone());
         }
         Ok(event)

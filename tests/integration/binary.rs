@@ -14,7 +14,7 @@ use tonic::transport::Channel;
 use crate::on_both_backends;
 use crate::support::*;
 
-fn browserd() -> Command {
+pub fn browserd() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_browserd"));
     command
         .env_remove("BROWSERD_DATABASE_URL")
@@ -28,13 +28,20 @@ fn browserd() -> Command {
 }
 
 /// A browserd process serving on ephemeral ports.
-struct Served {
+pub struct Served {
     child: Child,
-    client: SessionServiceClient<Channel>,
+    /// The gRPC address, `host:port`.
+    pub addr: String,
+    pub client: SessionServiceClient<Channel>,
 }
 
-/// Starts the binary and waits for the log line with its bound address.
 async fn serve(data_dir: &Path, database_url: &str) -> Served {
+    serve_with(data_dir, database_url, &[]).await
+}
+
+/// Starts the binary with extra environment and waits for the log line
+/// with its bound address.
+pub async fn serve_with(data_dir: &Path, database_url: &str, env: &[(&str, &str)]) -> Served {
     let mut child = browserd()
         .args([
             "serve",
@@ -46,6 +53,7 @@ async fn serve(data_dir: &Path, database_url: &str) -> Served {
         .args(["--node-id", "binary-test", "--warm-pool", "0"])
         .env("BROWSERD_DATA_DIR", data_dir)
         .env("BROWSERD_DATABASE_URL", database_url)
+        .envs(env.iter().copied())
         .spawn()
         .expect("start browserd");
     let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
@@ -68,11 +76,15 @@ async fn serve(data_dir: &Path, database_url: &str) -> Served {
     let client = SessionServiceClient::connect(format!("http://{addr}"))
         .await
         .expect("connect");
-    Served { child, client }
+    Served {
+        child,
+        addr,
+        client,
+    }
 }
 
 impl Served {
-    async fn create(&mut self) -> pb::Session {
+    pub async fn create(&mut self) -> pb::Session {
         create_on(&mut self.client, pb::CreateSessionRequest::default()).await
     }
 
@@ -80,13 +92,13 @@ impl Served {
         get_on(&mut self.client, id).await
     }
 
-    fn signal(&self, signal: i32) {
+    pub fn signal(&self, signal: i32) {
         let pid = self.child.id().expect("running") as i32;
         // SAFETY: signalling the child this test spawned.
         unsafe { libc::kill(pid, signal) };
     }
 
-    async fn exit_status(&mut self) -> std::process::ExitStatus {
+    pub async fn exit_status(&mut self) -> std::process::ExitStatus {
         tokio::time::timeout(EVENT_WAIT, self.child.wait())
             .await
             .expect("browserd exits")

@@ -10,3 +10,4 @@ mod pool;
 mod sessions;
 mod soak;
 mod support;
+mod telemetry;
