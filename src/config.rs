@@ -22,6 +22,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the session service.
     Serve(Config),
+    /// Manage the sessions of a running browserd (a gRPC client).
+    Sessions(crate::cli::SessionsArgs),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -13,7 +13,8 @@
 //! - [`store`]: SeaORM persistence (SQLite or PostgreSQL); migrations live in
 //!   the `migrations` crate.
 //! - [`browser`]: Chromium processes, profiles and browserd's own CDP link.
-//! - [`telemetry`]: tracing and OpenTelemetry export.
+//! - [`telemetry`]: tracing, and OpenTelemetry traces and metrics.
+//! - [`cli`]: `browserd sessions …`, a client of a running server.
 //!
 //! [`run`] wires them together over listeners the caller has bound, and
 //! runs until the `shutdown` future resolves.
@@ -21,6 +22,7 @@
 pub mod api;
 pub mod browser;
 pub mod cdp_proxy;
+pub mod cli;
 pub mod config;
 pub mod events;
 pub mod sessions;

@@ -1,5 +1,5 @@
-//! The `browserd` binary: parse flags, start telemetry, bind, run until
-//! SIGTERM or SIGINT.
+//! The `browserd` binary: `serve` starts telemetry, binds, and runs until
+//! SIGTERM or SIGINT; `sessions` is a client of a running server.
 
 use std::process::ExitCode;
 
@@ -12,6 +12,19 @@ use browserd::config::{Cli, Command};
 #[tokio::main]
 async fn main() -> ExitCode {
     let Cli { command } = Cli::parse();
+    match command {
+        Command::Serve(config) => serve(config).await,
+        Command::Sessions(args) => match browserd::cli::run(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("browserd: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+async fn serve(config: browserd::config::Config) -> ExitCode {
     let telemetry = match browserd::telemetry::init() {
         Ok(telemetry) => telemetry,
         Err(e) => {
@@ -19,9 +32,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let outcome = match command {
-        Command::Serve(config) => serve(config).await,
-    };
+    let outcome = run(config).await;
     telemetry.shutdown();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -33,7 +44,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: browserd::config::Config) -> anyhow::Result<()> {
+async fn run(config: browserd::config::Config) -> anyhow::Result<()> {
     use anyhow::Context;
     let grpc = TcpListener::bind(config.listen)
         .await

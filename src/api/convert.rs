@@ -86,7 +86,7 @@ fn timestamp(at: SystemTime) -> prost_types::Timestamp {
     }
 }
 
-fn pb_duration(d: Duration) -> prost_types::Duration {
+pub(crate) fn pb_duration(d: Duration) -> prost_types::Duration {
     prost_types::Duration {
         seconds: d.as_secs().min(i64::MAX as u64) as i64,
         nanos: d.subsec_nanos() as i32,

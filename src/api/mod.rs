@@ -2,7 +2,7 @@
 //! and engine errors to `tonic::Status` in one exhaustive place. Holds no
 //! business logic.
 
-mod convert;
+pub(crate) mod convert;
 
 use std::pin::Pin;
 

@@ -3,6 +3,7 @@
 //! (`TEST_DATABASE_URL`, default postgres://postgres@127.0.0.1:5432/test).
 
 mod binary;
+mod cli;
 mod errors;
 mod events;
 mod lifecycle;
