@@ -1,0 +1,92 @@
+'use strict';
+// browserd.v1 client for Node: proto/ loaded at run time with
+// @grpc/proto-loader (no generated code), promisified unary calls.
+
+const path = require('node:path');
+const grpc = require('@grpc/grpc-js');
+const protoLoader = require('@grpc/proto-loader');
+
+const PROTO_DIR = path.resolve(__dirname, '..', '..', '..', 'proto');
+
+// keepCase: fields as in the .proto (session_id, connect_url).
+// longs: String: uint64 `sequence` and int64 Timestamp.seconds arrive as
+//   decimal strings, exact beyond 2^53; compare them with BigInt.
+// enums: String: 'SESSION_STATUS_LIVE', not 2.
+// defaults: unset scalars read as their zero value; unset messages as null.
+// oneofs: the synthetic oneof of `optional uint64 after_sequence`.
+// Well-known types (Duration, Timestamp) come with protobufjs.
+const LOADER_OPTIONS = {
+  keepCase: true,
+  longs: String,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+  includeDirs: [PROTO_DIR],
+};
+
+const packageDefinition = protoLoader.loadSync('browserd/v1/sessions.proto', LOADER_OPTIONS);
+const { browserd } = grpc.loadPackageDefinition(packageDefinition);
+const SessionService = browserd.v1.SessionService;
+
+const healthDefinition = protoLoader.loadSync('health/v1/health.proto', {
+  ...LOADER_OPTIONS,
+  includeDirs: [path.join(path.dirname(require.resolve('grpc-health-check/package.json')), 'proto')],
+});
+const Health = grpc.loadPackageDefinition(healthDefinition).grpc.health.v1.Health;
+
+// Reconnect quickly after an outage (grpc-js defaults to a 1 s first backoff).
+const CHANNEL_OPTIONS = {
+  'grpc.initial_reconnect_backoff_ms': 100,
+  'grpc.max_reconnect_backoff_ms': 1000,
+};
+
+function sessionClient(address) {
+  return new SessionService(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+}
+
+function healthClient(address) {
+  return new Health(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+}
+
+/** Call metadata asking grpc-js to wait while the channel is connecting
+ *  or in backoff instead of failing at once with UNAVAILABLE (grpc-js takes
+ *  this from Metadata options, not from CallOptions). */
+function waitForReadyMetadata() {
+  const metadata = new grpc.Metadata();
+  metadata.setOptions({ waitForReady: true });
+  return metadata;
+}
+
+/** Calls a unary method and resolves with its response; rejects with the
+ *  grpc error (its `.code` is a grpc.status value). */
+function call(client, method, request, { timeoutMs = 60_000 } = {}) {
+  return new Promise((resolve, reject) => {
+    client[method](request, { deadline: Date.now() + timeoutMs }, (err, response) =>
+      err ? reject(err) : resolve(response),
+    );
+  });
+}
+
+/** A google.protobuf.Timestamp (with longs: String) as BigInt nanoseconds. */
+function timestampNanos(ts) {
+  if (!ts) return null;
+  return BigInt(ts.seconds) * 1_000_000_000n + BigInt(ts.nanos);
+}
+
+/** A google.protobuf.Duration as seconds (a Number, for printing). */
+function durationSeconds(d) {
+  if (!d) return null;
+  return Number(d.seconds) + d.nanos / 1e9;
+}
+
+module.exports = {
+  grpc,
+  PROTO_DIR,
+  LOADER_OPTIONS,
+  sessionClient,
+  healthClient,
+  call,
+  waitForReadyMetadata,
+  timestampNanos,
+  durationSeconds,
+};
