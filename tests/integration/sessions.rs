@@ -357,9 +357,11 @@ async fn hard_timeout_releases_the_session(backend: Backend) {
 async fn extend_moves_the_deadline(backend: Backend) {
     let mut app = spawn_app_with(backend, |c| c.max_timeout = Duration::from_secs(3600)).await;
     let mut events = app.watch(pb::WatchSessionsRequest::default()).await;
+    // Long enough that a slow launch on a loaded machine cannot use it up:
+    // the deadline is then moved nearer, which the supervisor must notice.
     let session = app
         .create(pb::CreateSessionRequest {
-            timeout: seconds(2),
+            timeout: seconds(600),
             ..Default::default()
         })
         .await;
