@@ -70,6 +70,11 @@ pub struct Config {
     /// --max-sessions. 0 disables.
     #[arg(long, env = "BROWSERD_WARM_POOL", default_value_t = 2)]
     pub warm_pool: usize,
+    /// Events a WatchSessions subscriber may fall behind before its stream
+    /// ends with ABORTED (it resumes with after_sequence). Each buffered
+    /// event is shared by all subscribers.
+    #[arg(long, env = "BROWSERD_WATCH_BUFFER", default_value_t = 4096)]
+    pub watch_buffer: usize,
     /// This node's name on the sessions it owns. Default: the host name.
     #[arg(long, env = "BROWSERD_NODE_ID")]
     pub node_id: Option<String>,
@@ -83,6 +88,8 @@ pub enum ConfigError {
     DefaultTimeout { default: String, max: String },
     #[error("--launch-timeout must be positive")]
     LaunchTimeout,
+    #[error("--watch-buffer must be at least 1")]
+    NoWatchBuffer,
 }
 
 impl Config {
@@ -98,6 +105,9 @@ impl Config {
         }
         if self.launch_timeout.is_zero() {
             return Err(ConfigError::LaunchTimeout);
+        }
+        if self.watch_buffer == 0 {
+            return Err(ConfigError::NoWatchBuffer);
         }
         Ok(())
     }

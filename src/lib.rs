@@ -134,6 +134,7 @@ pub async fn run(
             max_sessions: config.max_sessions,
             connect_timeout: Some(config.connect_timeout).filter(|t| !t.is_zero()),
             warm_pool: config.warm_pool,
+            watch_buffer: config.watch_buffer,
         },
         store,
         launcher,

@@ -127,6 +127,7 @@ fn config(data_dir: &Path, chrome: &Path) -> browserd::config::Config {
         launch_timeout: Duration::from_secs(30),
         connect_timeout: Duration::from_secs(300),
         warm_pool: 0,
+        watch_buffer: 4096,
         node_id: Some("bench".into()),
     }
 }

@@ -17,9 +17,6 @@ use tokio_util::task::TaskTracker;
 use crate::sessions::model::{EventFilter, SessionEvent};
 use crate::store::{Store, StoreError};
 
-/// Events a subscriber may fall behind the engine before it is cut off with
-/// ABORTED. Sized for bursts such as ReleaseAll over hundreds of sessions.
-const LIVE_BUFFER: usize = 4096;
 /// Events handed to the gRPC layer ahead of the client reading them.
 const STREAM_BUFFER: usize = 64;
 /// Stored events read per query while replaying.
@@ -34,22 +31,22 @@ pub struct EventHub {
 #[derive(Debug, thiserror::Error)]
 pub enum WatchEnd {
     #[error(
-        "subscriber fell more than {LIVE_BUFFER} events behind; resume with after_sequence = {last_sequence}"
+        "subscriber fell more than --watch-buffer events behind; resume with after_sequence = {last_sequence}"
     )]
     Lagged { last_sequence: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-impl Default for EventHub {
-    fn default() -> Self {
+impl EventHub {
+    /// `buffer`: events a subscriber may fall behind the engine before it
+    /// is cut off with ABORTED.
+    pub fn new(buffer: usize) -> Self {
         Self {
-            live: broadcast::channel(LIVE_BUFFER).0,
+            live: broadcast::channel(buffer).0,
         }
     }
-}
 
-impl EventHub {
     /// Called by the engine after commit, in sequence order. Never waits.
     pub fn publish(&self, event: SessionEvent) {
         // No receiver is not an error: nobody is watching.

@@ -63,6 +63,8 @@ pub struct EngineConfig {
     pub connect_timeout: Option<Duration>,
     /// Browsers kept launched for sessions with default options.
     pub warm_pool: usize,
+    /// Events a subscriber may lag before ABORTED.
+    pub watch_buffer: usize,
 }
 
 /// What a caller sent to CreateSession, parsed but not yet bounded.
@@ -157,6 +159,7 @@ impl Engine {
         stopping: CancellationToken,
     ) -> Self {
         let capacity = Arc::new(Semaphore::new(config.max_sessions));
+        let events = EventHub::new(config.watch_buffer);
         Self {
             inner: Arc::new_cyclic(|inner: &Weak<Inner>| {
                 let (live, subscribers) = (inner.clone(), inner.clone());
@@ -174,7 +177,7 @@ impl Engine {
                 Inner {
                     config,
                     store,
-                    events: EventHub::default(),
+                    events,
                     launcher,
                     slots: Mutex::default(),
                     routes: RwLock::default(),

@@ -1,6 +1,7 @@
 //! WatchSessions: filters, ordering, and resume without gap or duplicate.
 
 use browserd::pb;
+use browserd::pb::session_service_client::SessionServiceClient;
 
 use crate::on_both_backends;
 use crate::support::*;
@@ -126,4 +127,107 @@ async fn resume_has_no_gap_and_no_duplicate(backend: Backend) {
     app.stop().await;
 }
 
-on_both_backends!(watch_filters_and_orders, resume_has_no_gap_and_no_duplicate);
+/// Sessions whose "browser" is /usr/bin/false: each launch fails at once,
+/// so every create is two events (PENDING, FAILED) and no Chromium.
+const FAILING_CREATES: usize = 320;
+const CREATORS: usize = 8;
+const WATCH_BUFFER: usize = 64;
+
+async fn a_slow_subscriber_is_aborted_and_resumes_without_gap(backend: Backend) {
+    let mut app = spawn_app_with(backend, |c| {
+        c.chrome_path = Some("/usr/bin/false".into());
+        c.watch_buffer = WATCH_BUFFER;
+    })
+    .await;
+    // A client that reads nothing until the burst is over, with HTTP/2
+    // windows so small that browserd cannot park the backlog in the
+    // client's buffers: it must fall behind and be cut off, while a
+    // subscriber that keeps up is not disturbed.
+    let narrow = tonic::transport::Endpoint::from_shared(format!("http://{}", app.addr))
+        .expect("endpoint")
+        .initial_stream_window_size(Some(1024))
+        .initial_connection_window_size(Some(1024))
+        .connect()
+        .await
+        .expect("connect");
+    let mut slow = SessionServiceClient::new(narrow)
+        .watch_sessions(pb::WatchSessionsRequest::default())
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut fast = app.watch(pb::WatchSessionsRequest::default()).await;
+    let total = (FAILING_CREATES * 2) as u64;
+    let keeping_up = tokio::spawn(async move {
+        let mut last = 0;
+        while last < total {
+            let event = fast.next().await;
+            assert_eq!(
+                event.sequence,
+                last + 1,
+                "the fast subscriber misses nothing"
+            );
+            last = event.sequence;
+        }
+    });
+    let creators: Vec<_> = (0..CREATORS)
+        .map(|_| {
+            let mut client = app.client.clone();
+            tokio::spawn(async move {
+                for _ in 0..FAILING_CREATES / CREATORS {
+                    let failed = client
+                        .create_session(pb::CreateSessionRequest::default())
+                        .await
+                        .expect_err("the launch fails");
+                    assert_eq!(failed.code(), tonic::Code::Unavailable, "{failed:?}");
+                }
+            })
+        })
+        .collect();
+    for creator in creators {
+        creator.await.expect("creator");
+    }
+    keeping_up.await.expect("fast subscriber");
+
+    let mut received = Vec::new();
+    let aborted = loop {
+        let item = tokio::time::timeout(EVENT_WAIT, slow.message())
+            .await
+            .expect("the slow stream moves");
+        match item {
+            Ok(Some(response)) => received.push(response.event.expect("event").sequence),
+            Ok(None) => panic!("the slow stream ended without ABORTED"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(aborted.code(), tonic::Code::Aborted, "{aborted:?}");
+    let resume_from: u64 = aborted
+        .message()
+        .rsplit("after_sequence = ")
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the status names the resume point: {aborted:?}"));
+    assert_eq!(Some(&resume_from), received.last(), "{aborted:?}");
+    assert!(resume_from < total, "cut off, not drained: {resume_from}");
+
+    let mut resumed = app
+        .watch(pb::WatchSessionsRequest {
+            after_sequence: Some(resume_from),
+            ..Default::default()
+        })
+        .await;
+    while received.last() != Some(&total) {
+        received.push(resumed.next().await.sequence);
+    }
+    assert_eq!(
+        received,
+        (1..=total).collect::<Vec<_>>(),
+        "delivered, cut off, resumed: every event exactly once"
+    );
+    app.stop().await;
+}
+
+on_both_backends!(
+    watch_filters_and_orders,
+    resume_has_no_gap_and_no_duplicate,
+    a_slow_subscriber_is_aborted_and_resumes_without_gap
+);

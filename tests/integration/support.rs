@@ -51,6 +51,8 @@ macro_rules! on_both_backends {
 }
 
 pub struct TestApp {
+    /// The gRPC address.
+    pub addr: SocketAddr,
     pub client: SessionServiceClient<Channel>,
     pub channel: Channel,
     pub data_dir: tempfile::TempDir,
@@ -113,6 +115,7 @@ pub fn config(data_dir: &Path, database_url: String) -> browserd::config::Config
         launch_timeout: Duration::from_secs(30),
         connect_timeout: Duration::from_secs(300),
         warm_pool: 0,
+        watch_buffer: 4096,
         node_id: Some("test-node".into()),
     }
 }
@@ -192,6 +195,7 @@ async fn start(
         .await
         .expect("connect to browserd");
     TestApp {
+        addr: grpc_addr,
         client: SessionServiceClient::new(channel.clone()),
         channel,
         data_dir,
