@@ -513,7 +513,7 @@ pub fn code_and_message<T: std::fmt::Debug>(
 /// from the process table.
 pub fn browser_mains(dir: &Path) -> std::collections::BTreeSet<i32> {
     let prefix = format!("--user-data-dir={}", dir.display());
-    std::fs::read_dir("/proc")
+    let mains: std::collections::BTreeSet<i32> = std::fs::read_dir("/proc")
         .expect("read /proc")
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
@@ -526,6 +526,18 @@ pub fn browser_mains(dir: &Path) -> std::collections::BTreeSet<i32> {
             args.iter().any(|a| a.starts_with(&prefix))
                 && !args.iter().any(|a| a.starts_with("--type="))
         })
+        .collect();
+    // A child the browser has forked but not yet exec'd still shows the
+    // browser's command line: it is no second browser.
+    let parent = |pid: &i32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        after_name.split_whitespace().nth(1)?.parse::<i32>().ok()
+    };
+    mains
+        .iter()
+        .copied()
+        .filter(|pid| !parent(pid).is_some_and(|ppid| mains.contains(&ppid)))
         .collect()
 }
 
