@@ -75,7 +75,7 @@ pub struct CreateArgs {
     /// A label (repeatable).
     #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = label)]
     metadata: Vec<(String, String)>,
-    /// Window size, e.g. `1920x1080`.
+    /// Every new page's viewport, e.g. `1920x1080`.
     #[arg(long, value_name = "WIDTHxHEIGHT", value_parser = viewport)]
     viewport: Option<pb::Viewport>,
     #[arg(long)]

@@ -22,6 +22,15 @@ use process::{Group, ProcessGroups};
 
 use crate::sessions::model::Viewport;
 
+/// Height of Chromium's own UI in each window (tab strip and toolbar), in
+/// CSS pixels. Headless Chromium is the whole browser drawn off-screen:
+/// `--window-size`, which it applies to every new window (a new page, a new
+/// browser context's page), is the outer size, and pages get this much less
+/// height. Measured on Chromium 156 (`outerHeight - innerHeight`): the same
+/// at every height from 1 to 4320, and nothing in width. The viewport
+/// integration test fails if a Chromium changes it.
+const WINDOW_FRAME_HEIGHT: u32 = 87;
+
 /// How long browserd waits for its own CDP calls (version, targets).
 const CDP_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long to wait for a browser's exit once its CDP socket has closed.
@@ -43,6 +52,11 @@ const BASE_FLAGS: &[&str] = &[
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    // Otherwise the first tab gets an infobar warning of --no-sandbox, which
+    // takes 56 px off that page's viewport for its whole life. The switch
+    // turns off Chromium's startup infobars; ChromeDriver passes it to every
+    // Chrome it starts.
+    "--test-type",
     // A hidden WebUI renderer per context that no client asked for (~115 MiB).
     "--disable-features=WebUIOmniboxPopup,WebUIOmniboxAimPopup,PreloadTopChromeWebUI",
     "--remote-debugging-address=127.0.0.1",
@@ -72,6 +86,7 @@ pub enum LaunchError {
 /// Per-session launch options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LaunchOptions {
+    /// Every page's `innerWidth` × `innerHeight`, not the window's size.
     pub viewport: Viewport,
     pub user_agent: Option<String>,
     pub proxy_url: Option<String>,
@@ -159,9 +174,15 @@ impl Launcher {
         command.env("XDG_CONFIG_HOME", user_data_dir);
         command.args(BASE_FLAGS);
         command.arg(format!("--user-data-dir={}", user_data_dir.display()));
+        // The session's viewport is what its pages get, so the window is
+        // that plus the frame. No switch sizes the page itself, and a
+        // per-page Emulation override would make browserd a CDP client
+        // inside its users' pages. Chromium keeps windows at least 500 px
+        // wide: a narrower viewport gets 500.
         command.arg(format!(
             "--window-size={},{}",
-            options.viewport.width, options.viewport.height
+            options.viewport.width,
+            options.viewport.height + WINDOW_FRAME_HEIGHT
         ));
         if let Some(agent) = &options.user_agent {
             command.arg(format!("--user-agent={agent}"));

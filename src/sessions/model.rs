@@ -143,6 +143,12 @@ impl Viewport {
         width: 1280,
         height: 720,
     };
+    /// Headless Chromium makes no window narrower than 500 px: a smaller
+    /// width would be silently widened, so it is refused instead.
+    pub const MIN: Viewport = Viewport {
+        width: 500,
+        height: 1,
+    };
     /// 8K: anything larger is a typo, and costs the browser real memory.
     pub const MAX: Viewport = Viewport {
         width: 7680,

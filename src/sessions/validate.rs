@@ -54,17 +54,20 @@ pub fn metadata(field: &str, metadata: &Metadata) -> Result<()> {
 }
 
 pub fn viewport(viewport: Viewport) -> Result<Viewport> {
-    let max = Viewport::MAX;
-    if !(1..=max.width).contains(&viewport.width) {
+    let (min, max) = (Viewport::MIN, Viewport::MAX);
+    if !(min.width..=max.width).contains(&viewport.width) {
         return Err(Error::invalid(
             "viewport.width",
-            format!("must be 1 to {}", max.width),
+            format!(
+                "must be {} to {}; for a narrower screen, emulate it from the client (e.g. Playwright's viewport option)",
+                min.width, max.width
+            ),
         ));
     }
-    if !(1..=max.height).contains(&viewport.height) {
+    if !(min.height..=max.height).contains(&viewport.height) {
         return Err(Error::invalid(
             "viewport.height",
-            format!("must be 1 to {}", max.height),
+            format!("must be {} to {}", min.height, max.height),
         ));
     }
     Ok(viewport)

@@ -53,8 +53,9 @@ async fn bad_requests_name_the_field_and_write_nothing(backend: Backend) {
         ),
         (
             pb::CreateSessionRequest {
+                // Narrower than any headless Chromium window.
                 viewport: Some(pb::Viewport {
-                    width: 0,
+                    width: 375,
                     height: 600,
                 }),
                 ..base()

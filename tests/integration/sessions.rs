@@ -3,7 +3,8 @@
 use std::time::{Duration, SystemTime};
 
 use browserd::pb;
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tonic::Code;
 
@@ -522,6 +523,171 @@ async fn shutdown_releases_sessions_and_ends_streams(backend: Backend) {
     app.stop().await;
 }
 
+/// A CDP client of the test's own on a raw connection: browserd never
+/// attaches to pages, so measuring one takes a client.
+struct RawCdp {
+    socket: Socket,
+    next_id: u64,
+}
+
+impl RawCdp {
+    async fn connect(url: &str) -> Self {
+        Self {
+            socket: connect_raw(url).await,
+            next_id: 0,
+        }
+    }
+
+    async fn call(&mut self, method: &str, params: Value, session: Option<&str>) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut command = json!({"id": id, "method": method, "params": params});
+        if let Some(session) = session {
+            command["sessionId"] = json!(session);
+        }
+        self.socket
+            .send(Message::text(command.to_string()))
+            .await
+            .expect("send through the relay");
+        loop {
+            let frame = tokio::time::timeout(EVENT_WAIT, self.socket.next())
+                .await
+                .expect("an answer through the relay")
+                .expect("socket open")
+                .expect("frame");
+            let Message::Text(text) = frame else { continue };
+            let reply: Value = serde_json::from_str(&text).expect("CDP JSON");
+            if reply["id"] == id {
+                assert!(reply["error"].is_null(), "{method}: {reply}");
+                return reply["result"].clone();
+            }
+        }
+    }
+
+    async fn new_page(&mut self, context: Option<&str>) -> String {
+        let mut params = json!({"url": "about:blank"});
+        if let Some(context) = context {
+            params["browserContextId"] = json!(context);
+        }
+        let created = self.call("Target.createTarget", params, None).await;
+        created["targetId"]
+            .as_str()
+            .expect("a target id")
+            .to_owned()
+    }
+
+    async fn inner_size(&mut self, target_id: &str) -> (u64, u64) {
+        let attached = self
+            .call(
+                "Target.attachToTarget",
+                json!({"targetId": target_id, "flatten": true}),
+                None,
+            )
+            .await;
+        let session = attached["sessionId"].as_str().expect("a CDP session id");
+        let evaluated = self
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": "[innerWidth, innerHeight]", "returnByValue": true}),
+                Some(session),
+            )
+            .await;
+        let size = &evaluated["result"]["value"];
+        (
+            size[0].as_u64().expect("innerWidth"),
+            size[1].as_u64().expect("innerHeight"),
+        )
+    }
+}
+
+/// The first tab, a new page, and a page in a new browser context (what
+/// Playwright's new_context and Puppeteer's createBrowserContext make) all
+/// measure `width` × `height` from inside.
+async fn assert_pages_sized(connect_url: &str, width: u64, height: u64) {
+    let mut cdp = RawCdp::connect(connect_url).await;
+    let targets = cdp.call("Target.getTargets", json!({}), None).await;
+    let first = targets["targetInfos"]
+        .as_array()
+        .expect("target list")
+        .iter()
+        .find(|t| t["type"] == "page" && t["url"] == "about:blank")
+        .and_then(|t| t["targetId"].as_str())
+        .expect("the browser's first tab")
+        .to_owned();
+    assert_eq!(
+        cdp.inner_size(&first).await,
+        (width, height),
+        "the first tab"
+    );
+    let page = cdp.new_page(None).await;
+    assert_eq!(cdp.inner_size(&page).await, (width, height), "a new page");
+    let created = cdp
+        .call("Target.createBrowserContext", json!({}), None)
+        .await;
+    let context = created["browserContextId"].as_str().expect("a context id");
+    let page = cdp.new_page(Some(context)).await;
+    assert_eq!(
+        cdp.inner_size(&page).await,
+        (width, height),
+        "a page in a new browser context"
+    );
+}
+
+/// Waits for the warm pool to hold every browser it should. The health
+/// stream is dropped on return: an open one would hold up shutdown.
+async fn pool_filled(app: &TestApp) {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel.clone());
+    let mut statuses = health
+        .watch(tonic_health::pb::HealthCheckRequest {
+            service: browserd::WARM_POOL_HEALTH.into(),
+        })
+        .await
+        .expect("health watch")
+        .into_inner();
+    loop {
+        let status = tokio::time::timeout(EVENT_WAIT, statuses.message())
+            .await
+            .expect("the pool fills")
+            .expect("health stream")
+            .expect("health status");
+        if status.status == ServingStatus::Serving as i32 {
+            return;
+        }
+    }
+}
+
+async fn viewport_sizes_every_new_page(backend: Backend) {
+    let mut app = spawn_app_with(backend, |c| c.warm_pool = 1).await;
+    let profiles = app.profiles_dir();
+    let sized = app
+        .create(pb::CreateSessionRequest {
+            viewport: Some(pb::Viewport {
+                width: 1024,
+                height: 700,
+            }),
+            ..Default::default()
+        })
+        .await;
+    assert_pages_sized(&sized.connect_url, 1024, 700).await;
+
+    // Default options take a pooled browser, launched before the request: one
+    // that has been up a while, as Chromium adds its startup infobars to the
+    // first tab some time after it answers CDP.
+    pool_filled(&app).await;
+    let warm = browser_mains(&profiles);
+    let default = app.create(pb::CreateSessionRequest::default()).await;
+    assert!(
+        warm.contains(&browser_main_pid(&profiles, &default.id)),
+        "the default session got a pooled browser"
+    );
+    assert_pages_sized(&default.connect_url, 1280, 720).await;
+
+    app.release(&sized.id).await;
+    app.release(&default.id).await;
+    app.stop().await;
+}
+
 on_both_backends!(
     create_connect_navigate_inspect_release,
     relay_refuses_wrong_tokens_and_ended_sessions,
@@ -534,4 +700,5 @@ on_both_backends!(
     extend_moves_the_deadline,
     list_filters_pages_and_release_all,
     shutdown_releases_sessions_and_ends_streams,
+    viewport_sizes_every_new_page,
 );
