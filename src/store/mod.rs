@@ -95,6 +95,10 @@ impl Store {
             .max_connections(POOL_SIZE)
             .min_connections(POOL_SIZE);
         if url.starts_with("sqlite:") {
+            // An embedded database cannot drop a pooled connection, so the
+            // ping sqlx sends before handing one out (a round trip to the
+            // connection's worker thread) buys nothing.
+            opts.test_before_acquire(false);
             // WAL lets readers run beside the single writer; the busy timeout
             // makes a second writer wait instead of failing.
             opts.map_sqlx_sqlite_opts(|o| {
