@@ -8,7 +8,6 @@ use std::pin::Pin;
 
 use tokio_stream::Stream;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::events::WatchEnd;
@@ -210,7 +209,7 @@ impl SessionService for SessionServiceHandler {
             .watch(filter, after_sequence)
             .await
             .map_err(status)?;
-        let stream = ReceiverStream::new(events).map(|item| match item {
+        let stream = events.map(|item| match item {
             Ok(event) => Ok(pb::WatchSessionsResponse {
                 event: Some(to_pb_event(&event)),
             }),

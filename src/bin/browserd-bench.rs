@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use browserd::pb;
 use browserd::pb::session_service_client::SessionServiceClient;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -47,10 +47,38 @@ struct Args {
     /// created and dropped. `none` skips them.
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
     postgres_url: String,
+    /// Run only these sections (repeatable); default: all of them.
+    #[arg(long, value_enum)]
+    only: Vec<Section>,
     /// Internal: serve browserd on ephemeral ports with this data dir (the
     /// memory measurement's child process).
     #[arg(long, hide = true)]
     serve_child: Option<PathBuf>,
+}
+
+/// The bench's sections, in the order a full run measures them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Section {
+    /// Floor and cold session start.
+    Start,
+    /// Warm pool, sequential and in bursts.
+    Warm,
+    /// CDP round trips, direct and through the relay.
+    Relay,
+    /// kill -9 of a browser -> FAILED event.
+    Crash,
+    /// GetSession and ListSessions throughput.
+    Control,
+    /// WatchSessions delivery to many subscribers.
+    Events,
+    /// browserd's own memory.
+    Memory,
+}
+
+impl Args {
+    fn wants(&self, section: Section) -> bool {
+        self.only.is_empty() || self.only.contains(&section)
+    }
 }
 
 /// Latency samples of one measurement.
@@ -315,203 +343,225 @@ async fn run(args: &Args, chrome: &Path, work: &Path, report: &mut Report) -> Re
     };
 
     // Floor and cold, interleaved; one unmeasured round warms caches.
-    let (mut floor, mut cold_live, mut cold_cdp) =
-        (Series::default(), Series::default(), Series::default());
-    for round in 0..=args.sessions {
-        let started = Instant::now();
-        let browser = launcher
-            .launch(&work.join(format!("floor-{round}")), &defaults)
-            .await?;
-        let spent = started.elapsed();
-        browser.destroy().await;
-        let (live, answered, id) = session_to_first_answer(&cold).await?;
-        cold.release(&id).await?;
-        if round > 0 {
-            floor.0.push(spent);
-            cold_live.0.push(live);
-            cold_cdp.0.push(answered);
+    let mut floor_p50 = None;
+    if args.wants(Section::Start) {
+        let (mut floor, mut cold_live, mut cold_cdp) =
+            (Series::default(), Series::default(), Series::default());
+        for round in 0..=args.sessions {
+            let started = Instant::now();
+            let browser = launcher
+                .launch(&work.join(format!("floor-{round}")), &defaults)
+                .await?;
+            let spent = started.elapsed();
+            browser.destroy().await;
+            let (live, answered, id) = session_to_first_answer(&cold).await?;
+            cold.release(&id).await?;
+            if round > 0 {
+                floor.0.push(spent);
+                cold_live.0.push(live);
+                cold_cdp.0.push(answered);
+            }
         }
+        floor_p50 = Some(floor.p(50.0));
+        report.section("session start (create -> first CDP answer)");
+        report.latency(
+            "floor",
+            "floor: spawn Chromium -> getVersion",
+            &floor,
+            floor_p50,
+        );
+        report.latency(
+            "cold_live",
+            "cold: CreateSession -> LIVE",
+            &cold_live,
+            floor_p50,
+        );
+        report.latency(
+            "cold",
+            "cold: create -> getVersion via relay",
+            &cold_cdp,
+            floor_p50,
+        );
     }
-    let floor_p50 = floor.p(50.0);
-    report.section("session start (create -> first CDP answer)");
-    report.latency(
-        "floor",
-        "floor: spawn Chromium -> getVersion",
-        &floor,
-        Some(floor_p50),
-    );
-    report.latency(
-        "cold_live",
-        "cold: CreateSession -> LIVE",
-        &cold_live,
-        Some(floor_p50),
-    );
-    report.latency(
-        "cold",
-        "cold: create -> getVersion via relay",
-        &cold_cdp,
-        Some(floor_p50),
-    );
 
     // Warm: sequential, each on a full pool; then bursts of 8 at once.
-    let mut warm_config = config(&work.join("warm"), chrome);
-    warm_config.warm_pool = 8;
-    let warm = Arc::new(start(warm_config).await?);
-    let (mut warm_live, mut warm_series) = (Series::default(), Series::default());
-    for _ in 0..args.sessions {
-        warm.pool_full().await?;
-        // Steady state: a new Chromium keeps a core busy for about a
-        // second after it answers CDP; pooled browsers are idle by the
-        // time a request comes, except right after a refill (the burst).
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        let (live, answered, id) = session_to_first_answer(&warm).await?;
-        warm.release(&id).await?;
-        warm_live.0.push(live);
-        warm_series.0.push(answered);
-    }
-    let mut burst = Series::default();
-    for _ in 0..3 {
-        warm.pool_full().await?;
-        // Eight new browsers' start-up work, on two cores.
-        tokio::time::sleep(Duration::from_secs(6)).await;
-        let tasks: Vec<_> = (0..8)
-            .map(|_| {
-                let warm = warm.clone();
-                tokio::spawn(async move { session_to_first_answer(&warm).await })
-            })
-            .collect();
-        for task in tasks {
-            let (_, answered, id) = task.await??;
+    if args.wants(Section::Warm) {
+        let mut warm_config = config(&work.join("warm"), chrome);
+        warm_config.warm_pool = 8;
+        let warm = Arc::new(start(warm_config).await?);
+        let (mut warm_live, mut warm_series) = (Series::default(), Series::default());
+        for _ in 0..args.sessions {
+            warm.pool_full().await?;
+            // Steady state: a new Chromium keeps a core busy for about a
+            // second after it answers CDP; pooled browsers are idle by the
+            // time a request comes, except right after a refill (the burst).
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let (live, answered, id) = session_to_first_answer(&warm).await?;
             warm.release(&id).await?;
-            burst.0.push(answered);
+            warm_live.0.push(live);
+            warm_series.0.push(answered);
         }
+        let mut burst = Series::default();
+        for _ in 0..3 {
+            warm.pool_full().await?;
+            // Eight new browsers' start-up work, on two cores.
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            let tasks: Vec<_> = (0..8)
+                .map(|_| {
+                    let warm = warm.clone();
+                    tokio::spawn(async move { session_to_first_answer(&warm).await })
+                })
+                .collect();
+            for task in tasks {
+                let (_, answered, id) = task.await??;
+                warm.release(&id).await?;
+                burst.0.push(answered);
+            }
+        }
+        report.latency(
+            "warm_live",
+            "warm (idle pool): CreateSession -> LIVE",
+            &warm_live,
+            floor_p50,
+        );
+        report.latency(
+            "warm",
+            "warm (idle pool): create -> getVersion",
+            &warm_series,
+            floor_p50,
+        );
+        report.latency(
+            "warm_burst8",
+            "warm (idle pool), 8 at once: -> getVersion",
+            &burst,
+            floor_p50,
+        );
+        Arc::into_inner(warm)
+            .context("warm server still shared")?
+            .stop()
+            .await?;
     }
-    report.latency(
-        "warm_live",
-        "warm (idle pool): CreateSession -> LIVE",
-        &warm_live,
-        Some(floor_p50),
-    );
-    report.latency(
-        "warm",
-        "warm (idle pool): create -> getVersion",
-        &warm_series,
-        Some(floor_p50),
-    );
-    report.latency(
-        "warm_burst8",
-        "warm (idle pool), 8 at once: -> getVersion",
-        &burst,
-        Some(floor_p50),
-    );
-    Arc::into_inner(warm)
-        .context("warm server still shared")?
-        .stop()
-        .await?;
 
     // Relay overhead: page-level round trips, direct vs through the relay.
-    let direct_browser = launcher.launch(&work.join("direct"), &defaults).await?;
-    let mut direct = Cdp::connect(direct_browser.ws_url()).await?;
-    let direct_page = direct.attach_page().await?;
-    let session = cold.create(pb::CreateSessionRequest::default()).await?;
-    let mut relayed = Cdp::connect(&session.connect_url).await?;
-    let relayed_page = relayed.attach_page().await?;
-    let (mut direct_rt, mut relay_rt) = (Series::default(), Series::default());
-    let evaluate = json!({"expression": "1+1", "returnByValue": true});
-    for block in 0..21 {
-        for (cdp, page, series) in [
-            (&mut direct, &direct_page, &mut direct_rt),
-            (&mut relayed, &relayed_page, &mut relay_rt),
-        ] {
-            for _ in 0..20 {
-                let started = Instant::now();
-                cdp.call("Runtime.evaluate", evaluate.clone(), Some(page))
-                    .await?;
-                if block > 0 {
-                    series.0.push(started.elapsed());
+    if args.wants(Section::Relay) {
+        let direct_browser = launcher.launch(&work.join("direct"), &defaults).await?;
+        let mut direct = Cdp::connect(direct_browser.ws_url()).await?;
+        let direct_page = direct.attach_page().await?;
+        let session = cold.create(pb::CreateSessionRequest::default()).await?;
+        let mut relayed = Cdp::connect(&session.connect_url).await?;
+        let relayed_page = relayed.attach_page().await?;
+        let (mut direct_rt, mut relay_rt) = (Series::default(), Series::default());
+        let evaluate = json!({"expression": "1+1", "returnByValue": true});
+        for block in 0..21 {
+            for (cdp, page, series) in [
+                (&mut direct, &direct_page, &mut direct_rt),
+                (&mut relayed, &relayed_page, &mut relay_rt),
+            ] {
+                for _ in 0..20 {
+                    let started = Instant::now();
+                    cdp.call("Runtime.evaluate", evaluate.clone(), Some(page))
+                        .await?;
+                    if block > 0 {
+                        series.0.push(started.elapsed());
+                    }
                 }
             }
         }
+        drop((direct, relayed));
+        direct_browser.destroy().await;
+        cold.release(&session.id).await?;
+        let direct_p50 = direct_rt.p(50.0);
+        report.section("CDP round trip: Runtime.evaluate(\"1+1\") on a page");
+        report.latency("rt_direct", "direct to the browser", &direct_rt, None);
+        report.latency("rt_relay", "through the relay", &relay_rt, None);
+        report.line(
+            "relay_overhead_ratio",
+            format!("relay / direct p50: {:.2}", relay_rt.p(50.0) / direct_p50),
+            json!(relay_rt.p(50.0) / direct_p50),
+        );
     }
-    drop((direct, relayed));
-    direct_browser.destroy().await;
-    cold.release(&session.id).await?;
-    let direct_p50 = direct_rt.p(50.0);
-    report.section("CDP round trip: Runtime.evaluate(\"1+1\") on a page");
-    report.latency("rt_direct", "direct to the browser", &direct_rt, None);
-    report.latency("rt_relay", "through the relay", &relay_rt, None);
-    report.line(
-        "relay_overhead_ratio",
-        format!("relay / direct p50: {:.2}", relay_rt.p(50.0) / direct_p50),
-        json!(relay_rt.p(50.0) / direct_p50),
-    );
 
     // Crash detection: kill -9 of a session's browser -> FAILED event.
-    let mut crash = Series::default();
-    for _ in 0..args.crashes {
-        let session = cold.create(pb::CreateSessionRequest::default()).await?;
-        let mut events = cold
-            .client
-            .clone()
-            .watch_sessions(pb::WatchSessionsRequest {
-                session_ids: vec![session.id.clone()],
-                statuses: vec![pb::SessionStatus::Failed as i32],
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
-        let pid = browser_pid(&cold.profiles.join(&session.id))
-            .context("the session's browser is not in the process table")?;
-        let killed = Instant::now();
-        // SAFETY: killing the browser this bench's server launched.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        events
-            .message()
-            .await?
-            .context("stream ended before FAILED")?;
-        crash.0.push(killed.elapsed());
+    if args.wants(Section::Crash) {
+        let mut crash = Series::default();
+        for _ in 0..args.crashes {
+            let session = cold.create(pb::CreateSessionRequest::default()).await?;
+            let mut events = cold
+                .client
+                .clone()
+                .watch_sessions(pb::WatchSessionsRequest {
+                    session_ids: vec![session.id.clone()],
+                    statuses: vec![pb::SessionStatus::Failed as i32],
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            let pid = browser_pid(&cold.profiles.join(&session.id))
+                .context("the session's browser is not in the process table")?;
+            let killed = Instant::now();
+            // SAFETY: killing the browser this bench's server launched.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            events
+                .message()
+                .await?
+                .context("stream ended before FAILED")?;
+            crash.0.push(killed.elapsed());
+        }
+        report.section("lifecycle");
+        report.latency("crash", "kill -9 browser -> FAILED event", &crash, None);
     }
-    report.section("lifecycle");
-    report.latency("crash", "kill -9 browser -> FAILED event", &crash, None);
 
     // Control plane, SQLite and PostgreSQL.
-    report.section("control plane (requests/s, p99 ms)");
-    control_plane(&cold, "sqlite", report).await?;
-    if args.postgres_url != "none" {
-        let (url, drop_db) = fresh_postgres(&args.postgres_url).await?;
-        let mut pg_config = config(&work.join("pg"), chrome);
-        pg_config.database_url = Some(url);
-        let pg = start(pg_config).await?;
-        for _ in 0..3 {
-            let session = pg.create(pb::CreateSessionRequest::default()).await?;
-            pg.release(&session.id).await?;
+    if args.wants(Section::Control) {
+        report.section("control plane (requests/s, p99 ms)");
+        if !args.wants(Section::Crash) {
+            // The sessions read are otherwise the crash section's.
+            let session = cold.create(pb::CreateSessionRequest::default()).await?;
+            cold.release(&session.id).await?;
         }
-        control_plane(&pg, "postgres", report).await?;
-        pg.stop().await?;
-        drop_db.await?;
+        control_plane(&cold, "sqlite", report).await?;
+        if args.postgres_url != "none" {
+            let (url, drop_db) = fresh_postgres(&args.postgres_url).await?;
+            let mut pg_config = config(&work.join("pg"), chrome);
+            pg_config.database_url = Some(url);
+            let pg = start(pg_config).await?;
+            for _ in 0..3 {
+                let session = pg.create(pb::CreateSessionRequest::default()).await?;
+                pg.release(&session.id).await?;
+            }
+            control_plane(&pg, "postgres", report).await?;
+            pg.stop().await?;
+            drop_db.await?;
+        }
     }
 
     // Event delivery to many subscribers. The transitions come from
     // launches that fail at once (the "browser" is /usr/bin/false), so the
     // figures are the event path's, not Chromium's start-up CPU.
-    report.section("WatchSessions delivery: transition -> receipt (ms, 1 ms resolution)");
-    let events_server = start(config(&work.join("events"), Path::new("/usr/bin/false"))).await?;
-    for subscribers in [1, 100, 1000] {
-        let delivery = event_delivery(&events_server, subscribers).await?;
-        report.latency(
-            &format!("events_{subscribers}"),
-            &format!("{subscribers} subscribers"),
-            &delivery,
-            None,
-        );
+    if args.wants(Section::Events) {
+        report.section("WatchSessions delivery: transition -> receipt (ms, 1 ms resolution)");
+        let events_server =
+            start(config(&work.join("events"), Path::new("/usr/bin/false"))).await?;
+        for subscribers in [1, 100, 1000] {
+            let delivery = event_delivery(&events_server, subscribers).await?;
+            report.latency(
+                &format!("events_{subscribers}"),
+                &format!("{subscribers} subscribers"),
+                &delivery,
+                None,
+            );
+        }
+        events_server.stop().await?;
     }
-    events_server.stop().await?;
     cold.stop().await?;
     reaper_stop.cancel();
     tracker.close();
     tracker.wait().await;
 
-    memory(chrome, work, report).await
+    if args.wants(Section::Memory) {
+        memory(chrome, work, report).await?;
+    }
+    Ok(())
 }
 
 async fn control_plane(server: &Server, backend: &str, report: &mut Report) -> Result<()> {
@@ -609,6 +659,7 @@ async fn event_delivery(server: &Server, subscribers: usize) -> Result<Series> {
             .into_inner();
         streams.push(stream);
     }
+
     // Every stream is registered before its call returns: start the traffic.
     let receivers: Vec<_> = streams
         .into_iter()

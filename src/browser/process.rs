@@ -122,7 +122,6 @@ impl ProcessGroups {
     /// browsers' crash handlers, which leave their group but, orphaned,
     /// become browserd's children.
     fn reap(&self) {
-        reap_crash_handlers();
         let mut groups = self.inner.groups.lock().expect("group registry poisoned");
         groups.retain(|&pgid, tx| {
             loop {
@@ -142,6 +141,30 @@ impl ProcessGroups {
             }
             !empty
         });
+        drop(groups);
+        // Finding crash handlers reads the stat of every process on the
+        // host, on a runtime thread, at every SIGCHLD: milliseconds that
+        // stalled the sessions' event fan-out. Only a zombie child that no
+        // group accounts for can be one.
+        if zombie_child_left() {
+            reap_crash_handlers();
+        }
+    }
+}
+
+/// Whether some child of browserd has exited and is still unreaped.
+fn zombie_child_left() -> bool {
+    // SAFETY: an all-zero siginfo_t is valid; waitid with WNOWAIT only
+    // reports a child's state and leaves it to be reaped.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let found = libc::waitid(
+            libc::P_ALL,
+            0,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        );
+        found == 0 && info.si_pid() != 0
     }
 }
 

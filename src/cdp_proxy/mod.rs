@@ -26,12 +26,19 @@ use crate::sessions::model::SessionId;
 
 const PATH_PREFIX: &str = "/devtools/browser/";
 
+/// Bytes read from a socket at a time. tungstenite zero-fills this much
+/// before every read, including the one that finds the socket empty, so its
+/// default (128 KiB) cost two 128 KiB memsets per relayed frame, most of the
+/// relay's own CPU on small CDP messages. Large ones take more reads.
+const READ_CHUNK: usize = 16 * 1024;
+
 /// CDP messages carry screenshots and PDFs: no frame size limit beyond the
 /// browser's own.
 fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .max_message_size(None)
         .max_frame_size(None)
+        .read_buffer_size(READ_CHUNK)
 }
 
 /// Accepts relay connections until `stop` is cancelled.

@@ -8,17 +8,16 @@
 //! is therefore either in what the replay read, or arrives on the broadcast
 //! afterwards (or both, and the sequence filter drops the second copy).
 
+use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
+use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::sessions::model::{EventFilter, SessionEvent};
 use crate::store::{Store, StoreError};
 
-/// Events handed to the gRPC layer ahead of the client reading them.
-const STREAM_BUFFER: usize = 64;
 /// Stored events read per query while replaying.
 const REPLAY_BATCH: u64 = 500;
 
@@ -26,6 +25,9 @@ const REPLAY_BATCH: u64 = 500;
 pub struct EventHub {
     live: broadcast::Sender<Arc<SessionEvent>>,
 }
+
+/// A subscription's events, in sequence order; an error ends it.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<Arc<SessionEvent>, WatchEnd>> + Send>>;
 
 /// Why a subscription ended early.
 #[derive(Debug, thiserror::Error)]
@@ -59,75 +61,107 @@ impl EventHub {
     }
 
     /// Starts a subscription. `after`: replay stored events after it first.
-    /// The stream ends when the receiver is dropped, or once `stop` is
-    /// cancelled and the events published before it are delivered.
+    /// The stream ends once `stop` is cancelled and the events published
+    /// before it are delivered.
+    ///
+    /// The stream is polled by the gRPC response itself, not by a task of
+    /// its own: with a thousand subscribers, a forwarding task per
+    /// subscriber doubled the wake-ups and copies of every event.
     pub fn watch(
         &self,
         store: Store,
         filter: EventFilter,
         after: Option<u64>,
         stop: CancellationToken,
-        tracker: &TaskTracker,
-    ) -> mpsc::Receiver<Result<SessionEvent, WatchEnd>> {
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        let mut live = self.live.subscribe();
-        tracker.spawn(async move {
-            let forward = async {
-                let mut last = 0;
-                if let Some(after) = after {
-                    last = after;
-                    loop {
-                        if stop.is_cancelled() {
-                            return Ok(());
-                        }
-                        let batch = store.events_after(last, REPLAY_BATCH).await?;
-                        let done = (batch.len() as u64) < REPLAY_BATCH;
-                        for event in batch {
-                            last = event.sequence;
-                            if filter.matches(&event) && tx.send(Ok(event)).await.is_err() {
-                                return Ok(());
-                            }
-                        }
-                        if done {
-                            break;
-                        }
-                    }
+    ) -> EventStream {
+        let subscriber = Subscriber {
+            live: self.live.subscribe(),
+            store,
+            filter,
+            last: after.unwrap_or(0),
+            replay: after.map(|_| Replay {
+                read: Vec::new().into_iter(),
+                more: true,
+            }),
+            stop,
+        };
+        Box::pin(futures_util::stream::unfold(
+            Some(subscriber),
+            |subscriber| async move {
+                let mut subscriber = subscriber?;
+                let item = subscriber.next().await?;
+                let goes_on = item.is_ok();
+                Some((item, goes_on.then_some(subscriber)))
+            },
+        ))
+    }
+}
+
+struct Subscriber {
+    /// Joined before the stored log is read: see the module comment.
+    live: broadcast::Receiver<Arc<SessionEvent>>,
+    store: Store,
+    filter: EventFilter,
+    /// The sequence of the last event delivered or filtered out.
+    last: u64,
+    /// Until the stored log is exhausted.
+    replay: Option<Replay>,
+    stop: CancellationToken,
+}
+
+struct Replay {
+    /// The batch read last, not yet delivered.
+    read: std::vec::IntoIter<SessionEvent>,
+    /// Whether the store may hold more after it.
+    more: bool,
+}
+
+impl Subscriber {
+    /// The next event that passes the filter; `None` when the stream ends.
+    async fn next(&mut self) -> Option<Result<Arc<SessionEvent>, WatchEnd>> {
+        while let Some(replay) = &mut self.replay {
+            if let Some(event) = replay.read.next() {
+                self.last = event.sequence;
+                if self.filter.matches(&event) {
+                    return Some(Ok(Arc::new(event)));
                 }
-                loop {
-                    // Biased towards the buffer: at shutdown, the events
-                    // already published (the sessions' SHUTDOWN releases)
-                    // are delivered before the stream ends.
-                    let received = tokio::select! {
-                        biased;
-                        received = live.recv() => received,
-                        () = stop.cancelled() => return Ok(()),
-                    };
-                    match received {
-                        Ok(event) if event.sequence > last => {
-                            last = event.sequence;
-                            if filter.matches(&event)
-                                && tx.send(Ok((*event).clone())).await.is_err()
-                            {
-                                return Ok(());
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(broadcast::error::RecvError::Lagged(_)) => {
-                            return Err(WatchEnd::Lagged {
-                                last_sequence: last,
-                            });
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return Ok(()),
-                    }
-                }
-            };
-            tokio::select! {
-                ended = forward => if let Err(end) = ended {
-                    let _ = tx.send(Err(end)).await;
-                },
-                () = tx.closed() => {}
+            } else if !replay.more {
+                self.replay = None;
+            } else if self.stop.is_cancelled() {
+                return None;
+            } else {
+                let batch = match self.store.events_after(self.last, REPLAY_BATCH).await {
+                    Ok(batch) => batch,
+                    Err(e) => return Some(Err(e.into())),
+                };
+                replay.more = batch.len() as u64 == REPLAY_BATCH;
+                replay.read = batch.into_iter();
             }
-        });
-        rx
+        }
+        loop {
+            // Biased towards the buffer: at shutdown, the events already
+            // published (the sessions' SHUTDOWN releases) are delivered
+            // before the stream ends.
+            let received = tokio::select! {
+                biased;
+                received = self.live.recv() => received,
+                () = self.stop.cancelled() => return None,
+            };
+            match received {
+                Ok(event) if event.sequence > self.last => {
+                    self.last = event.sequence;
+                    if self.filter.matches(&event) {
+                        return Some(Ok(event));
+                    }
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    return Some(Err(WatchEnd::Lagged {
+                        last_sequence: self.last,
+                    }));
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
     }
 }

@@ -25,14 +25,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::browser::{self, Browser, LaunchOptions, Launcher, PageInfo};
-use crate::events::{EventHub, WatchEnd};
+use crate::events::{EventHub, EventStream};
 use crate::store::{Change, Cursor, Inserted, Store};
 use crate::telemetry::Metrics;
 pub use error::{Error, Result};
@@ -633,11 +633,7 @@ impl Engine {
     }
 
     /// Starts a WatchSessions subscription.
-    pub async fn watch(
-        &self,
-        filter: EventFilter,
-        after: Option<u64>,
-    ) -> Result<mpsc::Receiver<Result<SessionEvent, WatchEnd>>> {
+    pub async fn watch(&self, filter: EventFilter, after: Option<u64>) -> Result<EventStream> {
         validate::metadata("metadata", &filter.metadata)?;
         if let Some(after) = after
             && let Some(oldest) = self.inner.store.oldest_sequence().await?
@@ -652,7 +648,6 @@ impl Engine {
             filter,
             after,
             self.inner.stopping.clone(),
-            &self.inner.tracker,
         ))
     }
 

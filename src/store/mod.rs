@@ -95,6 +95,10 @@ impl Store {
             .max_connections(POOL_SIZE)
             .min_connections(POOL_SIZE);
         if url.starts_with("sqlite:") {
+            // An embedded database cannot drop a pooled connection, so the
+            // ping sqlx sends before handing one out (a round trip to the
+            // connection's worker thread) buys nothing.
+            opts.test_before_acquire(false);
             // WAL lets readers run beside the single writer; the busy timeout
             // makes a second writer wait instead of failing.
             opts.map_sqlx_sqlite_opts(|o| {
@@ -177,10 +181,7 @@ impl Store {
     pub async fn transition(&self, id: SessionId, change: Change) -> Result<Option<SessionEvent>> {
         let to = change.to_status();
         let txn = self.db.begin().await?;
-        let Some(current) = sessions::Entity::find_by_id(id.to_string())
-            .one(&txn)
-            .await?
-        else {
+        let Some(current) = session_row(&txn, id).await? else {
             return Ok(None);
         };
         let from = parse_status(&current)?;
@@ -223,8 +224,7 @@ impl Store {
         if updated.rows_affected != 1 {
             return Ok(None);
         }
-        let row = sessions::Entity::find_by_id(id.to_string())
-            .one(&txn)
+        let row = session_row(&txn, id)
             .await?
             .ok_or_else(|| StoreError::Corrupt {
                 id: id.to_string(),
@@ -236,8 +236,7 @@ impl Store {
     }
 
     pub async fn get(&self, id: SessionId) -> Result<Option<Session>> {
-        sessions::Entity::find_by_id(id.to_string())
-            .one(&self.db)
+        session_row(&self.db, id)
             .await?
             .as_ref()
             .map(to_session)
@@ -369,6 +368,18 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// The row of session `id`. Not `.one()`: it binds `LIMIT ?`, and SQLite
+/// re-prepares (parses and plans anew) a statement whose LIMIT is a bound
+/// parameter on every execution, which was most of a GetSession's cost. A
+/// primary key matches one row at most anyway.
+async fn session_row(
+    db: &impl sea_orm::ConnectionTrait,
+    id: SessionId,
+) -> Result<Option<sessions::Model>> {
+    let mut rows = sessions::Entity::find_by_id(id.to_string()).all(db).await?;
+    Ok(rows.pop())
 }
 
 async fn insert_event(
