@@ -139,12 +139,19 @@ async fn pump(
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                 Some(Ok(Message::Close(_)) | Err(_)) | None => {
                     browser_closed = true;
-                    let _ = client_tx.send(close(CloseCode::Away, "the browser closed the connection")).await;
+                    // Ending a session kills its browser right after closing
+                    // the route: a relay that sees both at once says why.
+                    let why = if route.closed.is_cancelled() {
+                        session_ended()
+                    } else {
+                        close(CloseCode::Away, "the browser closed the connection")
+                    };
+                    let _ = client_tx.send(why).await;
                     break;
                 }
             },
             () = route.closed.cancelled() => {
-                let _ = client_tx.send(close(CloseCode::Normal, "the session has ended")).await;
+                let _ = client_tx.send(session_ended()).await;
                 break;
             }
             () = stop.cancelled() => {
@@ -195,6 +202,10 @@ fn reject(status: StatusCode, why: &str) -> ErrorResponse {
     let mut response = ErrorResponse::new(Some(why.to_owned()));
     *response.status_mut() = status;
     response
+}
+
+fn session_ended() -> Message {
+    close(CloseCode::Normal, "the session has ended")
 }
 
 fn close(code: CloseCode, reason: &'static str) -> Message {

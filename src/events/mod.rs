@@ -165,3 +165,100 @@ impl Subscriber {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use tokio_stream::StreamExt;
+
+    use super::*;
+    use crate::sessions::model::{Session, SessionId, SessionStatus, Viewport};
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("db").display());
+        let store = Store::connect(&url).await.expect("store");
+        (dir, store)
+    }
+
+    fn event(sequence: u64) -> SessionEvent {
+        let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        SessionEvent {
+            sequence,
+            occurred_at: at,
+            from_status: None,
+            to_status: SessionStatus::Pending,
+            end_reason: None,
+            session: Session {
+                id: SessionId::new(),
+                status: SessionStatus::Pending,
+                end_reason: None,
+                error: None,
+                created_at: at,
+                started_at: None,
+                ended_at: None,
+                timeout: Duration::from_secs(60),
+                inactivity_timeout: None,
+                keep_alive: false,
+                metadata: Default::default(),
+                viewport: Viewport::DEFAULT,
+                user_agent: None,
+                proxy_url: None,
+                connect_url: None,
+                browser_version: None,
+            },
+        }
+    }
+
+    const BUFFER: usize = 16;
+
+    async fn sequence_of_next(events: &mut EventStream) -> u64 {
+        match events.next().await {
+            Some(Ok(event)) => event.sequence,
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn live_events_arrive_in_order_until_the_subscriber_falls_behind() {
+        let (_dir, store) = store().await;
+        let hub = EventHub::new(BUFFER);
+        let mut events = hub.watch(
+            store,
+            EventFilter::default(),
+            None,
+            CancellationToken::new(),
+        );
+        for sequence in 1..=3 {
+            hub.publish(event(sequence));
+        }
+        for sequence in 1..=3 {
+            assert_eq!(sequence_of_next(&mut events).await, sequence);
+        }
+        // One more than the live buffer holds, while the subscriber reads
+        // nothing.
+        for sequence in 4..=BUFFER as u64 + 4 {
+            hub.publish(event(sequence));
+        }
+        match events.next().await {
+            Some(Err(WatchEnd::Lagged { last_sequence: 3 })) => {}
+            other => panic!("expected Lagged after 3, got {other:?}"),
+        }
+        assert!(events.next().await.is_none(), "ABORTED ends the stream");
+    }
+
+    #[tokio::test]
+    async fn at_shutdown_the_events_already_published_are_delivered_first() {
+        let (_dir, store) = store().await;
+        let hub = EventHub::new(BUFFER);
+        let stop = CancellationToken::new();
+        let mut events = hub.watch(store, EventFilter::default(), None, stop.clone());
+        hub.publish(event(1));
+        hub.publish(event(2));
+        stop.cancel();
+        assert_eq!(sequence_of_next(&mut events).await, 1);
+        assert_eq!(sequence_of_next(&mut events).await, 2);
+        assert!(events.next().await.is_none());
+    }
+}

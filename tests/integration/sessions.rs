@@ -159,6 +159,65 @@ async fn relay_refuses_wrong_tokens_and_ended_sessions(backend: Backend) {
     app.stop().await;
 }
 
+/// CDP messages run to megabytes (screenshots, PDFs, DOM snapshots): frames
+/// many times the relay's read size cross it intact, both ways.
+async fn large_frames_cross_the_relay_both_ways(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let session = app.create(pb::CreateSessionRequest::default()).await;
+    let mut socket = connect_raw(&session.connect_url).await;
+    let target = cdp_call(
+        &mut socket,
+        1,
+        json!({"method": "Target.createTarget", "params": {"url": "about:blank"}}),
+    )
+    .await;
+    let attached = cdp_call(
+        &mut socket,
+        2,
+        json!({"method": "Target.attachToTarget", "params": {"targetId": target["targetId"], "flatten": true}}),
+    )
+    .await;
+    let text = "0123456789abcdef".repeat(1 << 16);
+    let echoed = cdp_call(
+        &mut socket,
+        3,
+        json!({
+            "method": "Runtime.evaluate",
+            "sessionId": attached["sessionId"],
+            "params": {"expression": format!("'{text}'"), "returnByValue": true},
+        }),
+    )
+    .await;
+    assert!(
+        echoed["result"]["value"] == text.as_str(),
+        "1 MiB out, 1 MiB back"
+    );
+    app.release(&session.id).await;
+    app.stop().await;
+}
+
+/// Sends command `id` and returns its result, skipping CDP events.
+async fn cdp_call(socket: &mut Socket, id: u64, mut command: Value) -> Value {
+    command["id"] = json!(id);
+    socket
+        .send(Message::text(command.to_string()))
+        .await
+        .expect("send through the relay");
+    loop {
+        let frame = tokio::time::timeout(EVENT_WAIT, socket.next())
+            .await
+            .expect("an answer through the relay")
+            .expect("socket open")
+            .expect("frame");
+        if let Message::Text(text) = frame {
+            let reply: Value = serde_json::from_str(&text).expect("CDP sends JSON");
+            if reply["id"] == id {
+                return reply["result"].clone();
+            }
+        }
+    }
+}
+
 async fn release_is_idempotent_and_ends_once(backend: Backend) {
     let mut app = spawn_app(backend).await;
     let a = app.create(pb::CreateSessionRequest::default()).await;
@@ -691,6 +750,7 @@ async fn viewport_sizes_every_new_page(backend: Backend) {
 on_both_backends!(
     create_connect_navigate_inspect_release,
     relay_refuses_wrong_tokens_and_ended_sessions,
+    large_frames_cross_the_relay_both_ways,
     release_is_idempotent_and_ends_once,
     idempotency_key_gives_one_session,
     session_limit_is_resource_exhausted,
