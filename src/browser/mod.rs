@@ -371,10 +371,34 @@ fn describe_exit(status: i32) -> String {
 }
 
 fn remove_profile(dir: &Path) {
+    remove_singleton_dir(dir);
     if let Err(e) = std::fs::remove_dir_all(dir)
         && e.kind() != std::io::ErrorKind::NotFound
     {
         tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a browser profile");
+    }
+}
+
+/// Chromium puts its single-instance socket in a directory of its own under
+/// $TMPDIR (`org.chromium.Chromium.XXXXXX`), links it from the profile as
+/// `SingletonSocket`, and deletes it only on a clean exit: a killed browser
+/// would leave one in /tmp per session. The link says which one is this
+/// browser's. (The directory can't simply live in the profile: a Unix
+/// socket path is limited to 108 bytes.)
+fn remove_singleton_dir(profile: &Path) {
+    let Ok(socket) = std::fs::read_link(profile.join("SingletonSocket")) else {
+        return;
+    };
+    let Some(dir) = socket.parent() else { return };
+    let ours = dir
+        .file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| name.starts_with("org.chromium."));
+    if ours
+        && let Err(e) = std::fs::remove_dir_all(dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a browser's socket directory");
     }
 }
 

@@ -221,7 +221,13 @@ async fn cdp_call(socket: &mut Socket, id: u64, mut command: Value) -> Value {
 async fn release_is_idempotent_and_ends_once(backend: Backend) {
     let mut app = spawn_app(backend).await;
     let a = app.create(pb::CreateSessionRequest::default()).await;
+    let socket_dir = singleton_dir(&app.profiles_dir().join(&a.id));
+    assert!(socket_dir.is_dir(), "{socket_dir:?}");
     let first = app.release(&a.id).await;
+    assert!(
+        !socket_dir.exists(),
+        "Chromium's /tmp directory goes with the session"
+    );
     let second = app.release(&a.id).await;
     assert_eq!(
         first, second,

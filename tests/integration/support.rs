@@ -542,6 +542,16 @@ pub fn browser_mains(dir: &Path) -> std::collections::BTreeSet<i32> {
 }
 
 /// The pid of a session's browser process itself (not a helper).
+/// The directory outside the profile where Chromium keeps its
+/// single-instance socket (under $TMPDIR), read from the profile's link.
+pub fn singleton_dir(profile: &Path) -> PathBuf {
+    std::fs::read_link(profile.join("SingletonSocket"))
+        .expect("the profile links Chromium's socket")
+        .parent()
+        .expect("a socket directory")
+        .to_owned()
+}
+
 pub fn browser_main_pid(profiles_dir: &Path, session_id: &str) -> i32 {
     let found = browser_mains(&profiles_dir.join(session_id));
     assert_eq!(
