@@ -401,7 +401,7 @@ async fn run(args: &Args, chrome: &Path, work: &Path, report: &mut Report) -> Re
             warm_live.0.push(live);
             warm_series.0.push(answered);
         }
-        let mut burst = Series::default();
+        let (mut burst_live, mut burst) = (Series::default(), Series::default());
         for _ in 0..3 {
             warm.pool_full().await?;
             // Eight new browsers' start-up work, on two cores.
@@ -412,10 +412,17 @@ async fn run(args: &Args, chrome: &Path, work: &Path, report: &mut Report) -> Re
                     tokio::spawn(async move { session_to_first_answer(&warm).await })
                 })
                 .collect();
+            // Released once all eight have answered: a teardown is work the
+            // burst's stragglers would be measured against.
+            let mut ids = Vec::new();
             for task in tasks {
-                let (_, answered, id) = task.await??;
-                warm.release(&id).await?;
+                let (live, answered, id) = task.await??;
+                burst_live.0.push(live);
                 burst.0.push(answered);
+                ids.push(id);
+            }
+            for id in ids {
+                warm.release(&id).await?;
             }
         }
         report.latency(
@@ -428,6 +435,12 @@ async fn run(args: &Args, chrome: &Path, work: &Path, report: &mut Report) -> Re
             "warm",
             "warm (idle pool): create -> getVersion",
             &warm_series,
+            floor_p50,
+        );
+        report.latency(
+            "warm_burst8_live",
+            "warm (idle pool), 8 at once: -> LIVE",
+            &burst_live,
             floor_p50,
         );
         report.latency(
@@ -540,10 +553,14 @@ async fn run(args: &Args, chrome: &Path, work: &Path, report: &mut Report) -> Re
     // figures are the event path's, not Chromium's start-up CPU.
     if args.wants(Section::Events) {
         report.section("WatchSessions delivery: transition -> receipt (ms, 1 ms resolution)");
+        // In a process of its own, as subscribers are: in the bench's
+        // process, every launch would fork a copy of the client's 2000
+        // streams' page tables too, and the figures would be the bench's.
         let events_server =
-            start(config(&work.join("events"), Path::new("/usr/bin/false"))).await?;
+            ChildServer::spawn(&work.join("events"), Path::new("/usr/bin/false")).await?;
         for subscribers in [1, 100, 1000] {
-            let delivery = event_delivery(&events_server, subscribers).await?;
+            let (delivery, ..) =
+                event_delivery(&events_server, subscribers, Pace::Delivered).await?;
             report.latency(
                 &format!("events_{subscribers}"),
                 &format!("{subscribers} subscribers"),
@@ -551,6 +568,21 @@ async fn run(args: &Args, chrome: &Path, work: &Path, report: &mut Report) -> Re
                 None,
             );
         }
+        let (delivery, rate, cpu) = event_delivery(&events_server, 1000, Pace::BackToBack).await?;
+        report.latency(
+            "events_1000_back_to_back",
+            "1000 subscribers, transitions back to back",
+            &delivery,
+            None,
+        );
+        report.line(
+            "events_1000_fan_out",
+            format!(
+                "  fan-out capacity: {rate:.0} deliveries/s; browserd CPU per delivery: {:.1} us",
+                cpu.as_secs_f64() * 1e6
+            ),
+            json!({"deliveries_per_s": rate, "server_cpu_us_per_delivery": cpu.as_secs_f64() * 1e6}),
+        );
         events_server.stop().await?;
     }
     cold.stop().await?;
@@ -637,10 +669,28 @@ async fn control_plane(server: &Server, backend: &str, report: &mut Report) -> R
     Ok(())
 }
 
+/// How the event bench spaces its transitions.
+#[derive(Clone, Copy, PartialEq)]
+enum Pace {
+    /// The next session starts once every subscriber has the last one's
+    /// end: each pair of events is delivered on its own, so the figures are
+    /// delivery latency, not the queue of an overloaded fan-out.
+    Delivered,
+    /// As fast as sessions start: the fan-out's capacity, and the latency
+    /// of a queue.
+    BackToBack,
+}
+
 /// Opens `subscribers` live WatchSessions streams, runs sessions through
-/// their (failing) lifecycle one at a time, and measures each delivery
-/// against the event's `occurred_at`.
-async fn event_delivery(server: &Server, subscribers: usize) -> Result<Series> {
+/// their (failing) lifecycle one after another, and measures each delivery
+/// against the event's `occurred_at`. Also returns deliveries per second,
+/// from the first create to the last receipt, and browserd's CPU time per
+/// delivery over the same span.
+async fn event_delivery(
+    server: &ChildServer,
+    subscribers: usize,
+    pace: Pace,
+) -> Result<(Series, f64, Duration)> {
     const SESSIONS: usize = 20;
     const EVENTS: usize = SESSIONS * 2;
     let mut channels = Vec::new();
@@ -660,10 +710,13 @@ async fn event_delivery(server: &Server, subscribers: usize) -> Result<Series> {
         streams.push(stream);
     }
 
+    // A permit per subscriber per session end received.
+    let ends = Arc::new(tokio::sync::Semaphore::new(0));
     // Every stream is registered before its call returns: start the traffic.
     let receivers: Vec<_> = streams
         .into_iter()
         .map(|mut stream| {
+            let ends = ends.clone();
             tokio::spawn(async move {
                 let mut latencies = Vec::with_capacity(EVENTS);
                 while latencies.len() < EVENTS {
@@ -673,51 +726,52 @@ async fn event_delivery(server: &Server, subscribers: usize) -> Result<Series> {
                     let received = SystemTime::now()
                         .duration_since(UNIX_EPOCH)
                         .unwrap_or_default();
-                    let at = message
-                        .event
-                        .and_then(|e| e.occurred_at)
-                        .unwrap_or_default();
+                    let event = message.event.unwrap_or_default();
+                    let at = event.occurred_at.unwrap_or_default();
                     let occurred = Duration::new(at.seconds as u64, at.nanos as u32);
                     latencies.push(received.saturating_sub(occurred));
+                    if event.to_status == pb::SessionStatus::Failed as i32 {
+                        ends.add_permits(1);
+                    }
                 }
                 Ok::<_, tonic::Status>(latencies)
             })
         })
         .collect();
+    let begun = Instant::now();
+    let cpu_before = cpu_time(server.pid)?;
     for _ in 0..SESSIONS {
         // PENDING, then FAILED (LAUNCH_FAILED): the refusal is expected.
-        let refused = server.create(pb::CreateSessionRequest::default()).await;
+        let refused = server
+            .client
+            .clone()
+            .create_session(pb::CreateSessionRequest::default())
+            .await;
         anyhow::ensure!(refused.is_err(), "the failing browser launched");
+        if pace == Pace::Delivered {
+            ends.acquire_many(subscribers as u32).await?.forget();
+        }
     }
     let mut series = Series::default();
     for receiver in receivers {
         series.0.extend(receiver.await??);
     }
-    Ok(series)
+    let rate = series.0.len() as f64 / begun.elapsed().as_secs_f64();
+    let cpu = cpu_time(server.pid)?.saturating_sub(cpu_before);
+    anyhow::ensure!(
+        series.0.len() == subscribers * EVENTS,
+        "a subscriber missed events"
+    );
+    let per_delivery = cpu / series.0.len() as u32;
+    Ok((series, rate, per_delivery))
 }
 
 /// Memory of a browserd in its own process: idle, with 100 subscribers,
 /// and the PSS of one session's browser tree.
 async fn memory(chrome: &Path, work: &Path, report: &mut Report) -> Result<()> {
     let data_dir = work.join("memory");
-    let mut child = tokio::process::Command::new(std::env::current_exe()?)
-        .arg("--serve-child")
-        .arg(&data_dir)
-        .arg("--chrome-path")
-        .arg(chrome)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let pid = child.id().context("child pid")?;
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(
-        child.stdout.take().context("child stdout")?,
-    ));
-    let addr = lines.next_line().await?.context("child did not start")?;
-    let channel = Channel::from_shared(format!("http://{addr}"))?
-        .connect()
-        .await?;
-    let mut client = SessionServiceClient::new(channel.clone());
+    let server = ChildServer::spawn(&data_dir, chrome).await?;
+    let (pid, mut client) = (server.pid, server.client.clone());
     // Settle: let start-up allocations be returned before reading idle RSS.
     client
         .list_sessions(pb::ListSessionsRequest::default())
@@ -747,9 +801,7 @@ async fn memory(chrome: &Path, work: &Path, report: &mut Report) -> Result<()> {
             session_id: session.id,
         })
         .await?;
-    // SAFETY: signalling the child this bench spawned.
-    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    child.wait().await?;
+    server.stop().await?;
     report.section("memory");
     let mib = |kib: u64| kib as f64 / 1024.0;
     report.line(
@@ -776,8 +828,52 @@ async fn memory(chrome: &Path, work: &Path, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
-/// The memory measurement's server: browserd on ephemeral ports, printing
-/// its gRPC address on stdout, until SIGTERM.
+/// A browserd in a process of its own (`--serve-child`).
+struct ChildServer {
+    child: tokio::process::Child,
+    pid: u32,
+    addr: String,
+    client: SessionServiceClient<Channel>,
+}
+
+impl ChildServer {
+    async fn spawn(data_dir: &Path, chrome: &Path) -> Result<Self> {
+        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+            .arg("--serve-child")
+            .arg(data_dir)
+            .arg("--chrome-path")
+            .arg(chrome)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let pid = child.id().context("child pid")?;
+        let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(
+            child.stdout.take().context("child stdout")?,
+        ));
+        let addr = lines.next_line().await?.context("child did not start")?;
+        let channel = Channel::from_shared(format!("http://{addr}"))?
+            .connect()
+            .await?;
+        Ok(Self {
+            child,
+            pid,
+            addr,
+            client: SessionServiceClient::new(channel),
+        })
+    }
+
+    async fn stop(mut self) -> Result<()> {
+        // SAFETY: signalling the child this bench spawned.
+        unsafe { libc::kill(self.pid as i32, libc::SIGTERM) };
+        let status = self.child.wait().await?;
+        anyhow::ensure!(status.success(), "browserd exited with {status}");
+        Ok(())
+    }
+}
+
+/// `--serve-child`: browserd on ephemeral ports, printing its gRPC address
+/// on stdout, until SIGTERM.
 async fn serve_child(data_dir: &Path, chrome: &Path) -> Result<()> {
     let config = config(data_dir, chrome);
     let grpc = TcpListener::bind(config.listen).await?;
@@ -789,6 +885,23 @@ async fn serve_child(data_dir: &Path, chrome: &Path) -> Result<()> {
     })
     .await?;
     Ok(())
+}
+
+/// User plus system CPU time of process `pid`, all threads.
+fn cpu_time(pid: u32) -> Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name, which may hold spaces;
+    // utime and stime are the 14th and 15th fields of the whole line.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("malformed stat")?
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(Duration::from_secs_f64(ticks as f64 / per_second))
 }
 
 fn rss_kib(pid: u32) -> Result<u64> {
