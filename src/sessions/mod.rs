@@ -21,7 +21,6 @@ mod validate;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -123,8 +122,11 @@ struct Inner {
     /// Held from commit to publish: live subscribers get sequence order.
     commit_order: tokio::sync::Mutex<()>,
     tracker: TaskTracker,
-    /// Set (under the `slots` lock) when shutdown begins: no new sessions.
-    closing: AtomicBool,
+    /// Cancelled (under the `slots` lock) when shutdown begins: no new
+    /// sessions, no new pooled browsers.
+    closing: CancellationToken,
+    /// The pool's refill task, which shutdown waits for.
+    refill: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Cancelled once shutdown has released every session: watch streams,
     /// the relay and the gRPC server stop.
     stopping: CancellationToken,
@@ -185,7 +187,8 @@ impl Engine {
                     pool: WarmPool::default(),
                     commit_order: tokio::sync::Mutex::new(()),
                     tracker,
-                    closing: AtomicBool::new(false),
+                    closing: CancellationToken::new(),
+                    refill: Mutex::default(),
                     stopping,
                     metrics,
                 }
@@ -273,7 +276,7 @@ impl Engine {
             // Checked under the lock that shutdown sets it under: every slot
             // is either refused here or seen by shutdown.
             let mut slots = self.slots();
-            if !self.inner.closing.load(Ordering::SeqCst) {
+            if !self.inner.closing.is_cancelled() {
                 slots.insert(id, slot);
             } else {
                 drop(slots);
@@ -664,15 +667,24 @@ impl Engine {
     pub async fn shutdown(&self) {
         let ids: Vec<SessionId> = {
             let slots = self.slots();
-            self.inner.closing.store(true, Ordering::SeqCst);
+            self.inner.closing.cancel();
             slots.keys().copied().collect()
         };
-        self.inner.pool.wake.notify_one();
-        futures_util::future::join_all(
+        // A refill launch under way is finished and its browser destroyed:
+        // browserd must not exit with a browser half started.
+        let refill = self.inner.refill.lock().expect("refill lock").take();
+        let ending = futures_util::future::join_all(
             ids.into_iter()
                 .map(|id| self.end_logged(id, EndReason::Shutdown, None)),
-        )
-        .await;
+        );
+        let refilled = async {
+            if let Some(task) = refill
+                && let Err(e) = task.await
+            {
+                tracing::error!(error = %e, "the warm pool's refill task failed");
+            }
+        };
+        tokio::join!(ending, refilled);
         let pooled = self.inner.pool.drain();
         futures_util::future::join_all(pooled.iter().map(|p| p.browser.destroy())).await;
         self.inner.stopping.cancel();
@@ -745,9 +757,11 @@ impl Engine {
             return;
         }
         let engine = self.clone();
-        self.inner
+        let task = self
+            .inner
             .tracker
             .spawn(async move { engine.refill_pool().await });
+        *self.inner.refill.lock().expect("refill lock") = Some(task);
     }
 
     async fn refill_pool(self) {
@@ -758,11 +772,11 @@ impl Engine {
             proxy_url: None,
         };
         let mut backoff = POOL_BACKOFF_MIN;
-        while !inner.closing.load(Ordering::SeqCst) {
+        while !inner.closing.is_cancelled() {
             if let Some(quiet) = inner.pool.quiet_after(POOL_REFILL_QUIET) {
                 tokio::select! {
                     () = tokio::time::sleep_until(quiet) => {}
-                    () = inner.stopping.cancelled() => return,
+                    () = inner.closing.cancelled() => return,
                 }
                 continue;
             }
@@ -774,7 +788,7 @@ impl Engine {
             let Some(permit) = permit else {
                 tokio::select! {
                     () = inner.pool.wake.notified() => {}
-                    () = inner.stopping.cancelled() => return,
+                    () = inner.closing.cancelled() => return,
                 }
                 continue;
             };
@@ -790,7 +804,7 @@ impl Engine {
                     // is either drained by it or destroyed here.
                     let pushed = {
                         let _slots = self.slots();
-                        let open = !inner.closing.load(Ordering::SeqCst);
+                        let open = !inner.closing.is_cancelled();
                         if open {
                             inner.pool.push(Pooled {
                                 id,
@@ -815,7 +829,7 @@ impl Engine {
                     drop(permit);
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
-                        () = inner.stopping.cancelled() => return,
+                        () = inner.closing.cancelled() => return,
                     }
                     backoff = (backoff * 2).min(POOL_BACKOFF_MAX);
                 }

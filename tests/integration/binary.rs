@@ -3,7 +3,6 @@
 
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
 
 use browserd::pb;
 use browserd::pb::session_service_client::SessionServiceClient;
@@ -103,18 +102,6 @@ impl Served {
             .await
             .expect("browserd exits")
             .expect("wait")
-    }
-}
-
-/// Polls the process table (nothing else can tell) until `done`.
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + EVENT_WAIT;
-    while !done() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

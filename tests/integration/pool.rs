@@ -134,7 +134,41 @@ async fn at_capacity_an_idle_pooled_browser_makes_room(backend: Backend) {
     app.stop().await;
 }
 
+/// A refill launch still running when shutdown begins is waited for and
+/// torn down: no browser, profile or /tmp directory outlives browserd.
+async fn shutdown_waits_for_a_refill_in_flight(backend: Backend) {
+    let mut app = spawn_app_with(backend, |c| c.warm_pool = 1).await;
+    let profiles = app.profiles_dir();
+    pool_health(&app, ServingStatus::Serving).await;
+    let session = app.create(pb::CreateSessionRequest::default()).await;
+    // The pooled browser went to the session: its replacement is starting.
+    // Chromium links its /tmp socket directory from the profile early on.
+    let refill = || {
+        entries(&profiles)
+            .into_iter()
+            .find(|name| *name != session.id)
+    };
+    wait_until("the pool's refill launch", || {
+        refill().is_some_and(|name| {
+            std::fs::read_link(profiles.join(name).join("SingletonSocket")).is_ok()
+        })
+    })
+    .await;
+    let refill = refill().expect("the refill's profile");
+    let sockets = [
+        singleton_dir(&profiles.join(&session.id)),
+        singleton_dir(&profiles.join(&refill)),
+    ];
+    app.stop().await;
+    assert_eq!(browser_processes(&profiles), Vec::<i32>::new());
+    assert_eq!(entries(&profiles), Vec::<String>::new(), "{refill} remains");
+    for dir in sockets {
+        assert!(!dir.exists(), "{dir:?} remains");
+    }
+}
+
 on_both_backends!(
+    shutdown_waits_for_a_refill_in_flight,
     sessions_start_on_browsers_launched_beforehand,
     a_pooled_browser_that_dies_is_replaced,
     at_capacity_an_idle_pooled_browser_makes_room,

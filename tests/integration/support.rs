@@ -441,6 +441,18 @@ pub fn browser_processes(profiles_dir: &Path) -> Vec<i32> {
 }
 
 /// Entries left in a directory (profiles must all be removed).
+/// Polls the process table (nothing else can tell) until `done`.
+pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + EVENT_WAIT;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub fn entries(dir: &Path) -> Vec<String> {
     match std::fs::read_dir(dir) {
         Ok(entries) => entries
@@ -541,7 +553,6 @@ pub fn browser_mains(dir: &Path) -> std::collections::BTreeSet<i32> {
         .collect()
 }
 
-/// The pid of a session's browser process itself (not a helper).
 /// The directory outside the profile where Chromium keeps its
 /// single-instance socket (under $TMPDIR), read from the profile's link.
 pub fn singleton_dir(profile: &Path) -> PathBuf {
@@ -552,6 +563,7 @@ pub fn singleton_dir(profile: &Path) -> PathBuf {
         .to_owned()
 }
 
+/// The pid of a session's browser process itself (not a helper).
 pub fn browser_main_pid(profiles_dir: &Path, session_id: &str) -> i32 {
     let found = browser_mains(&profiles_dir.join(session_id));
     assert_eq!(
