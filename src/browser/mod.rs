@@ -65,7 +65,7 @@ const BASE_FLAGS: &[&str] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
-    #[error("cannot create the profile directory {dir}: {source}")]
+    #[error("cannot create the browser directory {dir}: {source}")]
     ProfileDir {
         dir: PathBuf,
         source: std::io::Error,
@@ -161,11 +161,16 @@ impl Launcher {
         user_data_dir: &Path,
         options: &LaunchOptions,
     ) -> Result<Browser, LaunchError> {
-        std::fs::create_dir_all(user_data_dir).map_err(|source| LaunchError::ProfileDir {
-            dir: user_data_dir.to_owned(),
-            source,
-        })?;
+        let tmp = temp_dir(user_data_dir);
+        for dir in [user_data_dir, &tmp] {
+            if let Err(source) = std::fs::create_dir_all(dir) {
+                remove_profile(user_data_dir);
+                let dir = dir.to_owned();
+                return Err(LaunchError::ProfileDir { dir, source });
+            }
+        }
         let mut command = Command::new(&self.chrome);
+        command.env("TMPDIR", &tmp);
         // Chromium keeps crash-reporter state under $XDG_CONFIG_HOME, shared
         // by every browser of the user unless moved. In the profile it is
         // private to the session, deleted with it, and names the profile on
@@ -370,36 +375,27 @@ fn describe_exit(status: i32) -> String {
     }
 }
 
-fn remove_profile(dir: &Path) {
-    remove_singleton_dir(dir);
-    if let Err(e) = std::fs::remove_dir_all(dir)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a browser profile");
+fn remove_profile(profile: &Path) {
+    // The reverse of creation: whatever a crash interrupts, a TMPDIR left
+    // behind still has its profile, which the next start's sweep finds.
+    for dir in [&temp_dir(profile), profile] {
+        if let Err(e) = std::fs::remove_dir_all(dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a browser's directory");
+        }
     }
 }
 
-/// Chromium puts its single-instance socket in a directory of its own under
-/// $TMPDIR (`org.chromium.Chromium.XXXXXX`), links it from the profile as
-/// `SingletonSocket`, and deletes it only on a clean exit: a killed browser
-/// would leave one in /tmp per session. The link says which one is this
-/// browser's. (The directory can't simply live in the profile: a Unix
-/// socket path is limited to 108 bytes.)
-fn remove_singleton_dir(profile: &Path) {
-    let Ok(socket) = std::fs::read_link(profile.join("SingletonSocket")) else {
-        return;
-    };
-    let Some(dir) = socket.parent() else { return };
-    let ours = dir
-        .file_name()
-        .and_then(|name| name.to_str())
-        .is_some_and(|name| name.starts_with("org.chromium."));
-    if ours
-        && let Err(e) = std::fs::remove_dir_all(dir)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a browser's socket directory");
-    }
+/// The browser's $TMPDIR, named after its profile so that teardown, and a
+/// restart's sweep of leftover profiles, can remove it by name. Chromium
+/// keeps its single-instance socket there, in a directory it deletes only
+/// on a clean exit, and links it from the profile only a moment later: a
+/// browser killed in between would otherwise leave it behind in /tmp. (It
+/// can't live in the profile: a Unix socket path is at most 108 bytes.)
+pub fn temp_dir(user_data_dir: &Path) -> PathBuf {
+    let name = user_data_dir.file_name().unwrap_or_default();
+    std::env::temp_dir().join(format!("browserd-{}", name.to_string_lossy()))
 }
 
 /// Removes what a dead browserd left of a browser: every process whose

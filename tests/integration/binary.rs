@@ -146,17 +146,18 @@ async fn kill_9_then_restart_reconciles(backend: Backend) {
 
     // As if the parent-death signal had failed: a real browser still runs
     // on the session's profile...
+    let profile = profiles.join(&session.id);
+    let tmp = browserd::browser::temp_dir(&profile);
+    std::fs::create_dir_all(&tmp).expect("the browser's TMPDIR");
     let mut survivor = std::process::Command::new("/usr/bin/chromium")
+        .env("TMPDIR", &tmp)
         .args([
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
             "--no-first-run",
         ])
-        .arg(format!(
-            "--user-data-dir={}",
-            profiles.join(&session.id).display()
-        ))
+        .arg(format!("--user-data-dir={}", profile.display()))
         .arg("about:blank")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -225,6 +226,7 @@ async fn kill_9_then_restart_reconciles(backend: Backend) {
     unrelated.kill().expect("stop the unrelated process");
     let _ = unrelated.wait();
     assert_eq!(entries(&profiles), Vec::<String>::new());
+    assert!(!tmp.exists(), "the browser's TMPDIR is removed with it");
 
     served.signal(libc::SIGTERM);
     assert!(served.exit_status().await.success());

@@ -221,12 +221,14 @@ async fn cdp_call(socket: &mut Socket, id: u64, mut command: Value) -> Value {
 async fn release_is_idempotent_and_ends_once(backend: Backend) {
     let mut app = spawn_app(backend).await;
     let a = app.create(pb::CreateSessionRequest::default()).await;
-    let socket_dir = singleton_dir(&app.profiles_dir().join(&a.id));
+    let profile = app.profiles_dir().join(&a.id);
+    let socket_dir = singleton_dir(&profile);
     assert!(socket_dir.is_dir(), "{socket_dir:?}");
+    assert!(socket_dir.starts_with(browserd::browser::temp_dir(&profile)));
     let first = app.release(&a.id).await;
     assert!(
-        !socket_dir.exists(),
-        "Chromium's /tmp directory goes with the session"
+        !browserd::browser::temp_dir(&profile).exists(),
+        "the browser's TMPDIR goes with the session"
     );
     let second = app.release(&a.id).await;
     assert_eq!(
