@@ -1,6 +1,6 @@
 //! Launching and removing Chromium. Owns browser processes, their profile
-//! directories and browserd's own CDP connection to each; knows nothing of
-//! sessions, statuses or the database.
+//! and temp directories and browserd's own CDP connection to each; knows
+//! nothing of sessions, statuses or the database.
 
 mod cdp;
 pub mod process;
