@@ -440,7 +440,6 @@ pub fn browser_processes(profiles_dir: &Path) -> Vec<i32> {
     found
 }
 
-/// Entries left in a directory (profiles must all be removed).
 /// Polls the process table (nothing else can tell) until `done`.
 pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + EVENT_WAIT;
@@ -453,6 +452,7 @@ pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Entries left in a directory (profiles must all be removed).
 pub fn entries(dir: &Path) -> Vec<String> {
     match std::fs::read_dir(dir) {
         Ok(entries) => entries
