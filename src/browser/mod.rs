@@ -66,7 +66,7 @@ const BASE_FLAGS: &[&str] = &[
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
     #[error("cannot create the browser directory {dir}: {source}")]
-    ProfileDir {
+    BrowserDir {
         dir: PathBuf,
         source: std::io::Error,
     },
@@ -166,7 +166,7 @@ impl Launcher {
             if let Err(source) = std::fs::create_dir_all(dir) {
                 remove_profile(user_data_dir);
                 let dir = dir.to_owned();
-                return Err(LaunchError::ProfileDir { dir, source });
+                return Err(LaunchError::BrowserDir { dir, source });
             }
         }
         let mut command = Command::new(&self.chrome);
