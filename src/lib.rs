@@ -6,15 +6,24 @@
 //! - [`api`]: the tonic `SessionService`: protos in, domain types out,
 //!   errors to gRPC status codes. No business logic.
 //! - [`cdp_proxy`]: the WebSocket relay behind every `connect_url`.
-//! - [`sessions`]: the lifecycle engine, the only writer of session status:
-//!   state machine, limits, hard timeouts, browser supervision, shutdown and
-//!   restart reconciliation.
+//! - [`sessions`]: the lifecycle engine, the only writer of session status,
+//!   one file per question: `engine` (state, locks, the commit path),
+//!   `create`, `supervise` (timeouts, crashes, inactivity, extend),
+//!   `ending` (release, release-all, shutdown, restart reconciliation),
+//!   `queries`, `pool` (the warm pool and its refill), `routes` (the
+//!   relay's view), `page_token`; with [`sessions::model`] for the domain
+//!   types.
 //! - [`events`]: live fan-out of committed events and WatchSessions replay.
 //! - [`store`]: SeaORM persistence (SQLite or PostgreSQL); migrations live in
 //!   the `migrations` crate.
-//! - [`browser`]: Chromium processes, profiles and browserd's own CDP link.
+//! - [`browser`]: Chromium processes, profiles and temp directories, the
+//!   minimal CDP client ([`browser::cdp`]) and the one reader of the OS
+//!   process table ([`browser::process_table`]).
 //! - [`telemetry`]: tracing, and OpenTelemetry traces and metrics.
 //! - [`cli`]: `browserd sessions …`, a client of a running server.
+//! - [`harness`]: a real server on ephemeral ports and fresh databases, for
+//!   the integration tests and `browserd-bench` (`src/bin/browserd-bench/`,
+//!   one file per section); not used by the service.
 //!
 //! [`run`] wires them together over listeners the caller has bound, and
 //! runs until the `shutdown` future resolves.
@@ -25,6 +34,7 @@ pub mod cdp_proxy;
 pub mod cli;
 pub mod config;
 pub mod events;
+pub mod harness;
 pub mod sessions;
 pub mod store;
 pub mod telemetry;

@@ -2,8 +2,10 @@
 //! and temp directories and browserd's own CDP connection to each; knows
 //! nothing of sessions, statuses or the database.
 
-mod cdp;
+pub mod cdp;
+mod options;
 pub mod process;
+pub mod process_table;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -18,9 +20,8 @@ use tokio_util::task::TaskTracker;
 
 use cdp::CdpClient;
 pub use cdp::CdpError;
+pub use options::{LaunchOptions, Viewport};
 use process::{Group, ProcessGroups};
-
-use crate::sessions::model::Viewport;
 
 /// Height of Chromium's own UI in each window (tab strip and toolbar), in
 /// CSS pixels. Headless Chromium is the whole browser drawn off-screen:
@@ -81,15 +82,6 @@ pub enum LaunchError {
     Timeout(Duration),
     #[error(transparent)]
     Cdp(#[from] CdpError),
-}
-
-/// Per-session launch options.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LaunchOptions {
-    /// Every page's `innerWidth` × `innerHeight`, not the window's size.
-    pub viewport: Viewport,
-    pub user_agent: Option<String>,
-    pub proxy_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -334,7 +326,7 @@ impl Browser {
     /// profile directory.
     pub async fn destroy(&self) {
         // Found before the kill: a zombie's command line is empty.
-        let mut helpers: BTreeSet<i32> = processes_mentioning(&self.user_data_dir)
+        let mut helpers: BTreeSet<i32> = process_table::mentioning(&self.user_data_dir)
             .into_iter()
             .collect();
         if !self.group.kill(KILL_GRACE).await {
@@ -345,7 +337,7 @@ impl Browser {
         }
         let deadline = tokio::time::Instant::now() + KILL_GRACE;
         loop {
-            helpers.extend(processes_mentioning(&self.user_data_dir));
+            helpers.extend(process_table::mentioning(&self.user_data_dir));
             helpers.retain(|&pid| process::exists(pid));
             if helpers.is_empty() {
                 break;
@@ -402,7 +394,7 @@ pub fn temp_dir(user_data_dir: &Path) -> PathBuf {
 /// command line names `user_data_dir` (so an unrelated process that reused a
 /// recorded pid is never touched), then the directory.
 pub fn remove_leftover(user_data_dir: &Path) {
-    kill_all(processes_mentioning(user_data_dir));
+    kill_all(process_table::mentioning(user_data_dir));
     remove_profile(user_data_dir);
 }
 
@@ -413,24 +405,4 @@ fn kill_all(pids: impl IntoIterator<Item = i32>) {
             libc::kill(pid, libc::SIGKILL);
         }
     }
-}
-
-/// Running (non-zombie) processes with an argument that contains `dir`.
-/// Profile directories are named by session UUID, so a match is that
-/// session's browser or one of its helpers.
-pub fn processes_mentioning(dir: &Path) -> Vec<i32> {
-    let needle = dir.as_os_str().as_encoded_bytes();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
-                cmdline
-                    .split(|b| *b == 0)
-                    .any(|arg| arg.windows(needle.len()).any(|w| w == needle))
-            })
-        })
-        .collect()
 }

@@ -171,23 +171,12 @@ fn zombie_child_left() -> bool {
 /// Reaps zombie children of browserd named like Chromium's crash handler.
 /// Only those: any other child belongs to someone else's `wait`.
 fn reap_crash_handlers() {
-    let me = std::process::id().to_string();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+    let me = std::process::id() as i32;
+    for pid in super::process_table::pids() {
+        let Some(stat) = super::process_table::stat(pid) else {
             continue;
         };
-        // `pid (comm) state ppid …`; comm is cut to 15 bytes by the kernel.
-        let Some((head, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let mut fields = rest.split_whitespace();
-        let (Some("Z"), Some(ppid)) = (fields.next(), fields.next()) else {
-            continue;
-        };
-        if ppid == me && head.ends_with("(chrome_crashpad") {
+        if stat.state == 'Z' && stat.ppid == me && stat.comm.starts_with("chrome_crashpad") {
             let mut status = 0;
             // SAFETY: waitpid on one specific zombie child of ours.
             unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };

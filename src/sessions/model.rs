@@ -132,29 +132,7 @@ impl EndReason {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Viewport {
-    pub width: u32,
-    pub height: u32,
-}
-
-impl Viewport {
-    pub const DEFAULT: Viewport = Viewport {
-        width: 1280,
-        height: 720,
-    };
-    /// Headless Chromium makes no window narrower than 500 px: a smaller
-    /// width would be silently widened, so it is refused instead.
-    pub const MIN: Viewport = Viewport {
-        width: 500,
-        height: 1,
-    };
-    /// 8K: anything larger is a typo, and costs the browser real memory.
-    pub const MAX: Viewport = Viewport {
-        width: 7680,
-        height: 4320,
-    };
-}
+pub use crate::browser::Viewport;
 
 pub type Metadata = BTreeMap<String, String>;
 

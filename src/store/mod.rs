@@ -4,9 +4,10 @@
 //! one transaction with its event, so two racing writers cannot both win.
 
 mod entities;
+mod rows;
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use migrations::{Migrator, MigratorTrait};
 use sea_orm::sea_query::Query;
@@ -16,9 +17,10 @@ use sea_orm::{
 };
 
 use crate::sessions::model::{
-    EndReason, Metadata, Session, SessionEvent, SessionFilter, SessionId, SessionStatus, Viewport,
+    EndReason, Session, SessionEvent, SessionFilter, SessionId, SessionStatus,
 };
 use entities::{session_events, session_metadata, sessions};
+use rows::{duration_ms, millis, parse_id, parse_status, to_event, to_session};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -400,87 +402,4 @@ async fn insert_event(
     .insert(txn)
     .await?;
     to_event(&event)
-}
-
-fn to_event(row: &session_events::Model) -> Result<SessionEvent> {
-    let corrupt = |what: &str| StoreError::Corrupt {
-        id: row.session_id.clone(),
-        what: what.to_owned(),
-    };
-    let snapshot: sessions::Model =
-        serde_json::from_str(&row.snapshot).map_err(|e| corrupt(&format!("snapshot: {e}")))?;
-    let session = to_session(&snapshot)?;
-    Ok(SessionEvent {
-        sequence: row.sequence as u64,
-        occurred_at: from_millis(row.occurred_at),
-        from_status: match &row.from_status {
-            None => None,
-            Some(s) => Some(SessionStatus::parse(s).ok_or_else(|| corrupt("from_status"))?),
-        },
-        to_status: session.status,
-        end_reason: session.end_reason,
-        session,
-    })
-}
-
-fn parse_id(id: &str) -> Result<SessionId> {
-    SessionId::parse(id).ok_or_else(|| StoreError::Corrupt {
-        id: id.to_owned(),
-        what: "id is not a UUID".into(),
-    })
-}
-
-fn parse_status(row: &sessions::Model) -> Result<SessionStatus> {
-    SessionStatus::parse(&row.status).ok_or_else(|| StoreError::Corrupt {
-        id: row.id.clone(),
-        what: format!("status {:?}", row.status),
-    })
-}
-
-fn to_session(row: &sessions::Model) -> Result<Session> {
-    let corrupt = |what: String| StoreError::Corrupt {
-        id: row.id.clone(),
-        what,
-    };
-    let end_reason = match &row.end_reason {
-        None => None,
-        Some(r) => Some(EndReason::parse(r).ok_or_else(|| corrupt(format!("end_reason {r:?}")))?),
-    };
-    let metadata: Metadata =
-        serde_json::from_str(&row.metadata).map_err(|e| corrupt(format!("metadata: {e}")))?;
-    Ok(Session {
-        id: parse_id(&row.id)?,
-        status: parse_status(row)?,
-        end_reason,
-        error: row.error.clone(),
-        created_at: from_millis(row.created_at),
-        started_at: row.started_at.map(from_millis),
-        ended_at: row.ended_at.map(from_millis),
-        timeout: Duration::from_millis(row.timeout_ms.max(0) as u64),
-        inactivity_timeout: row
-            .inactivity_timeout_ms
-            .map(|ms| Duration::from_millis(ms.max(0) as u64)),
-        keep_alive: row.keep_alive,
-        metadata,
-        viewport: Viewport {
-            width: row.viewport_width as u32,
-            height: row.viewport_height as u32,
-        },
-        user_agent: row.user_agent.clone(),
-        proxy_url: row.proxy_url.clone(),
-        connect_url: row.connect_url.clone(),
-        browser_version: row.browser_version.clone(),
-    })
-}
-
-fn millis(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
-}
-
-fn from_millis(ms: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
-}
-
-fn duration_ms(d: Duration) -> i64 {
-    d.as_millis().min(i64::MAX as u128) as i64
 }

@@ -4,11 +4,9 @@
 use std::path::Path;
 use std::process::Stdio;
 
+use browserd::harness::ChildServer;
 use browserd::pb;
-use browserd::pb::session_service_client::SessionServiceClient;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-use tonic::transport::Channel;
+use tokio::process::Command;
 
 use crate::on_both_backends;
 use crate::support::*;
@@ -26,22 +24,14 @@ pub fn browserd() -> Command {
     command
 }
 
-/// A browserd process serving on ephemeral ports.
-pub struct Served {
-    child: Child,
-    /// The gRPC address, `host:port`.
-    pub addr: String,
-    pub client: SessionServiceClient<Channel>,
-}
-
-async fn serve(data_dir: &Path, database_url: &str) -> Served {
+async fn serve(data_dir: &Path, database_url: &str) -> ChildServer {
     serve_with(data_dir, database_url, &[]).await
 }
 
-/// Starts the binary with extra environment and waits for the log line
-/// with its bound address.
-pub async fn serve_with(data_dir: &Path, database_url: &str, env: &[(&str, &str)]) -> Served {
-    let mut child = browserd()
+/// `browserd serve` on ephemeral ports, with `data_dir`.
+fn serve_command(data_dir: &Path) -> Command {
+    let mut command = browserd();
+    command
         .args([
             "serve",
             "--listen",
@@ -49,67 +39,26 @@ pub async fn serve_with(data_dir: &Path, database_url: &str, env: &[(&str, &str)
             "--cdp-listen",
             "127.0.0.1:0",
         ])
-        .args(["--node-id", "binary-test", "--warm-pool", "0"])
-        .env("BROWSERD_DATA_DIR", data_dir)
-        .env("BROWSERD_DATABASE_URL", database_url)
-        .envs(env.iter().copied())
-        .spawn()
-        .expect("start browserd");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let addr = tokio::time::timeout(EVENT_WAIT, async {
-        while let Some(line) = lines.next_line().await.expect("read log") {
-            if line.contains("browserd listening") {
-                let addr = line
-                    .split_whitespace()
-                    .find_map(|w| w.strip_prefix("grpc="))
-                    .expect("grpc= in the listening line");
-                return addr.to_owned();
-            }
-        }
-        panic!("browserd exited before listening");
-    })
-    .await
-    .expect("browserd logs its bound address");
-    // Keep draining the log so the server never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let client = SessionServiceClient::connect(format!("http://{addr}"))
-        .await
-        .expect("connect");
-    Served {
-        child,
-        addr,
-        client,
-    }
+        .env("BROWSERD_DATA_DIR", data_dir);
+    command
 }
 
-impl Served {
-    pub async fn create(&mut self) -> pb::Session {
-        create_on(&mut self.client, pb::CreateSessionRequest::default()).await
-    }
-
-    async fn get(&mut self, id: &str) -> pb::Session {
-        get_on(&mut self.client, id).await
-    }
-
-    pub fn signal(&self, signal: i32) {
-        let pid = self.child.id().expect("running") as i32;
-        // SAFETY: signalling the child this test spawned.
-        unsafe { libc::kill(pid, signal) };
-    }
-
-    pub async fn exit_status(&mut self) -> std::process::ExitStatus {
-        tokio::time::timeout(EVENT_WAIT, self.child.wait())
-            .await
-            .expect("browserd exits")
-            .expect("wait")
-    }
+/// Starts the binary on ephemeral ports with extra environment, once it
+/// has logged its bound address.
+pub async fn serve_with(data_dir: &Path, database_url: &str, env: &[(&str, &str)]) -> ChildServer {
+    let mut command = serve_command(data_dir);
+    command
+        .args(["--node-id", "binary-test", "--warm-pool", "0"])
+        .env("BROWSERD_DATABASE_URL", database_url)
+        .envs(env.iter().copied());
+    ChildServer::spawn(command).await
 }
 
 async fn sigterm_releases_everything_and_exits_zero(backend: Backend) {
     let data = tempfile::tempdir().expect("temp dir");
     let database = TestDatabase::new(backend, data.path()).await;
     let mut served = serve(data.path(), &database.url).await;
-    let session = served.create().await;
+    let session = create_on(&mut served.client, pb::CreateSessionRequest::default()).await;
     assert_eq!(status_of(&session), pb::SessionStatus::Live);
     let profiles = data.path().join("profiles");
     assert!(!browser_processes(&profiles).is_empty());
@@ -121,7 +70,7 @@ async fn sigterm_releases_everything_and_exits_zero(backend: Backend) {
     assert_eq!(entries(&profiles), Vec::<String>::new());
 
     let mut served = serve(data.path(), &database.url).await;
-    let stored = served.get(&session.id).await;
+    let stored = get_on(&mut served.client, &session.id).await;
     assert_eq!(reason_of(&stored), pb::EndReason::Shutdown);
     served.signal(libc::SIGTERM);
     assert!(served.exit_status().await.success());
@@ -133,7 +82,7 @@ async fn kill_9_then_restart_reconciles(backend: Backend) {
     let database = TestDatabase::new(backend, data.path()).await;
     let profiles = data.path().join("profiles");
     let mut served = serve(data.path(), &database.url).await;
-    let session = served.create().await;
+    let session = create_on(&mut served.client, pb::CreateSessionRequest::default()).await;
     assert!(!browser_processes(&profiles).is_empty());
 
     served.signal(libc::SIGKILL);
@@ -177,7 +126,7 @@ async fn kill_9_then_restart_reconciles(backend: Backend) {
         .await;
 
     let mut served = serve(data.path(), &database.url).await;
-    let stored = served.get(&session.id).await;
+    let stored = get_on(&mut served.client, &session.id).await;
     assert_eq!(status_of(&stored), pb::SessionStatus::Failed);
     assert_eq!(reason_of(&stored), pb::EndReason::NodeLost);
     let mut events = served
@@ -241,16 +190,8 @@ on_both_backends!(
 #[tokio::test]
 async fn a_bad_chrome_path_is_one_clear_sentence() {
     let data = tempfile::tempdir().expect("temp dir");
-    let output = browserd()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--cdp-listen",
-            "127.0.0.1:0",
-        ])
+    let output = serve_command(data.path())
         .args(["--chrome-path", "/nonexistent/chrome"])
-        .env("BROWSERD_DATA_DIR", data.path())
         .output()
         .await
         .expect("run browserd");

@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use browserd::pb;
-use futures_util::SinkExt;
-use tokio_tungstenite::tungstenite::Message;
+use serde_json::json;
 
 use crate::on_both_backends;
 use crate::support::*;
@@ -23,12 +22,12 @@ async fn inactivity_releases_an_idle_session(backend: Backend) {
             ..Default::default()
         })
         .await;
-    let mut client = connect_raw(&session.connect_url).await;
+    let client = cdp_client(&session.connect_url).await;
     // Client traffic keeps it alive past several inactivity periods...
     let mut ticks = tokio::time::interval(Duration::from_millis(300));
-    for id in 1..=15 {
+    for _ in 0..15 {
         ticks.tick().await;
-        round_trip(&mut client, id).await;
+        round_trip(&client).await;
     }
     assert_eq!(
         status_of(&app.get(&session.id).await),
@@ -37,14 +36,16 @@ async fn inactivity_releases_an_idle_session(backend: Backend) {
     // ...while browser-originated events do not: subscribe to target
     // events, then go quiet with the connection open.
     client
-        .send(Message::text(
-            r#"{"id":99,"method":"Target.setDiscoverTargets","params":{"discover":true}}"#,
-        ))
+        .call(
+            "Target.setDiscoverTargets",
+            json!({"discover": true}),
+            EVENT_WAIT,
+        )
         .await
-        .expect("send");
+        .expect("Target.setDiscoverTargets");
     let ended = events.until(&session.id, pb::SessionStatus::Released).await;
     assert_eq!(ended.end_reason, pb::EndReason::Inactivity as i32);
-    assert_eq!(closed_reason(&mut client).await, "the session has ended");
+    assert_eq!(closed_reason(&client).await, "the session has ended");
     assert_eq!(browser_processes(&app.profiles_dir()), Vec::<i32>::new());
     app.stop().await;
 }
@@ -53,18 +54,18 @@ async fn last_client_leaving_releases_without_keep_alive(backend: Backend) {
     let mut app = spawn_app(backend).await;
     let mut events = app.watch(pb::WatchSessionsRequest::default()).await;
     let session = app.create(pb::CreateSessionRequest::default()).await;
-    let mut first = connect_raw(&session.connect_url).await;
-    let mut second = connect_raw(&session.connect_url).await;
-    round_trip(&mut first, 1).await;
-    round_trip(&mut second, 1).await;
-    first.close(None).await.expect("close first");
+    let first = cdp_client(&session.connect_url).await;
+    let second = cdp_client(&session.connect_url).await;
+    round_trip(&first).await;
+    round_trip(&second).await;
+    first.close().await;
     // One client left: the session lives on for the other.
-    round_trip(&mut second, 2).await;
+    round_trip(&second).await;
     assert_eq!(
         status_of(&app.get(&session.id).await),
         pb::SessionStatus::Live
     );
-    second.close(None).await.expect("close second");
+    second.close().await;
     let ended = events.until(&session.id, pb::SessionStatus::Released).await;
     assert_eq!(ended.end_reason, pb::EndReason::Disconnected as i32);
     assert_eq!(browser_processes(&app.profiles_dir()), Vec::<i32>::new());
@@ -81,25 +82,25 @@ async fn keep_alive_survives_disconnects_and_takes_reconnects(backend: Backend) 
         })
         .await;
     let control = app.create(pb::CreateSessionRequest::default()).await;
-    let mut kept_client = connect_raw(&kept.connect_url).await;
-    let mut control_client = connect_raw(&control.connect_url).await;
-    round_trip(&mut kept_client, 1).await;
-    round_trip(&mut control_client, 1).await;
-    kept_client.close(None).await.expect("close");
-    control_client.close(None).await.expect("close");
+    let kept_client = cdp_client(&kept.connect_url).await;
+    let control_client = cdp_client(&control.connect_url).await;
+    round_trip(&kept_client).await;
+    round_trip(&control_client).await;
+    kept_client.close().await;
+    control_client.close().await;
     // The control session, without keep_alive, ends on the same kind of
     // disconnect: once its event is in, the kept session has had the same
     // chance to (wrongly) end.
     let ended = events.until(&control.id, pb::SessionStatus::Released).await;
     assert_eq!(ended.end_reason, pb::EndReason::Disconnected as i32);
     assert_eq!(status_of(&app.get(&kept.id).await), pb::SessionStatus::Live);
-    let mut again = connect_raw(&kept.connect_url).await;
-    round_trip(&mut again, 2).await;
-    let mut also = connect_raw(&kept.connect_url).await;
-    round_trip(&mut also, 2).await;
+    let again = cdp_client(&kept.connect_url).await;
+    round_trip(&again).await;
+    let also = cdp_client(&kept.connect_url).await;
+    round_trip(&also).await;
     app.release(&kept.id).await;
-    assert_eq!(closed_reason(&mut again).await, "the session has ended");
-    assert_eq!(closed_reason(&mut also).await, "the session has ended");
+    assert_eq!(closed_reason(&again).await, "the session has ended");
+    assert_eq!(closed_reason(&also).await, "the session has ended");
     app.stop().await;
 }
 
@@ -107,8 +108,8 @@ async fn a_crashed_browser_fails_its_session(backend: Backend) {
     let mut app = spawn_app(backend).await;
     let mut events = app.watch(pb::WatchSessionsRequest::default()).await;
     let session = app.create(pb::CreateSessionRequest::default()).await;
-    let mut client = connect_raw(&session.connect_url).await;
-    round_trip(&mut client, 1).await;
+    let client = cdp_client(&session.connect_url).await;
+    round_trip(&client).await;
     let pid = browser_main_pid(&app.profiles_dir(), &session.id);
     // SAFETY: killing the browser this test's server launched.
     unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -116,7 +117,7 @@ async fn a_crashed_browser_fails_its_session(backend: Backend) {
     assert_eq!(failed.end_reason, pb::EndReason::BrowserCrashed as i32);
     let snapshot = failed.session.expect("snapshot");
     assert!(snapshot.error.contains("signal 9"), "{:?}", snapshot.error);
-    let reason = closed_reason(&mut client).await;
+    let reason = closed_reason(&client).await;
     assert!(
         ["the browser closed the connection", "the session has ended"].contains(&reason.as_str()),
         "clients are disconnected: {reason:?}"
@@ -210,8 +211,8 @@ async fn a_session_nobody_connects_to_is_released(backend: Backend) {
     let mut events = app.watch(pb::WatchSessionsRequest::default()).await;
     let unclaimed = app.create(pb::CreateSessionRequest::default()).await;
     let claimed = app.create(pb::CreateSessionRequest::default()).await;
-    let mut client = connect_raw(&claimed.connect_url).await;
-    round_trip(&mut client, 1).await;
+    let client = cdp_client(&claimed.connect_url).await;
+    round_trip(&client).await;
     let ended = events
         .until(&unclaimed.id, pb::SessionStatus::Released)
         .await;
@@ -227,7 +228,7 @@ async fn a_session_nobody_connects_to_is_released(backend: Backend) {
         "released no earlier than the connect timeout"
     );
     // The connected session is not subject to it.
-    round_trip(&mut client, 2).await;
+    round_trip(&client).await;
     assert_eq!(
         status_of(&app.get(&claimed.id).await),
         pb::SessionStatus::Live

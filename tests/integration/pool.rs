@@ -2,34 +2,9 @@
 //! its browsers through the process table.
 
 use browserd::pb;
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 
 use crate::on_both_backends;
 use crate::support::*;
-
-/// Waits until the warm pool's health reports `status`.
-async fn pool_health(app: &TestApp, wanted: ServingStatus) {
-    let mut health = HealthClient::new(app.channel.clone());
-    let mut statuses = health
-        .watch(HealthCheckRequest {
-            service: browserd::WARM_POOL_HEALTH.into(),
-        })
-        .await
-        .expect("health watch")
-        .into_inner();
-    loop {
-        let status = tokio::time::timeout(EVENT_WAIT, statuses.message())
-            .await
-            .expect("pool health changes")
-            .expect("health stream")
-            .expect("health status");
-        if status.status == wanted as i32 {
-            return;
-        }
-    }
-}
 
 async fn sessions_start_on_browsers_launched_beforehand(backend: Backend) {
     let mut app = spawn_app_with(backend, |c| {
@@ -38,15 +13,15 @@ async fn sessions_start_on_browsers_launched_beforehand(backend: Backend) {
     })
     .await;
     let profiles = app.profiles_dir();
-    pool_health(&app, ServingStatus::Serving).await;
+    app.pool_health(ServingStatus::Serving).await;
     let warm = browser_mains(&profiles);
     assert_eq!(warm.len(), 2, "two browsers wait in the pool");
 
     let session = app.create(pb::CreateSessionRequest::default()).await;
     let pid = browser_main_pid(&profiles, &session.id);
     assert!(warm.contains(&pid), "the session got a pooled browser");
-    let mut client = connect_raw(&session.connect_url).await;
-    round_trip(&mut client, 1).await;
+    let client = cdp_client(&session.connect_url).await;
+    round_trip(&client).await;
 
     // Options a pooled browser was not launched with need a cold launch.
     let custom = app
@@ -71,7 +46,7 @@ async fn sessions_start_on_browsers_launched_beforehand(backend: Backend) {
     assert_eq!(agent, "browserd-test/1.0");
 
     // The pool refills, and a released pooled browser is never reused.
-    pool_health(&app, ServingStatus::Serving).await;
+    app.pool_health(ServingStatus::Serving).await;
     app.release(&session.id).await;
     assert!(!browser_mains(&profiles).contains(&pid));
     assert_eq!(
@@ -89,19 +64,19 @@ async fn sessions_start_on_browsers_launched_beforehand(backend: Backend) {
 async fn a_pooled_browser_that_dies_is_replaced(backend: Backend) {
     let mut app = spawn_app_with(backend, |c| c.warm_pool = 1).await;
     let profiles = app.profiles_dir();
-    pool_health(&app, ServingStatus::Serving).await;
+    app.pool_health(ServingStatus::Serving).await;
     let dead: i32 = *browser_mains(&profiles).first().expect("a pooled browser");
     // SAFETY: killing a browser this test's server launched.
     unsafe { libc::kill(dead, libc::SIGKILL) };
-    pool_health(&app, ServingStatus::NotServing).await;
-    pool_health(&app, ServingStatus::Serving).await;
+    app.pool_health(ServingStatus::NotServing).await;
+    app.pool_health(ServingStatus::Serving).await;
     let replacement = browser_mains(&profiles);
     assert!(!replacement.contains(&dead));
 
     let session = app.create(pb::CreateSessionRequest::default()).await;
     assert!(replacement.contains(&browser_main_pid(&profiles, &session.id)));
-    let mut client = connect_raw(&session.connect_url).await;
-    round_trip(&mut client, 1).await;
+    let client = cdp_client(&session.connect_url).await;
+    round_trip(&client).await;
     app.stop().await;
 }
 
@@ -112,7 +87,7 @@ async fn at_capacity_an_idle_pooled_browser_makes_room(backend: Backend) {
     })
     .await;
     let profiles = app.profiles_dir();
-    pool_health(&app, ServingStatus::Serving).await;
+    app.pool_health(ServingStatus::Serving).await;
     let pooled = browser_mains(&profiles);
     let custom = app
         .create(pb::CreateSessionRequest {
@@ -139,7 +114,7 @@ async fn at_capacity_an_idle_pooled_browser_makes_room(backend: Backend) {
 async fn shutdown_waits_for_a_refill_in_flight(backend: Backend) {
     let mut app = spawn_app_with(backend, |c| c.warm_pool = 1).await;
     let profiles = app.profiles_dir();
-    pool_health(&app, ServingStatus::Serving).await;
+    app.pool_health(ServingStatus::Serving).await;
     let session = app.create(pb::CreateSessionRequest::default()).await;
     // The pooled browser went to the session: its replacement is starting.
     // Chromium links its /tmp socket directory from the profile early on.

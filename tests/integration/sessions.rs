@@ -2,10 +2,9 @@
 
 use std::time::{Duration, SystemTime};
 
+use browserd::browser::cdp::CdpClient;
 use browserd::pb;
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
+use serde_json::json;
 use tonic::Code;
 
 use crate::on_both_backends;
@@ -48,9 +47,7 @@ async fn create_connect_navigate_inspect_release(backend: Backend) {
     assert!(!browser_processes(&app.profiles_dir()).is_empty());
 
     let browser = connect_cdp(&session.connect_url).await;
-    let (mut raw_client, _) = tokio_tungstenite::connect_async(&session.connect_url)
-        .await
-        .expect("a second client connects too");
+    let second_client = cdp_client(&session.connect_url).await;
     let tab = browser
         .new_page(format!("http://{page}/"))
         .await
@@ -101,13 +98,11 @@ async fn create_connect_navigate_inspect_release(backend: Backend) {
     );
     assert_eq!(browser_processes(&app.profiles_dir()), Vec::<i32>::new());
     assert_eq!(entries(&app.profiles_dir()), Vec::<String>::new());
-    let closing = tokio::time::timeout(EVENT_WAIT, raw_client.next())
-        .await
-        .expect("the relay disconnects CDP clients when the session ends");
-    match closing {
-        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.reason, "the session has ended"),
-        other => panic!("expected a close frame, got {other:?}"),
-    }
+    assert_eq!(
+        closed_reason(&second_client).await,
+        "the session has ended",
+        "the relay disconnects CDP clients when the session ends"
+    );
 
     let pending = events.next().await;
     let live = events.next().await;
@@ -164,58 +159,28 @@ async fn relay_refuses_wrong_tokens_and_ended_sessions(backend: Backend) {
 async fn large_frames_cross_the_relay_both_ways(backend: Backend) {
     let mut app = spawn_app(backend).await;
     let session = app.create(pb::CreateSessionRequest::default()).await;
-    let mut socket = connect_raw(&session.connect_url).await;
-    let target = cdp_call(
-        &mut socket,
-        1,
-        json!({"method": "Target.createTarget", "params": {"url": "about:blank"}}),
-    )
-    .await;
-    let attached = cdp_call(
-        &mut socket,
-        2,
-        json!({"method": "Target.attachToTarget", "params": {"targetId": target["targetId"], "flatten": true}}),
-    )
-    .await;
+    let client = cdp_client(&session.connect_url).await;
+    let target = client
+        .create_target("about:blank", None, EVENT_WAIT)
+        .await
+        .expect("a page");
+    let page = client.attach(&target, EVENT_WAIT).await.expect("attached");
     let text = "0123456789abcdef".repeat(1 << 16);
-    let echoed = cdp_call(
-        &mut socket,
-        3,
-        json!({
-            "method": "Runtime.evaluate",
-            "sessionId": attached["sessionId"],
-            "params": {"expression": format!("'{text}'"), "returnByValue": true},
-        }),
-    )
-    .await;
+    let echoed = client
+        .call_in(
+            &page,
+            "Runtime.evaluate",
+            json!({"expression": format!("'{text}'"), "returnByValue": true}),
+            EVENT_WAIT,
+        )
+        .await
+        .expect("evaluate");
     assert!(
         echoed["result"]["value"] == text.as_str(),
         "1 MiB out, 1 MiB back"
     );
     app.release(&session.id).await;
     app.stop().await;
-}
-
-/// Sends command `id` and returns its result, skipping CDP events.
-async fn cdp_call(socket: &mut Socket, id: u64, mut command: Value) -> Value {
-    command["id"] = json!(id);
-    socket
-        .send(Message::text(command.to_string()))
-        .await
-        .expect("send through the relay");
-    loop {
-        let frame = tokio::time::timeout(EVENT_WAIT, socket.next())
-            .await
-            .expect("an answer through the relay")
-            .expect("socket open")
-            .expect("frame");
-        if let Message::Text(text) = frame {
-            let reply: Value = serde_json::from_str(&text).expect("CDP sends JSON");
-            if reply["id"] == id {
-                return reply["result"].clone();
-            }
-        }
-    }
 }
 
 async fn release_is_idempotent_and_ends_once(backend: Backend) {
@@ -590,89 +555,35 @@ async fn shutdown_releases_sessions_and_ends_streams(backend: Backend) {
     app.stop().await;
 }
 
-/// A CDP client of the test's own on a raw connection: browserd never
-/// attaches to pages, so measuring one takes a client.
-struct RawCdp {
-    socket: Socket,
-    next_id: u64,
-}
-
-impl RawCdp {
-    async fn connect(url: &str) -> Self {
-        Self {
-            socket: connect_raw(url).await,
-            next_id: 0,
-        }
-    }
-
-    async fn call(&mut self, method: &str, params: Value, session: Option<&str>) -> Value {
-        self.next_id += 1;
-        let id = self.next_id;
-        let mut command = json!({"id": id, "method": method, "params": params});
-        if let Some(session) = session {
-            command["sessionId"] = json!(session);
-        }
-        self.socket
-            .send(Message::text(command.to_string()))
-            .await
-            .expect("send through the relay");
-        loop {
-            let frame = tokio::time::timeout(EVENT_WAIT, self.socket.next())
-                .await
-                .expect("an answer through the relay")
-                .expect("socket open")
-                .expect("frame");
-            let Message::Text(text) = frame else { continue };
-            let reply: Value = serde_json::from_str(&text).expect("CDP JSON");
-            if reply["id"] == id {
-                assert!(reply["error"].is_null(), "{method}: {reply}");
-                return reply["result"].clone();
-            }
-        }
-    }
-
-    async fn new_page(&mut self, context: Option<&str>) -> String {
-        let mut params = json!({"url": "about:blank"});
-        if let Some(context) = context {
-            params["browserContextId"] = json!(context);
-        }
-        let created = self.call("Target.createTarget", params, None).await;
-        created["targetId"]
-            .as_str()
-            .expect("a target id")
-            .to_owned()
-    }
-
-    async fn inner_size(&mut self, target_id: &str) -> (u64, u64) {
-        let attached = self
-            .call(
-                "Target.attachToTarget",
-                json!({"targetId": target_id, "flatten": true}),
-                None,
-            )
-            .await;
-        let session = attached["sessionId"].as_str().expect("a CDP session id");
-        let evaluated = self
-            .call(
-                "Runtime.evaluate",
-                json!({"expression": "[innerWidth, innerHeight]", "returnByValue": true}),
-                Some(session),
-            )
-            .await;
-        let size = &evaluated["result"]["value"];
-        (
-            size[0].as_u64().expect("innerWidth"),
-            size[1].as_u64().expect("innerHeight"),
+/// A page's `innerWidth` × `innerHeight`, measured from inside: browserd
+/// never attaches to pages, so measuring one takes a client.
+async fn inner_size(cdp: &CdpClient, target_id: &str) -> (u64, u64) {
+    let page = cdp.attach(target_id, EVENT_WAIT).await.expect("attached");
+    let evaluated = cdp
+        .call_in(
+            &page,
+            "Runtime.evaluate",
+            json!({"expression": "[innerWidth, innerHeight]", "returnByValue": true}),
+            EVENT_WAIT,
         )
-    }
+        .await
+        .expect("evaluate");
+    let size = &evaluated["result"]["value"];
+    (
+        size[0].as_u64().expect("innerWidth"),
+        size[1].as_u64().expect("innerHeight"),
+    )
 }
 
 /// The first tab, a new page, and a page in a new browser context (what
 /// Playwright's new_context and Puppeteer's createBrowserContext make) all
 /// measure `width` × `height` from inside.
 async fn assert_pages_sized(connect_url: &str, width: u64, height: u64) {
-    let mut cdp = RawCdp::connect(connect_url).await;
-    let targets = cdp.call("Target.getTargets", json!({}), None).await;
+    let cdp = cdp_client(connect_url).await;
+    let targets = cdp
+        .call("Target.getTargets", json!({}), EVENT_WAIT)
+        .await
+        .expect("targets");
     let first = targets["targetInfos"]
         .as_array()
         .expect("target list")
@@ -682,46 +593,29 @@ async fn assert_pages_sized(connect_url: &str, width: u64, height: u64) {
         .expect("the browser's first tab")
         .to_owned();
     assert_eq!(
-        cdp.inner_size(&first).await,
+        inner_size(&cdp, &first).await,
         (width, height),
         "the first tab"
     );
-    let page = cdp.new_page(None).await;
-    assert_eq!(cdp.inner_size(&page).await, (width, height), "a new page");
+    let page = cdp
+        .create_target("about:blank", None, EVENT_WAIT)
+        .await
+        .expect("a page");
+    assert_eq!(inner_size(&cdp, &page).await, (width, height), "a new page");
     let created = cdp
-        .call("Target.createBrowserContext", json!({}), None)
-        .await;
+        .call("Target.createBrowserContext", json!({}), EVENT_WAIT)
+        .await
+        .expect("a context");
     let context = created["browserContextId"].as_str().expect("a context id");
-    let page = cdp.new_page(Some(context)).await;
+    let page = cdp
+        .create_target("about:blank", Some(context), EVENT_WAIT)
+        .await
+        .expect("a page in the context");
     assert_eq!(
-        cdp.inner_size(&page).await,
+        inner_size(&cdp, &page).await,
         (width, height),
         "a page in a new browser context"
     );
-}
-
-/// Waits for the warm pool to hold every browser it should. The health
-/// stream is dropped on return: an open one would hold up shutdown.
-async fn pool_filled(app: &TestApp) {
-    use tonic_health::pb::health_check_response::ServingStatus;
-    let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel.clone());
-    let mut statuses = health
-        .watch(tonic_health::pb::HealthCheckRequest {
-            service: browserd::WARM_POOL_HEALTH.into(),
-        })
-        .await
-        .expect("health watch")
-        .into_inner();
-    loop {
-        let status = tokio::time::timeout(EVENT_WAIT, statuses.message())
-            .await
-            .expect("the pool fills")
-            .expect("health stream")
-            .expect("health status");
-        if status.status == ServingStatus::Serving as i32 {
-            return;
-        }
-    }
 }
 
 async fn viewport_sizes_every_new_page(backend: Backend) {
@@ -741,7 +635,7 @@ async fn viewport_sizes_every_new_page(backend: Backend) {
     // Default options take a pooled browser, launched before the request: one
     // that has been up a while, as Chromium adds its startup infobars to the
     // first tab some time after it answers CDP.
-    pool_filled(&app).await;
+    app.pool_health(ServingStatus::Serving).await;
     let warm = browser_mains(&profiles);
     let default = app.create(pb::CreateSessionRequest::default()).await;
     assert!(

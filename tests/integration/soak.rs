@@ -44,10 +44,10 @@ fn data_entries(app: &TestApp) -> (usize, usize) {
 async fn cycle(app: &TestApp, n: usize) {
     let mut client = app.client.clone();
     let session = create_on(&mut client, pb::CreateSessionRequest::default()).await;
-    let mut socket = connect_raw(&session.connect_url).await;
-    round_trip(&mut socket, 1).await;
+    let socket = cdp_client(&session.connect_url).await;
+    round_trip(&socket).await;
     if n.is_multiple_of(2) {
-        socket.close(None).await.expect("close");
+        socket.close().await;
     }
     client
         .release_session(pb::ReleaseSessionRequest {

@@ -1,30 +1,21 @@
-//! Shared helpers: a real browserd on ephemeral ports, against real
-//! Chromium and a fresh database of the chosen backend.
+//! Shared helpers: a real browserd on ephemeral ports (browserd's own
+//! harness, which the bench uses too), against real Chromium and a fresh
+//! database of the chosen backend; and what the tests observe it with.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use browserd::browser::cdp::CdpClient;
+use browserd::browser::process_table;
+use browserd::harness::Server;
 use browserd::pb;
 use browserd::pb::session_service_client::SessionServiceClient;
-use futures_util::SinkExt;
-use sea_orm::{ConnectionTrait, Database};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
-use tokio_stream::StreamExt;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_util::sync::CancellationToken;
+use serde_json::json;
 use tonic::transport::Channel;
 
-/// Generous bound on waiting for an event that must come; a test that hits
-/// it has failed, it never passes by waiting.
-pub const EVENT_WAIT: Duration = Duration::from_secs(30);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+pub use browserd::harness::WAIT as EVENT_WAIT;
+pub use browserd::harness::postgres::{Backend, TestDatabase};
+pub use tonic_health::pb::health_check_response::ServingStatus;
 
 /// Runs each named `async fn(Backend)` of the calling module once per
 /// backend, as `sqlite::<name>` and `postgres::<name>`.
@@ -52,72 +43,11 @@ macro_rules! on_both_backends {
 
 pub struct TestApp {
     /// The gRPC address.
-    pub addr: SocketAddr,
+    pub addr: std::net::SocketAddr,
     pub client: SessionServiceClient<Channel>,
-    pub channel: Channel,
     pub data_dir: tempfile::TempDir,
     database: TestDatabase,
-    shutdown: CancellationToken,
-    server: Option<JoinHandle<Result<(), browserd::StartError>>>,
-}
-
-/// The database a test runs on, and how to get rid of it.
-pub struct TestDatabase {
-    pub url: String,
-    /// PostgreSQL only: (admin URL, database name) to drop at the end.
-    drop: Option<(String, String)>,
-}
-
-impl TestDatabase {
-    /// SQLite in `data_dir`, or a new database on the PostgreSQL server.
-    pub async fn new(backend: Backend, data_dir: &Path) -> Self {
-        match backend {
-            Backend::Sqlite => Self {
-                url: format!(
-                    "sqlite://{}?mode=rwc",
-                    data_dir.join("browserd.db").display()
-                ),
-                drop: None,
-            },
-            Backend::Postgres => fresh_postgres_database().await,
-        }
-    }
-
-    pub async fn remove(mut self) {
-        if let Some((admin, name)) = self.drop.take() {
-            let conn = Database::connect(&admin).await.expect("admin connection");
-            conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await
-                .expect("drop test database");
-        }
-    }
-
-    pub async fn execute(&self, sql: &str) {
-        let conn = Database::connect(&self.url)
-            .await
-            .expect("test db connection");
-        conn.execute_unprepared(sql).await.expect("test sql");
-        conn.close().await.expect("close test db connection");
-    }
-}
-
-pub fn config(data_dir: &Path, database_url: String) -> browserd::config::Config {
-    browserd::config::Config {
-        listen: "127.0.0.1:0".parse().expect("literal address"),
-        cdp_listen: "127.0.0.1:0".parse().expect("literal address"),
-        cdp_public_url: None,
-        data_dir: data_dir.to_owned(),
-        database_url: Some(database_url),
-        chrome_path: None,
-        max_sessions: 8,
-        default_timeout: Duration::from_secs(300),
-        max_timeout: Duration::from_secs(3600),
-        launch_timeout: Duration::from_secs(30),
-        connect_timeout: Duration::from_secs(300),
-        warm_pool: 0,
-        watch_buffer: 4096,
-        node_id: Some("test-node".into()),
-    }
+    server: Server,
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -139,36 +69,9 @@ pub async fn spawn_app_with(
         .try_init();
     let data_dir = tempfile::tempdir().expect("temp dir");
     let database = TestDatabase::new(backend, data_dir.path()).await;
-    let mut config = config(data_dir.path(), database.url.clone());
+    let mut config = browserd::harness::config(data_dir.path(), Some(database.url.clone()));
     tune(&mut config);
     start(config, data_dir, database).await
-}
-
-fn postgres_admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-/// A new, empty database on the test server, so runs never see each
-/// other's rows. A missing server fails the test: it is never skipped.
-async fn fresh_postgres_database() -> TestDatabase {
-    let admin = postgres_admin_url();
-    let name = format!("browserd_test_{}", uuid::Uuid::new_v4().simple());
-    let conn = Database::connect(&admin).await.unwrap_or_else(|e| {
-        panic!("PostgreSQL at TEST_DATABASE_URL={admin} is required for the postgres tests: {e}")
-    });
-    conn.execute_unprepared(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create test database");
-    conn.close().await.expect("close admin connection");
-    let base = admin
-        .rsplit_once('/')
-        .map(|(base, _)| base)
-        .expect("TEST_DATABASE_URL has a database path");
-    TestDatabase {
-        url: format!("{base}/{name}"),
-        drop: Some((admin, name)),
-    }
 }
 
 async fn start(
@@ -176,38 +79,19 @@ async fn start(
     data_dir: tempfile::TempDir,
     database: TestDatabase,
 ) -> TestApp {
-    let grpc = TcpListener::bind(config.listen).await.expect("bind grpc");
-    let cdp = TcpListener::bind(config.cdp_listen)
-        .await
-        .expect("bind cdp");
-    let grpc_addr = grpc.local_addr().expect("grpc addr");
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(browserd::run(
-        config,
-        grpc,
-        cdp,
-        shutdown.clone().cancelled_owned(),
-    ));
-    // The listener is bound before `run` starts, so connecting cannot race it.
-    let channel = Channel::from_shared(format!("http://{grpc_addr}"))
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect to browserd");
+    let server = Server::start(config).await;
     TestApp {
-        addr: grpc_addr,
-        client: SessionServiceClient::new(channel.clone()),
-        channel,
+        addr: server.addr,
+        client: server.client.clone(),
         data_dir,
         database,
-        shutdown,
-        server: Some(server),
+        server,
     }
 }
 
 impl TestApp {
     pub fn profiles_dir(&self) -> PathBuf {
-        self.data_dir.path().join("profiles")
+        self.server.profiles_dir.clone()
     }
 
     pub async fn create(&mut self, request: pb::CreateSessionRequest) -> pb::Session {
@@ -280,59 +164,27 @@ impl TestApp {
     }
 
     pub async fn newest_sequence(&self) -> u64 {
-        let conn = Database::connect(&self.database.url)
-            .await
-            .expect("test db connection");
-        let row = conn
-            .query_one_raw(sea_orm::Statement::from_string(
-                conn.get_database_backend(),
-                "SELECT COALESCE(MAX(sequence), 0) AS newest FROM session_events",
-            ))
-            .await
-            .expect("query newest sequence")
-            .expect("one row");
-        let newest: i64 = row.try_get("", "newest").expect("newest column");
-        conn.close().await.expect("close test db connection");
-        newest as u64
+        self.database.newest_sequence().await
+    }
+
+    /// Waits until the warm pool's health is `wanted`.
+    pub async fn pool_health(&self, wanted: ServingStatus) {
+        self.server.pool_health(wanted).await
     }
 
     /// Stops the server as SIGTERM would and waits for it to finish.
     pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(server) = self.server.take() {
-            server
-                .await
-                .expect("server task panicked")
-                .expect("server ended with an error");
-        }
-        let database = std::mem::replace(
-            &mut self.database,
-            TestDatabase {
-                url: String::new(),
-                drop: None,
-            },
-        );
-        database.remove().await;
+        self.server.stop().await;
+        self.database.take().remove().await;
     }
 
     /// Stops this server and starts a new one on the same data dir and
     /// database, as a restart would.
     pub async fn restart(mut self) -> TestApp {
-        self.shutdown.cancel();
-        if let Some(server) = self.server.take() {
-            server
-                .await
-                .expect("server task panicked")
-                .expect("server error");
-        }
-        let database = TestDatabase {
-            url: self.database.url.clone(),
-            drop: self.database.drop.take(),
-        };
-        let data_dir = tempfile::TempDir::new().expect("placeholder");
-        let data_dir = std::mem::replace(&mut self.data_dir, data_dir);
-        let config = config(data_dir.path(), database.url.clone());
-        start(config, data_dir, database).await
+        self.server.stop().await;
+        let database = self.database.take();
+        let config = browserd::harness::config(self.data_dir.path(), Some(database.url.clone()));
+        start(config, self.data_dir, database).await
     }
 }
 
@@ -369,9 +221,7 @@ pub struct EventStream {
 impl EventStream {
     /// The next event; fails the test if none comes within [`EVENT_WAIT`].
     pub async fn next(&mut self) -> pb::SessionEvent {
-        let item = tokio::time::timeout(EVENT_WAIT, self.stream.next())
-            .await
-            .expect("no event within the wait bound");
+        let item = self.next_raw().await;
         item.expect("stream ended")
             .expect("stream failed")
             .event
@@ -380,9 +230,10 @@ impl EventStream {
 
     /// The next item as the stream delivers it (`None`: ended cleanly).
     pub async fn next_raw(&mut self) -> Option<Result<pb::WatchSessionsResponse, tonic::Status>> {
-        tokio::time::timeout(EVENT_WAIT, self.stream.next())
+        tokio::time::timeout(EVENT_WAIT, self.stream.message())
             .await
             .expect("no stream item within the wait bound")
+            .transpose()
     }
 
     /// Reads events until one for `session_id` reaches `status`.
@@ -398,46 +249,28 @@ impl EventStream {
 
 /// Pids of running browser processes (and helpers) whose command line
 /// names a directory under `profiles_dir`, and Chromium zombies left for
-/// this process to reap: read from the OS process table, not from
-/// browserd's bookkeeping.
+/// this process to reap. Read from `/proc` here, not through browserd's
+/// process-table reader: browserd's teardown finds what to kill with that
+/// reader, and a leak check that shared its blind spots would prove
+/// nothing.
 pub fn browser_processes(profiles_dir: &Path) -> Vec<i32> {
     let needle = profiles_dir.display().to_string();
     let me = std::process::id().to_string();
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // Fields after the parenthesised command: state, ppid, ...
-        let after = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest)
-            .unwrap_or_default();
-        let mut fields = after.split_whitespace();
-        let state = fields.next().unwrap_or_default();
-        let ppid = fields.next().unwrap_or_default();
-        if state == "Z" {
-            if ppid == me && stat.contains("(chrom") {
-                found.push(pid);
-            }
-            continue;
+    let pids = std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok());
+    pids.filter(|pid| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let (name, rest) = stat.rsplit_once(')').unwrap_or_default();
+        let fields: Vec<&str> = rest.split_whitespace().take(2).collect();
+        if fields.first() == Some(&"Z") {
+            return fields.get(1) == Some(&me.as_str()) && name.contains("(chrom");
         }
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if cmdline
-            .split(|b| *b == 0)
-            .any(|arg| String::from_utf8_lossy(arg).contains(&needle))
-        {
-            found.push(pid);
-        }
-    }
-    found
+        String::from_utf8_lossy(&cmdline).contains(&needle)
+    })
+    .collect()
 }
 
 /// Polls the process table (nothing else can tell) until `done`.
@@ -479,8 +312,8 @@ pub fn seconds(s: i64) -> Option<prost_types::Duration> {
 }
 
 /// A one-page HTTP server on 127.0.0.1 for browsers to load.
-pub async fn serve_page(title: &'static str) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0")
+pub async fn serve_page(title: &'static str) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind page server");
     let addr = listener.local_addr().expect("page server addr");
@@ -505,6 +338,7 @@ pub async fn serve_page(title: &'static str) -> SocketAddr {
 
 /// Connects chromiumoxide, a real CDP client, to a connect_url.
 pub async fn connect_cdp(url: &str) -> chromiumoxide::Browser {
+    use tokio_stream::StreamExt;
     let (browser, mut handler) = chromiumoxide::Browser::connect(url.to_owned())
         .await
         .expect("CDP client connects through the relay");
@@ -514,6 +348,28 @@ pub async fn connect_cdp(url: &str) -> chromiumoxide::Browser {
     browser
 }
 
+/// browserd's own minimal CDP client, connected to a connect_url.
+pub async fn cdp_client(url: &str) -> CdpClient {
+    CdpClient::connect(url, &tokio_util::task::TaskTracker::new())
+        .await
+        .expect("connect through the relay")
+}
+
+/// `Browser.getVersion` answered: proof the relay works for this client.
+pub async fn round_trip(client: &CdpClient) {
+    client
+        .call("Browser.getVersion", json!({}), EVENT_WAIT)
+        .await
+        .expect("an answer through the relay");
+}
+
+/// Waits for the relay to close the connection; returns the close reason.
+pub async fn closed_reason(client: &CdpClient) -> String {
+    tokio::time::timeout(EVENT_WAIT, client.close_reason())
+        .await
+        .expect("the relay closes the connection")
+}
+
 pub fn code_and_message<T: std::fmt::Debug>(
     outcome: Result<T, tonic::Status>,
 ) -> (tonic::Code, String) {
@@ -521,36 +377,9 @@ pub fn code_and_message<T: std::fmt::Debug>(
     (status.code(), status.message().to_owned())
 }
 
-/// Browser processes themselves (not helpers) with a profile under `dir`,
-/// from the process table.
+/// Browser processes themselves (not helpers) with a profile under `dir`.
 pub fn browser_mains(dir: &Path) -> std::collections::BTreeSet<i32> {
-    let prefix = format!("--user-data-dir={}", dir.display());
-    let mains: std::collections::BTreeSet<i32> = std::fs::read_dir("/proc")
-        .expect("read /proc")
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let args: Vec<String> = cmdline
-                .split(|b| *b == 0)
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
-            args.iter().any(|a| a.starts_with(&prefix))
-                && !args.iter().any(|a| a.starts_with("--type="))
-        })
-        .collect();
-    // A child the browser has forked but not yet exec'd still shows the
-    // browser's command line: it is no second browser.
-    let parent = |pid: &i32| {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        after_name.split_whitespace().nth(1)?.parse::<i32>().ok()
-    };
-    mains
-        .iter()
-        .copied()
-        .filter(|pid| !parent(pid).is_some_and(|ppid| mains.contains(&ppid)))
-        .collect()
+    process_table::browser_mains(dir)
 }
 
 /// The directory outside the profile where Chromium keeps its
@@ -572,54 +401,4 @@ pub fn browser_main_pid(profiles_dir: &Path, session_id: &str) -> i32 {
         "one browser process for {session_id}: {found:?}"
     );
     *found.first().expect("one pid")
-}
-
-pub type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-pub async fn connect_raw(url: &str) -> Socket {
-    tokio_tungstenite::connect_async(url)
-        .await
-        .expect("connect through the relay")
-        .0
-}
-
-/// Sends `Browser.getVersion` and waits for its answer: proof the relay
-/// works for this client.
-pub async fn round_trip(socket: &mut Socket, id: u64) {
-    socket
-        .send(Message::text(format!(
-            r#"{{"id":{id},"method":"Browser.getVersion"}}"#
-        )))
-        .await
-        .expect("send through the relay");
-    let wanted = format!(r#""id":{id}"#);
-    loop {
-        let frame = tokio::time::timeout(EVENT_WAIT, socket.next())
-            .await
-            .expect("an answer through the relay")
-            .expect("socket open")
-            .expect("frame");
-        if let Message::Text(text) = frame
-            && text.contains(&wanted)
-        {
-            return;
-        }
-    }
-}
-
-/// Waits for the relay to close `socket`, returning the close reason.
-pub async fn closed_reason(socket: &mut Socket) -> String {
-    loop {
-        match tokio::time::timeout(EVENT_WAIT, socket.next())
-            .await
-            .expect("the relay closes the connection")
-        {
-            Some(Ok(Message::Close(frame))) => {
-                return frame.map(|f| f.reason.to_string()).unwrap_or_default();
-            }
-            Some(Ok(_)) => continue,
-            Some(Err(_)) | None => return String::new(),
-        }
-    }
 }

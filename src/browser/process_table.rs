@@ -1,0 +1,133 @@
+//! browserd's one reader of the OS process table (`/proc`), shared by
+//! teardown, the reaper, the tests and the bench: a fix to how a field is
+//! parsed is a fix everywhere.
+//!
+//! It only reads. Whether to kill or reap what it finds is its callers'
+//! decision, made on what it reports about each process.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+/// What `/proc/<pid>/stat` says of a process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stat {
+    /// `R`, `S`, `Z` (a zombie, exited and not yet reaped), …
+    pub state: char,
+    pub ppid: i32,
+    /// The executable's name, cut to 15 bytes by the kernel.
+    pub comm: String,
+    /// User plus system CPU time, in clock ticks.
+    pub cpu_ticks: u64,
+}
+
+/// Every process id in the table.
+pub fn pids() -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// `None` once the process is gone.
+pub fn stat(pid: i32) -> Option<Stat> {
+    let line = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid …`: comm may hold spaces and parentheses, so
+    // it ends at the last `)`.
+    let (head, rest) = line.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1.to_owned();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are the 14th and 15th fields of the whole line.
+    let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    Some(Stat {
+        state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
+        comm,
+        cpu_ticks: ticks(11)? + ticks(12)?,
+    })
+}
+
+/// The command line's arguments; empty for a zombie or a kernel thread.
+pub fn args(pid: i32) -> Vec<Vec<u8>> {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return Vec::new();
+    };
+    cmdline
+        .split(|b| *b == 0)
+        .filter(|arg| !arg.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// Running processes with an argument that contains `dir`. Profile
+/// directories are named by session UUID, so a match is that session's
+/// browser or one of its helpers. (A zombie's command line is empty: it
+/// never matches.)
+pub fn mentioning(dir: &Path) -> Vec<i32> {
+    let needle = dir.as_os_str().as_encoded_bytes();
+    pids()
+        .into_iter()
+        .filter(|&pid| {
+            args(pid)
+                .iter()
+                .any(|arg| arg.windows(needle.len()).any(|w| w == needle))
+        })
+        .collect()
+}
+
+/// Browser processes themselves, not their helpers (which carry
+/// `--type=`), whose profile (`--user-data-dir`) starts with `dir`.
+pub fn browser_mains(dir: &Path) -> BTreeSet<i32> {
+    let prefix = format!("--user-data-dir={}", dir.display()).into_bytes();
+    let mains: BTreeSet<i32> = pids()
+        .into_iter()
+        .filter(|&pid| {
+            let args = args(pid);
+            args.iter().any(|a| a.starts_with(&prefix))
+                && !args.iter().any(|a| a.starts_with(b"--type="))
+        })
+        .collect();
+    // A child the browser has forked but not yet exec'd still shows the
+    // browser's command line: it is no second browser.
+    mains
+        .iter()
+        .copied()
+        .filter(|&pid| !stat(pid).is_some_and(|s| mains.contains(&s.ppid)))
+        .collect()
+}
+
+/// User plus system CPU time of a process, all its threads.
+pub fn cpu_time(pid: i32) -> Option<Duration> {
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks = stat(pid)?.cpu_ticks;
+    Some(Duration::from_secs_f64(ticks as f64 / per_second as f64))
+}
+
+/// A `kB` figure of one of a process's memory files, e.g. `("status",
+/// "VmRSS")` or `("smaps_rollup", "Pss")`.
+pub fn memory_kib(pid: i32, file: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        let me = std::process::id() as i32;
+        assert!(pids().contains(&me));
+        let stat = stat(me).expect("own stat");
+        assert_eq!(stat.ppid, std::os::unix::process::parent_id() as i32);
+        assert!(matches!(stat.state, 'R' | 'S'), "{stat:?}");
+        assert!(!args(me).is_empty());
+        assert!(memory_kib(me, "status", "VmRSS").is_some_and(|kib| kib > 0));
+        assert!(cpu_time(me).is_some());
+    }
+}

@@ -1,0 +1,250 @@
+//! How `browserd sessions` prints results: tables and key-value blocks for
+//! people, or the protobuf JSON mapping (as grpcurl prints it) for scripts.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::CliError;
+use crate::pb;
+
+pub(super) struct Output {
+    pub json: bool,
+}
+
+impl Output {
+    pub fn session(&self, session: Option<pb::Session>) -> Result<(), CliError> {
+        let session = session.unwrap_or_default();
+        if self.json {
+            return print(&session_json(&session).to_string());
+        }
+        let pad = |label: &str| format!("{label:<16}");
+        let mut text = String::new();
+        let mut row = |label: &str, value: String| {
+            let _ = writeln!(text, "{}{value}", pad(label));
+        };
+        row("id", session.id.clone());
+        row("status", status_name(session.status));
+        if session.end_reason != 0 {
+            row("end reason", reason_name(session.end_reason));
+        }
+        if !session.error.is_empty() {
+            row("error", session.error.clone());
+        }
+        row("created", time(session.created_at.as_ref()));
+        row("started", time(session.started_at.as_ref()));
+        row("expires", time(session.expires_at.as_ref()));
+        row("ended", time(session.ended_at.as_ref()));
+        row("timeout", duration(session.timeout.as_ref()));
+        if session.inactivity_timeout.is_some() {
+            row("inactivity", duration(session.inactivity_timeout.as_ref()));
+        }
+        row(
+            "keep alive",
+            if session.keep_alive { "yes" } else { "no" }.into(),
+        );
+        row("usage", duration(session.usage.as_ref()));
+        row("metadata", labels(&session.metadata));
+        if let Some(pb::Viewport { width, height }) = session.viewport {
+            row("viewport", format!("{width}x{height}"));
+        }
+        if !session.user_agent.is_empty() {
+            row("user agent", session.user_agent.clone());
+        }
+        if !session.proxy_url.is_empty() {
+            row("proxy", session.proxy_url.clone());
+        }
+        if !session.browser_version.is_empty() {
+            row("browser", session.browser_version.clone());
+        }
+        if !session.connect_url.is_empty() {
+            row("connect url", session.connect_url.clone());
+        }
+        print(text.trim_end())
+    }
+
+    pub fn sessions(&self, sessions: &[pb::Session]) -> Result<(), CliError> {
+        if self.json {
+            let all: Vec<Value> = sessions.iter().map(session_json).collect();
+            return print(&json!({ "sessions": all }).to_string());
+        }
+        let rows = sessions.iter().map(|s| {
+            vec![
+                s.id.clone(),
+                status_name(s.status),
+                reason_name(s.end_reason),
+                time(s.created_at.as_ref()),
+                time(s.ended_at.as_ref().or(s.expires_at.as_ref())),
+                labels(&s.metadata),
+            ]
+        });
+        print(&table(
+            &[
+                "ID",
+                "STATUS",
+                "END REASON",
+                "CREATED",
+                "ENDS/ENDED",
+                "METADATA",
+            ],
+            rows,
+        ))
+    }
+
+    pub fn released(&self, ids: &[String]) -> Result<(), CliError> {
+        if self.json {
+            return print(&json!({ "releasedIds": ids }).to_string());
+        }
+        let mut text = format!("released {} session(s)", ids.len());
+        for id in ids {
+            text.push('\n');
+            text.push_str(id);
+        }
+        print(&text)
+    }
+
+    pub fn live(&self, details: &pb::GetLiveDetailsResponse) -> Result<(), CliError> {
+        if self.json {
+            let pages: Vec<Value> = details
+                .pages
+                .iter()
+                .map(|p| json!({ "targetId": p.target_id, "url": p.url, "title": p.title }))
+                .collect();
+            return print(
+                &json!({ "pages": pages, "connectUrl": details.connect_url }).to_string(),
+            );
+        }
+        let rows = details
+            .pages
+            .iter()
+            .map(|p| vec![p.target_id.clone(), p.title.clone(), p.url.clone()]);
+        let pages = table(&["TARGET", "TITLE", "URL"], rows);
+        print(&format!("connect url  {}\n\n{pages}", details.connect_url))
+    }
+
+    pub fn event(&self, event: &pb::SessionEvent) -> Result<(), CliError> {
+        if self.json {
+            return print(&event_json(event).to_string());
+        }
+        let mut line = format!(
+            "#{:<6} {}  {}  {} -> {}",
+            event.sequence,
+            time(event.occurred_at.as_ref()),
+            event.session_id,
+            status_name(event.from_status),
+            status_name(event.to_status),
+        );
+        if event.end_reason != 0 {
+            let _ = write!(line, " ({})", reason_name(event.end_reason));
+        }
+        print(&line)
+    }
+}
+
+/// Writes a line to stdout, flushing it so `watch` output reaches pipes
+/// as it happens. A closed pipe (`| head`) ends the command quietly.
+fn print(text: &str) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        done => Ok(done?),
+    }
+}
+
+fn table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
+    let rows: Vec<Vec<String>> = std::iter::once(header.iter().map(|h| (*h).to_owned()).collect())
+        .chain(rows)
+        .collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut text = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (cell, width) in row.iter().zip(&widths) {
+            let _ = write!(line, "{cell:<width$}  ");
+        }
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text.trim_end().to_owned()
+}
+
+fn session_json(s: &pb::Session) -> Value {
+    json!({
+        "id": s.id,
+        "status": pb::SessionStatus::try_from(s.status).map_or("", |v| v.as_str_name()),
+        "endReason": pb::EndReason::try_from(s.end_reason).map_or("", |v| v.as_str_name()),
+        "error": s.error,
+        "createdAt": s.created_at.as_ref().map(ToString::to_string),
+        "startedAt": s.started_at.as_ref().map(ToString::to_string),
+        "endedAt": s.ended_at.as_ref().map(ToString::to_string),
+        "expiresAt": s.expires_at.as_ref().map(ToString::to_string),
+        "timeout": s.timeout.as_ref().map(ToString::to_string),
+        "inactivityTimeout": s.inactivity_timeout.as_ref().map(ToString::to_string),
+        "keepAlive": s.keep_alive,
+        "metadata": s.metadata,
+        "viewport": s.viewport.as_ref().map(|v| json!({ "width": v.width, "height": v.height })),
+        "userAgent": s.user_agent,
+        "proxyUrl": s.proxy_url,
+        "connectUrl": s.connect_url,
+        "browserVersion": s.browser_version,
+        "usage": s.usage.as_ref().map(ToString::to_string),
+    })
+}
+
+fn event_json(e: &pb::SessionEvent) -> Value {
+    json!({
+        // uint64 is a string in the protobuf JSON mapping.
+        "sequence": e.sequence.to_string(),
+        "occurredAt": e.occurred_at.as_ref().map(ToString::to_string),
+        "sessionId": e.session_id,
+        "fromStatus": pb::SessionStatus::try_from(e.from_status).map_or("", |v| v.as_str_name()),
+        "toStatus": pb::SessionStatus::try_from(e.to_status).map_or("", |v| v.as_str_name()),
+        "endReason": pb::EndReason::try_from(e.end_reason).map_or("", |v| v.as_str_name()),
+        "session": e.session.as_ref().map(session_json),
+    })
+}
+
+fn status_name(status: i32) -> String {
+    pb::SessionStatus::try_from(status).map_or_else(
+        |_| status.to_string(),
+        |s| {
+            s.as_str_name()
+                .trim_start_matches("SESSION_STATUS_")
+                .to_owned()
+        },
+    )
+}
+
+fn reason_name(reason: i32) -> String {
+    match pb::EndReason::try_from(reason) {
+        Ok(pb::EndReason::Unspecified) => "-".to_owned(),
+        Ok(r) => r.as_str_name().trim_start_matches("END_REASON_").to_owned(),
+        Err(_) => reason.to_string(),
+    }
+}
+
+fn time(at: Option<&prost_types::Timestamp>) -> String {
+    at.map_or_else(|| "-".to_owned(), ToString::to_string)
+}
+
+fn duration(d: Option<&prost_types::Duration>) -> String {
+    d.and_then(|d| Duration::try_from(*d).ok()).map_or_else(
+        || "-".to_owned(),
+        |d| humantime::format_duration(d).to_string(),
+    )
+}
+
+fn labels(metadata: &HashMap<String, String>) -> String {
+    let mut pairs: Vec<String> = metadata.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    pairs.sort();
+    if pairs.is_empty() {
+        "-".to_owned()
+    } else {
+        pairs.join(",")
+    }
+}

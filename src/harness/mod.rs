@@ -1,0 +1,202 @@
+//! The one way the tests and the bench run browserd: a real server on
+//! ephemeral ports, in this process ([`Server`]) or in a child process
+//! ([`ChildServer`]), on a fresh database ([`postgres`]). Not used by the
+//! service itself; its helpers panic with a reason instead of returning
+//! errors, as a test would.
+
+pub mod postgres;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::config::Config;
+use crate::pb::session_service_client::SessionServiceClient;
+
+/// Generous bound on waiting for what must happen (a server to start, an
+/// event to come); a caller that hits it has failed, never passed.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// A configuration for a server on ephemeral ports with no warm pool, on
+/// `database_url` (default: SQLite in `data_dir`).
+pub fn config(data_dir: &Path, database_url: Option<String>) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().expect("literal address"),
+        cdp_listen: "127.0.0.1:0".parse().expect("literal address"),
+        cdp_public_url: None,
+        data_dir: data_dir.to_owned(),
+        database_url,
+        chrome_path: None,
+        max_sessions: 8,
+        default_timeout: Duration::from_secs(300),
+        max_timeout: Duration::from_secs(3600),
+        launch_timeout: Duration::from_secs(30),
+        connect_timeout: Duration::from_secs(300),
+        warm_pool: 0,
+        watch_buffer: 4096,
+        node_id: Some("test-node".into()),
+    }
+}
+
+/// browserd running in this process.
+pub struct Server {
+    /// The gRPC address.
+    pub addr: std::net::SocketAddr,
+    pub channel: Channel,
+    pub client: SessionServiceClient<Channel>,
+    /// Where its browsers' profiles are.
+    pub profiles_dir: PathBuf,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), crate::StartError>>,
+}
+
+impl Server {
+    pub async fn start(config: Config) -> Self {
+        let grpc = TcpListener::bind(config.listen).await.expect("bind grpc");
+        let cdp = TcpListener::bind(config.cdp_listen)
+            .await
+            .expect("bind cdp");
+        let addr = grpc.local_addr().expect("grpc address");
+        let profiles_dir = std::path::absolute(&config.data_dir)
+            .expect("absolute data dir")
+            .join("profiles");
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(crate::run(
+            config,
+            grpc,
+            cdp,
+            stop.clone().cancelled_owned(),
+        ));
+        // The listener is bound before `run` starts, so connecting cannot
+        // race it.
+        let channel = connect(&addr.to_string()).await;
+        Self {
+            addr,
+            client: SessionServiceClient::new(channel.clone()),
+            channel,
+            profiles_dir,
+            stop,
+            task,
+        }
+    }
+
+    /// Stops the server as SIGTERM would and waits for it to finish.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.task
+            .await
+            .expect("server task panicked")
+            .expect("server ended with an error");
+    }
+
+    /// Waits until the warm pool's health is `wanted`.
+    pub async fn pool_health(&self, wanted: ServingStatus) {
+        pool_health(&self.channel, wanted).await
+    }
+}
+
+/// Waits until the warm pool's health (`browserd.warm_pool`) is `wanted`.
+/// The health stream is dropped on return: an open one would hold up
+/// shutdown.
+pub async fn pool_health(channel: &Channel, wanted: ServingStatus) {
+    let mut statuses = HealthClient::new(channel.clone())
+        .watch(HealthCheckRequest {
+            service: crate::WARM_POOL_HEALTH.into(),
+        })
+        .await
+        .expect("health watch")
+        .into_inner();
+    loop {
+        let status = tokio::time::timeout(WAIT, statuses.message())
+            .await
+            .expect("the pool's health changes")
+            .expect("health stream")
+            .expect("health status");
+        if status.status == wanted as i32 {
+            return;
+        }
+    }
+}
+
+async fn connect(addr: &str) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect to browserd")
+}
+
+/// browserd in a process of its own: the real binary, or the bench's
+/// child. Killed if dropped.
+pub struct ChildServer {
+    child: tokio::process::Child,
+    pub pid: u32,
+    /// The gRPC address, `host:port`.
+    pub addr: String,
+    pub client: SessionServiceClient<Channel>,
+}
+
+impl ChildServer {
+    /// Starts `command`, a browserd that logs `browserd listening grpc=…`
+    /// at INFO on stderr, and waits for that line.
+    pub async fn spawn(mut command: tokio::process::Command) -> Self {
+        let mut child = command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start browserd");
+        let pid = child.id().expect("a running child");
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let addr = tokio::time::timeout(WAIT, async {
+            while let Some(line) = lines.next_line().await.expect("read log") {
+                if line.contains("browserd listening") {
+                    let addr = line
+                        .split_whitespace()
+                        .find_map(|w| w.strip_prefix("grpc="))
+                        .expect("grpc= in the listening line");
+                    return addr.to_owned();
+                }
+            }
+            panic!("browserd exited before listening");
+        })
+        .await
+        .expect("browserd logs its bound address");
+        // Keep draining the log so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let client = SessionServiceClient::new(connect(&addr).await);
+        Self {
+            child,
+            pid,
+            addr,
+            client,
+        }
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: signalling the child this harness spawned.
+        unsafe { libc::kill(self.pid as i32, signal) };
+    }
+
+    pub async fn exit_status(&mut self) -> std::process::ExitStatus {
+        tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("browserd exits")
+            .expect("wait")
+    }
+
+    /// SIGTERM, then the exit status, which must be success.
+    pub async fn stop(mut self) {
+        self.signal(libc::SIGTERM);
+        let status = self.exit_status().await;
+        assert!(status.success(), "browserd exited with {status}");
+    }
+}

@@ -1,0 +1,384 @@
+//! CreateSession, as named steps: validate, reuse an idempotent retry,
+//! reserve a browser (warm, or capacity for a cold launch), insert PENDING,
+//! launch, go LIVE. A step that fails undoes what the steps before it did.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::engine::{LiveSession, Slot, SlotState, end_change, instant_of, now_ms, record_end};
+use super::model::{
+    CreateParams, EndReason, Metadata, Session, SessionId, SessionStatus, Viewport,
+};
+use super::pool::Pooled;
+use super::presence::Presence;
+use super::routes::Route;
+use super::supervise::EndRules;
+use super::{Engine, Error, Result, validate};
+use crate::browser::{Browser, LaunchOptions};
+use crate::store::{Change, Inserted};
+
+/// What a caller sent to CreateSession, parsed but not yet bounded.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    pub timeout: Option<Duration>,
+    pub inactivity_timeout: Option<Duration>,
+    pub keep_alive: bool,
+    pub metadata: Metadata,
+    pub viewport: Option<Viewport>,
+    pub user_agent: String,
+    pub proxy_url: String,
+    pub idempotency_key: String,
+}
+
+/// A browser the new session may have: a warm one, or the capacity to
+/// launch one.
+struct Reservation {
+    id: SessionId,
+    permit: OwnedSemaphorePermit,
+    warm: Option<Arc<Browser>>,
+}
+
+type SlotGuard = OwnedMutexGuard<SlotState>;
+
+impl Engine {
+    pub async fn create(&self, request: CreateRequest) -> Result<Session> {
+        let started = Instant::now();
+        let params = self.validate(request)?;
+        // A retry gets its session even when the server is full. (Two
+        // first tries racing are settled by the store's unique key.)
+        if let Some(key) = &params.idempotency_key
+            && let Some(existing) = self.inner.store.get_by_idempotency_key(key).await?
+        {
+            return self.settled(existing).await;
+        }
+        let reservation = self.reserve(&params).await?;
+        let from_pool = reservation.warm.is_some();
+        let slot = Arc::new(Slot {
+            state: Arc::new(tokio::sync::Mutex::new(SlotState::Pending)),
+        });
+        let mut state = slot.state.clone().lock_owned().await;
+        self.register(slot, &reservation).await?;
+        let created = match self.insert_pending(&reservation, params).await {
+            Ok(created) => created,
+            Err(failed) => {
+                // A warm browser taken for nothing is not put back: it may
+                // have been reached by a client already. Isolation first.
+                if let Some(browser) = &reservation.warm {
+                    browser.destroy().await;
+                }
+                self.abandon(reservation.id, state);
+                return match failed {
+                    Refused::Duplicate(existing) => self.settled(existing).await,
+                    Refused::Error(e) => Err(e),
+                };
+            }
+        };
+        let span = tracing::info_span!(
+            "session",
+            session.id = %created.id,
+            // Recorded once, at the end: OpenTelemetry exports every
+            // recorded value of a field as another attribute.
+            session.status = tracing::field::Empty,
+            session.end_reason = tracing::field::Empty,
+        );
+        let browser = match self.launch(&created, reservation.warm, &span).await {
+            Ok(browser) => browser,
+            Err(cause) => {
+                let id = created.id;
+                let committed = self
+                    .commit(id, end_change(EndReason::LaunchFailed, Some(cause.clone())))
+                    .await;
+                record_end(&span, EndReason::LaunchFailed);
+                self.abandon(id, state);
+                committed?;
+                return Err(Error::LaunchFailed { id, cause });
+            }
+        };
+        let session = self
+            .go_live(created, browser, reservation.permit, span, &mut state)
+            .await?;
+        self.inner
+            .metrics
+            .session_created(started.elapsed(), from_pool);
+        Ok(session)
+    }
+
+    fn validate(&self, request: CreateRequest) -> Result<CreateParams> {
+        let config = &self.inner.config;
+        let timeout = validate::timeout(
+            "timeout",
+            request.timeout.unwrap_or(config.default_timeout),
+            config.max_timeout,
+        )?;
+        let inactivity_timeout = request
+            .inactivity_timeout
+            .map(|t| validate::timeout("inactivity_timeout", t, config.max_timeout))
+            .transpose()?;
+        validate::metadata("metadata", &request.metadata)?;
+        Ok(CreateParams {
+            timeout,
+            inactivity_timeout,
+            keep_alive: request.keep_alive,
+            metadata: request.metadata,
+            viewport: validate::viewport(request.viewport.unwrap_or(Viewport::DEFAULT))?,
+            user_agent: validate::text(
+                "user_agent",
+                request.user_agent,
+                validate::USER_AGENT_MAX_BYTES,
+            )?,
+            proxy_url: validate::proxy_url(request.proxy_url)?,
+            idempotency_key: validate::text(
+                "idempotency_key",
+                request.idempotency_key,
+                validate::IDEMPOTENCY_KEY_MAX_BYTES,
+            )?,
+        })
+    }
+
+    /// A warm browser when one fits, else capacity for a cold launch.
+    async fn reserve(&self, params: &CreateParams) -> Result<Reservation> {
+        let pooled = if LaunchOptions::from(params).is_default() {
+            self.take_pooled().await
+        } else {
+            None
+        };
+        Ok(match pooled {
+            Some(Pooled {
+                id,
+                browser,
+                permit,
+                ..
+            }) => Reservation {
+                id,
+                permit,
+                warm: Some(browser),
+            },
+            None => Reservation {
+                id: SessionId::new(),
+                permit: self.acquire_capacity().await?,
+                warm: None,
+            },
+        })
+    }
+
+    /// Makes the session known to this node, unless shutdown has begun.
+    async fn register(&self, slot: Arc<Slot>, reservation: &Reservation) -> Result<()> {
+        {
+            // Checked under the lock that shutdown sets it under: every slot
+            // is either refused here or seen by shutdown.
+            let mut slots = self.slots();
+            if !self.inner.closing.is_cancelled() {
+                slots.insert(reservation.id, slot);
+                return Ok(());
+            }
+        }
+        if let Some(browser) = &reservation.warm {
+            browser.destroy().await;
+        }
+        Err(Error::Unavailable("the server is shutting down".into()))
+    }
+
+    /// Stores the session PENDING with its creation event.
+    async fn insert_pending(
+        &self,
+        reservation: &Reservation,
+        params: CreateParams,
+    ) -> Result<Session, Refused> {
+        let session = Session {
+            id: reservation.id,
+            status: SessionStatus::Pending,
+            end_reason: None,
+            error: None,
+            created_at: now_ms(),
+            started_at: None,
+            ended_at: None,
+            timeout: params.timeout,
+            inactivity_timeout: params.inactivity_timeout,
+            keep_alive: params.keep_alive,
+            metadata: params.metadata,
+            viewport: params.viewport,
+            user_agent: params.user_agent,
+            proxy_url: params.proxy_url,
+            connect_url: None,
+            browser_version: None,
+        };
+        let _order = self.inner.commit_order.lock().await;
+        let inserted = self
+            .inner
+            .store
+            .insert(
+                &session,
+                params.idempotency_key.as_deref(),
+                &self.inner.config.node_id,
+                &self.profile(session.id),
+            )
+            .await
+            .map_err(|e| Refused::Error(e.into()))?;
+        match inserted {
+            Inserted::Created(event) => {
+                let created = event.session.clone();
+                self.inner.events.publish(event);
+                Ok(created)
+            }
+            Inserted::Duplicate(existing) => Err(Refused::Duplicate(existing)),
+        }
+    }
+
+    /// The reserved warm browser, or a new one. Errors are the cause, for
+    /// the session's record and the caller.
+    async fn launch(
+        &self,
+        session: &Session,
+        warm: Option<Arc<Browser>>,
+        span: &tracing::Span,
+    ) -> Result<Arc<Browser>, String> {
+        if let Some(browser) = warm {
+            return Ok(browser);
+        }
+        let launched = self
+            .inner
+            .launcher
+            .launch(&self.profile(session.id), &LaunchOptions::from(session))
+            .instrument(span.clone())
+            .await;
+        launched.map(Arc::new).map_err(|e| {
+            let cause = e.to_string();
+            tracing::warn!(parent: span, error = %cause, "browser launch failed");
+            cause
+        })
+    }
+
+    /// Commits LIVE, opens the relay route and starts supervision.
+    async fn go_live(
+        &self,
+        created: Session,
+        browser: Arc<Browser>,
+        permit: OwnedSemaphorePermit,
+        span: tracing::Span,
+        state: &mut SlotGuard,
+    ) -> Result<Session> {
+        let id = created.id;
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let connect_url = format!(
+            "{}/devtools/browser/{id}?token={token}",
+            self.inner.config.cdp_base_url
+        );
+        let live = self
+            .commit(
+                id,
+                Change::Live {
+                    started_at: now_ms(),
+                    connect_url,
+                    browser_version: browser.version().to_owned(),
+                    browser_pid: browser.pid(),
+                },
+            )
+            .await;
+        let session = match live {
+            Ok(Some(event)) => event.session,
+            failed => {
+                // Ended from outside this node (another node's reconcile) or
+                // the store failed: either way this browser must not live on.
+                browser.destroy().await;
+                **state = SlotState::Ended;
+                self.slots().remove(&id);
+                failed?;
+                return Err(Error::Aborted(format!(
+                    "session {id} ended while its browser was starting"
+                )));
+            }
+        };
+        let presence = Presence::new();
+        self.routes().insert(
+            id,
+            Route {
+                token,
+                upstream: browser.ws_url().to_owned(),
+                closed: CancellationToken::new(),
+                presence: presence.clone(),
+            },
+        );
+        let deadline = watch::Sender::new(instant_of(session.expires_at()));
+        let supervisor = CancellationToken::new();
+        let rules = EndRules {
+            keep_alive: session.keep_alive,
+            inactivity: session.inactivity_timeout.filter(|t| *t < session.timeout),
+            connect_by: self
+                .inner
+                .config
+                .connect_timeout
+                .map(|t| Instant::now() + t),
+        };
+        self.inner.tracker.spawn(
+            self.clone()
+                .supervise(
+                    id,
+                    browser.clone(),
+                    deadline.subscribe(),
+                    supervisor.clone(),
+                    presence,
+                    rules,
+                )
+                .instrument(span.clone()),
+        );
+        **state = SlotState::Live(Box::new(LiveSession {
+            browser,
+            deadline,
+            supervisor,
+            span,
+            permit,
+        }));
+        Ok(session)
+    }
+
+    /// The session behind a reused idempotency key, once its launch (if
+    /// still running on this node) has finished.
+    async fn settled(&self, existing: Session) -> Result<Session> {
+        if let Some(slot) = self.slot(existing.id) {
+            drop(slot.state.lock().await);
+        }
+        self.get(existing.id).await
+    }
+
+    /// Forgets a session whose creation stopped short of LIVE.
+    fn abandon(&self, id: SessionId, mut state: SlotGuard) {
+        *state = SlotState::Ended;
+        self.slots().remove(&id);
+    }
+
+    fn profile(&self, id: SessionId) -> std::path::PathBuf {
+        self.inner.config.profiles_dir.join(id.to_string())
+    }
+}
+
+/// Why a PENDING insert did not happen.
+enum Refused {
+    /// The idempotency key is already this session's.
+    Duplicate(Session),
+    Error(Error),
+}
+
+impl From<&CreateParams> for LaunchOptions {
+    fn from(params: &CreateParams) -> Self {
+        Self {
+            viewport: params.viewport,
+            user_agent: params.user_agent.clone(),
+            proxy_url: params.proxy_url.clone(),
+        }
+    }
+}
+
+impl From<&Session> for LaunchOptions {
+    fn from(session: &Session) -> Self {
+        Self {
+            viewport: session.viewport,
+            user_agent: session.user_agent.clone(),
+            proxy_url: session.proxy_url.clone(),
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The engine's state and its one commit path: every status change is
+//! persisted with its event, then published, in sequence order.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::Result;
+use super::model::{EndReason, SessionEvent, SessionId};
+use super::pool::WarmPool;
+use super::routes::Route;
+use crate::browser::{Browser, Launcher};
+use crate::events::EventHub;
+use crate::store::{Change, Store};
+use crate::telemetry::Metrics;
+
+/// Server-wide settings the engine enforces.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Owner recorded on every session row, so a restart finds its own.
+    pub node_id: String,
+    /// Each session's browser profile lives in `profiles_dir/<session id>`.
+    pub profiles_dir: PathBuf,
+    /// Base of every connect_url, e.g. `ws://127.0.0.1:50052`.
+    pub cdp_base_url: String,
+    pub default_timeout: Duration,
+    pub max_timeout: Duration,
+    pub max_sessions: usize,
+    /// Release a session no client has connected to within this time.
+    pub connect_timeout: Option<Duration>,
+    /// Browsers kept launched for sessions with default options.
+    pub warm_pool: usize,
+    /// Events a subscriber may lag before ABORTED.
+    pub watch_buffer: usize,
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    pub(super) inner: Arc<Inner>,
+}
+
+pub(super) struct Inner {
+    pub config: EngineConfig,
+    pub store: Store,
+    pub events: EventHub,
+    pub launcher: Launcher,
+    /// Sessions of this node that have not finished ending.
+    pub slots: Mutex<HashMap<SessionId, Arc<Slot>>>,
+    /// Live sessions' relay targets, read on every CDP connection.
+    pub routes: RwLock<HashMap<SessionId, Route>>,
+    /// One permit per session with a browser (launching or live), so the
+    /// number of browsers never exceeds --max-sessions.
+    pub capacity: Arc<Semaphore>,
+    /// Browsers launched ahead of demand.
+    pub pool: WarmPool,
+    /// Held from commit to publish: live subscribers get sequence order.
+    pub commit_order: tokio::sync::Mutex<()>,
+    pub tracker: TaskTracker,
+    /// Cancelled (under the `slots` lock) when shutdown begins: no new
+    /// sessions, no new pooled browsers.
+    pub closing: CancellationToken,
+    /// The pool's refill task, which shutdown waits for.
+    pub refill: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Cancelled once shutdown has released every session: watch streams,
+    /// the relay and the gRPC server stop.
+    pub stopping: CancellationToken,
+    pub metrics: Metrics,
+}
+
+/// A session of this node. Its async mutex is held for the whole of a
+/// transition, the browser's launch and teardown included, so enders that
+/// race run one after the other and the later ones find it ended.
+pub(super) struct Slot {
+    pub state: Arc<tokio::sync::Mutex<SlotState>>,
+}
+
+pub(super) enum SlotState {
+    /// The creating call holds the lock while the browser launches.
+    Pending,
+    Live(Box<LiveSession>),
+    Ended,
+}
+
+pub(super) struct LiveSession {
+    pub browser: Arc<Browser>,
+    /// The hard timeout, which ExtendSession moves and the supervisor obeys.
+    pub deadline: watch::Sender<Instant>,
+    pub supervisor: CancellationToken,
+    pub span: tracing::Span,
+    pub permit: OwnedSemaphorePermit,
+}
+
+impl Engine {
+    pub fn new(
+        config: EngineConfig,
+        store: Store,
+        launcher: Launcher,
+        tracker: TaskTracker,
+        stopping: CancellationToken,
+    ) -> Self {
+        let capacity = Arc::new(Semaphore::new(config.max_sessions));
+        let events = EventHub::new(config.watch_buffer);
+        Self {
+            inner: Arc::new_cyclic(|inner: &Weak<Inner>| {
+                let (live, subscribers) = (inner.clone(), inner.clone());
+                let metrics = Metrics::new(
+                    move || {
+                        live.upgrade()
+                            .map(|inner| inner.routes.read().map_or(0, |r| r.len()) as u64)
+                    },
+                    move || {
+                        subscribers
+                            .upgrade()
+                            .map(|inner| inner.events.subscribers() as u64)
+                    },
+                );
+                Inner {
+                    config,
+                    store,
+                    events,
+                    launcher,
+                    slots: Mutex::default(),
+                    routes: RwLock::default(),
+                    capacity,
+                    pool: WarmPool::default(),
+                    commit_order: tokio::sync::Mutex::new(()),
+                    tracker,
+                    closing: CancellationToken::new(),
+                    refill: Mutex::default(),
+                    stopping,
+                    metrics,
+                }
+            }),
+        }
+    }
+
+    /// Persists a transition and publishes its event, in sequence order.
+    /// `None`: the session was already past that point; nothing changed.
+    pub(super) async fn commit(
+        &self,
+        id: SessionId,
+        change: Change,
+    ) -> Result<Option<SessionEvent>> {
+        let _order = self.inner.commit_order.lock().await;
+        let event = self.inner.store.transition(id, change).await?;
+        if let Some(event) = &event {
+            if let Some(reason) = event.session.end_reason {
+                self.inner.metrics.session_ended(reason.as_str());
+            }
+            self.inner.events.publish(event.clone());
+        }
+        Ok(event)
+    }
+
+    pub(super) fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Arc<Slot>>> {
+        self.inner.slots.lock().expect("slots lock poisoned")
+    }
+
+    pub(super) fn slot(&self, id: SessionId) -> Option<Arc<Slot>> {
+        self.slots().get(&id).cloned()
+    }
+
+    pub(super) fn routes(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<SessionId, Route>> {
+        self.inner.routes.write().expect("routes lock poisoned")
+    }
+}
+
+pub(super) fn end_change(reason: EndReason, error: Option<String>) -> Change {
+    Change::End {
+        reason,
+        error,
+        at: now_ms(),
+    }
+}
+
+pub(super) fn record_end(span: &tracing::Span, reason: EndReason) {
+    span.record("session.status", reason.terminal_status().as_str());
+    span.record("session.end_reason", reason.as_str());
+}
+
+/// Now, at the millisecond precision the store keeps, so a session read
+/// back equals the one written.
+pub(super) fn now_ms() -> SystemTime {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    UNIX_EPOCH + Duration::from_millis(since.as_millis() as u64)
+}
+
+pub(super) fn instant_of(at: SystemTime) -> Instant {
+    Instant::now() + at.duration_since(SystemTime::now()).unwrap_or_default()
+}

@@ -1,0 +1,76 @@
+//! ListSessions page tokens: opaque to clients, hex of
+//! `v1:<created ms>:<id>`, the position the next page starts after.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use super::model::{Session, SessionId};
+use super::{Error, Result};
+use crate::store::Cursor;
+
+pub fn cursor_of(session: &Session) -> Cursor {
+    Cursor {
+        created_at: session.created_at,
+        id: session.id,
+    }
+}
+
+pub fn encode(cursor: Cursor) -> String {
+    let ms = cursor
+        .created_at
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    format!("v1:{ms}:{}", cursor.id)
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `None` for the first page (an empty token).
+pub fn decode(token: &str) -> Result<Option<Cursor>> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let invalid = || Error::invalid("page_token", "not a token this server issued");
+    if !token.len().is_multiple_of(2) || !token.is_ascii() {
+        return Err(invalid());
+    }
+    let bytes = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&token[i..i + 2], 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    let mut parts = text.splitn(3, ':');
+    let (Some("v1"), Some(ms), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(invalid());
+    };
+    let ms: u64 = ms.parse().map_err(|_| invalid())?;
+    let id = SessionId::parse(id).ok_or_else(invalid)?;
+    Ok(Some(Cursor {
+        created_at: UNIX_EPOCH + Duration::from_millis(ms),
+        id,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_reject_what_they_did_not_issue() {
+        let cursor = Cursor {
+            created_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+            id: SessionId::new(),
+        };
+        let token = encode(cursor);
+        assert_eq!(decode(&token).unwrap(), Some(cursor));
+        assert_eq!(decode("").unwrap(), None);
+        for bad in ["zz", "abc", "76313a", &token[..token.len() - 2]] {
+            assert!(
+                matches!(decode(bad), Err(Error::InvalidArgument { .. })),
+                "{bad} must be refused"
+            );
+        }
+    }
+}
