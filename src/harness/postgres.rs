@@ -206,11 +206,12 @@ fn throwaway_cluster() -> String {
     .expect("run pg_ctl");
     assert!(status.success(), "pg_ctl start failed: {status}; see {log}");
     // Stops and removes the cluster once the runner is gone, whatever
-    // becomes of this process. Backgrounded by a shell that exits at once
+    // becomes of this process. (Not `kill -0`: as `postgres` it may not
+    // signal the runner.) Backgrounded by a shell that exits at once
     // (and is waited for), so the watchdog is no child of this process.
     let pg_ctl = bin.join("pg_ctl").display().to_string();
     let watchdog = format!(
-        "(while kill -0 {runner} 2>/dev/null; do sleep 1; done; \
+        "(while [ -d /proc/{runner} ]; do sleep 1; done; \
          '{pg_ctl}' -D '{data_arg}' -m immediate stop; rm -rf '{dir_arg}') >/dev/null 2>&1 &"
     );
     let mut sh = std::process::Command::new("sh");
