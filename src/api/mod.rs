@@ -216,7 +216,7 @@ impl SessionService for SessionServiceHandler {
             Err(WatchEnd::Lagged { last_sequence }) => Err(Status::aborted(
                 WatchEnd::Lagged { last_sequence }.to_string(),
             )),
-            Err(WatchEnd::Store(e)) => Err(status(Error::Store(e))),
+            Err(WatchEnd::Store(e)) => Err(status(e.into())),
         });
         Ok(Response::new(Box::pin(stream)))
     }
@@ -233,7 +233,12 @@ fn status(error: Error) -> Status {
             Status::unavailable(error.to_string())
         }
         Error::Aborted(_) => Status::aborted(error.to_string()),
-        Error::OutOfRange(_) => Status::out_of_range(error.to_string()),
+        Error::OutOfRange { .. } => Status::out_of_range(error.to_string()),
+        Error::StoreUnavailable(ref e) => {
+            tracing::warn!(error = %e, "database unavailable");
+            Status::unavailable(error.to_string())
+        }
+        Error::EndDeferred(_) => Status::unavailable(error.to_string()),
         Error::Store(e) => {
             tracing::error!(error = %e, "storage failure");
             Status::internal("internal storage error; see the server log")

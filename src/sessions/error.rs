@@ -22,10 +22,32 @@ pub enum Error {
     Unavailable(String),
     #[error("{0}")]
     Aborted(String),
-    #[error("{0}")]
-    OutOfRange(String),
+    #[error(
+        "after_sequence {after} is older than the retained event log, which starts at {oldest}"
+    )]
+    OutOfRange { after: u64, oldest: u64 },
+    /// The database cannot be reached, or refuses writes, for now.
+    #[error("the database is unavailable; retry shortly")]
+    StoreUnavailable(StoreError),
+    /// The session ended on this node, but the database could not store it
+    /// yet: browserd keeps the change and stores it, in order and with its
+    /// original time, once the database is back.
+    #[error(
+        "session {0} has ended, but the database is unavailable: the end is stored once it is back"
+    )]
+    EndDeferred(SessionId),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for Error {
+    fn from(error: StoreError) -> Self {
+        if error.is_unavailable() {
+            Self::StoreUnavailable(error)
+        } else {
+            Self::Store(error)
+        }
+    }
 }
 
 impl Error {

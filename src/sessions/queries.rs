@@ -64,9 +64,7 @@ impl Engine {
             && let Some(oldest) = self.inner.store.oldest_sequence().await?
             && after.saturating_add(1) < oldest
         {
-            return Err(Error::OutOfRange(format!(
-                "after_sequence {after} is older than the retained event log, which starts at {oldest}"
-            )));
+            return Err(Error::OutOfRange { after, oldest });
         }
         Ok(self.inner.events.watch(
             self.inner.store.clone(),
