@@ -75,6 +75,10 @@ pub struct Config {
     /// event is shared by all subscribers.
     #[arg(long, env = "BROWSERD_WATCH_BUFFER", default_value_t = 4096)]
     pub watch_buffer: usize,
+    /// How long ended sessions and their events are kept; older history is
+    /// pruned, and WatchSessions cannot resume from before it. 0: forever.
+    #[arg(long, env = "BROWSERD_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub retention: Duration,
     /// This node's name on the sessions it owns. Default: the host name.
     #[arg(long, env = "BROWSERD_NODE_ID")]
     pub node_id: Option<String>,

@@ -145,6 +145,7 @@ pub async fn run(
             connect_timeout: Some(config.connect_timeout).filter(|t| !t.is_zero()),
             warm_pool: config.warm_pool,
             watch_buffer: config.watch_buffer,
+            retention: Some(config.retention).filter(|t| !t.is_zero()),
         },
         store,
         launcher,
@@ -158,7 +159,7 @@ pub async fn run(
             "ended sessions a previous run left unfinished"
         );
     }
-    engine.start_pool();
+    engine.start_background();
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health

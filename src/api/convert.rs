@@ -7,7 +7,7 @@ use tonic::Status;
 
 use crate::pb;
 use crate::sessions::model::{
-    EndReason, Metadata, Session, SessionEvent, SessionId, SessionStatus,
+    EndReason, EventKind, Metadata, Session, SessionEvent, SessionId, SessionStatus,
 };
 
 pub fn session_id(id: &str) -> Result<SessionId, Status> {
@@ -49,6 +49,20 @@ pub fn statuses(values: &[i32]) -> Result<Vec<SessionStatus>, Status> {
             Ok(pb::SessionStatus::Failed) => Ok(SessionStatus::Failed),
             Ok(pb::SessionStatus::Unspecified) | Err(_) => Err(Status::invalid_argument(format!(
                 "statuses: {v} is not a session status (UNSPECIFIED is not a filter)"
+            ))),
+        })
+        .collect()
+}
+
+/// Kind filters: UNSPECIFIED or unknown values are refused.
+pub fn event_kinds(values: &[i32]) -> Result<Vec<EventKind>, Status> {
+    values
+        .iter()
+        .map(|&v| match pb::EventKind::try_from(v) {
+            Ok(pb::EventKind::StatusChanged) => Ok(EventKind::StatusChanged),
+            Ok(pb::EventKind::Extended) => Ok(EventKind::Extended),
+            Ok(pb::EventKind::Unspecified) | Err(_) => Err(Status::invalid_argument(format!(
+                "kinds: {v} is not an event kind (UNSPECIFIED is not a filter)"
             ))),
         })
         .collect()
@@ -140,6 +154,7 @@ pub fn to_pb_session(session: &Session) -> pb::Session {
 pub fn to_pb_event(event: &SessionEvent) -> pb::SessionEvent {
     let SessionEvent {
         sequence,
+        kind,
         occurred_at,
         from_status,
         to_status,
@@ -157,5 +172,10 @@ pub fn to_pb_event(event: &SessionEvent) -> pb::SessionEvent {
         to_status: pb_status(*to_status).into(),
         end_reason: pb_reason(*end_reason).into(),
         session: Some(to_pb_session(session)),
+        kind: match kind {
+            EventKind::StatusChanged => pb::EventKind::StatusChanged,
+            EventKind::Extended => pb::EventKind::Extended,
+        }
+        .into(),
     }
 }

@@ -14,7 +14,9 @@ use crate::events::WatchEnd;
 use crate::pb;
 use crate::pb::session_service_server::{SessionService, SessionServiceServer};
 use crate::sessions::{Engine, Error};
-use convert::{metadata, optional_duration, session_id, statuses, to_pb_event, to_pb_session};
+use convert::{
+    event_kinds, metadata, optional_duration, session_id, statuses, to_pb_event, to_pb_session,
+};
 
 pub struct SessionServiceHandler {
     engine: Engine,
@@ -195,6 +197,7 @@ impl SessionService for SessionServiceHandler {
             statuses: wanted,
             metadata: labels,
             after_sequence,
+            kinds,
         } = request.into_inner();
         let filter = crate::sessions::model::EventFilter {
             session_ids: session_ids
@@ -203,6 +206,7 @@ impl SessionService for SessionServiceHandler {
                 .collect::<Result<_, _>>()?,
             statuses: statuses(&wanted)?,
             metadata: metadata(labels),
+            kinds: event_kinds(&kinds)?,
         };
         let events = self
             .engine
@@ -216,6 +220,9 @@ impl SessionService for SessionServiceHandler {
             Err(WatchEnd::Lagged { last_sequence }) => Err(Status::aborted(
                 WatchEnd::Lagged { last_sequence }.to_string(),
             )),
+            Err(WatchEnd::Pruned { after, oldest }) => {
+                Err(status(Error::OutOfRange { after, oldest }))
+            }
             Err(WatchEnd::Store(e)) => Err(status(e.into())),
         });
         Ok(Response::new(Box::pin(stream)))

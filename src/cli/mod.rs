@@ -249,6 +249,7 @@ pub async fn run(args: SessionsArgs) -> Result<(), CliError> {
                     .collect(),
                 metadata: args.metadata.into_iter().collect(),
                 after_sequence: args.after_sequence,
+                kinds: Vec::new(),
             };
             let mut events = client.watch_sessions(request).await?.into_inner();
             while let Some(response) = events.message().await? {

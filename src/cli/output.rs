@@ -136,6 +136,10 @@ impl Output {
             status_name(event.from_status),
             status_name(event.to_status),
         );
+        if event.kind == pb::EventKind::Extended as i32 {
+            let expires = event.session.as_ref().and_then(|s| s.expires_at.as_ref());
+            let _ = write!(line, " (extended, expires {})", time(expires));
+        }
         if event.end_reason != 0 {
             let _ = write!(line, " ({})", reason_name(event.end_reason));
         }
@@ -206,6 +210,7 @@ fn event_json(e: &pb::SessionEvent) -> Value {
         "toStatus": pb::SessionStatus::try_from(e.to_status).map_or("", |v| v.as_str_name()),
         "endReason": pb::EndReason::try_from(e.end_reason).map_or("", |v| v.as_str_name()),
         "session": e.session.as_ref().map(session_json),
+        "kind": pb::EventKind::try_from(e.kind).map_or("", |v| v.as_str_name()),
     })
 }
 

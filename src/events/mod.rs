@@ -36,6 +36,9 @@ pub enum WatchEnd {
         "subscriber fell more than --watch-buffer events behind; resume with after_sequence = {last_sequence}"
     )]
     Lagged { last_sequence: u64 },
+    /// Retention pruned events the replay had not read yet.
+    #[error("events after {after} were pruned; the log now starts at {oldest}")]
+    Pruned { after: u64, oldest: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -117,6 +120,23 @@ struct Replay {
 }
 
 impl Subscriber {
+    /// The next stored events after the last one delivered, unless
+    /// retention has pruned some of them first (the check at subscription
+    /// cannot see a prune that overtakes a long replay).
+    async fn read_batch(store: &Store, last: u64) -> Result<Vec<SessionEvent>, WatchEnd> {
+        let batch = store.events_after(last, REPLAY_BATCH).await?;
+        if batch.first().is_some_and(|e| e.sequence == last + 1) {
+            return Ok(batch);
+        }
+        match store.oldest_sequence().await? {
+            Some(oldest) if oldest > last + 1 => Err(WatchEnd::Pruned {
+                after: last,
+                oldest,
+            }),
+            _ => Ok(batch),
+        }
+    }
+
     /// The next event that passes the filter; `None` when the stream ends.
     async fn next(&mut self) -> Option<Result<Arc<SessionEvent>, WatchEnd>> {
         while let Some(replay) = &mut self.replay {
@@ -130,9 +150,9 @@ impl Subscriber {
             } else if self.stop.is_cancelled() {
                 return None;
             } else {
-                let batch = match self.store.events_after(self.last, REPLAY_BATCH).await {
+                let batch = match Self::read_batch(&self.store, self.last).await {
                     Ok(batch) => batch,
-                    Err(e) => return Some(Err(e.into())),
+                    Err(e) => return Some(Err(e)),
                 };
                 replay.more = batch.len() as u64 == REPLAY_BATCH;
                 replay.read = batch.into_iter();
@@ -186,6 +206,7 @@ mod tests {
         let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         SessionEvent {
             sequence,
+            kind: crate::sessions::model::EventKind::StatusChanged,
             occurred_at: at,
             from_status: None,
             to_status: SessionStatus::Pending,

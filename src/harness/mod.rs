@@ -41,6 +41,7 @@ pub fn config(data_dir: &Path, database_url: Option<String>) -> Config {
         connect_timeout: Duration::from_secs(300),
         warm_pool: 0,
         watch_buffer: 4096,
+        retention: Duration::from_secs(7 * 24 * 3600),
         node_id: Some("test-node".into()),
     }
 }

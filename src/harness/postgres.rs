@@ -137,102 +137,155 @@ pub async fn admin_url() -> String {
 /// Starts (once per test run) a PostgreSQL cluster in a temp directory and
 /// returns its URL.
 fn throwaway_cluster() -> String {
-    use std::os::unix::process::CommandExt;
-
-    let bin = postgres_bin().unwrap_or_else(|| {
-        panic!(
-            "no PostgreSQL server at 127.0.0.1:5432 and no PostgreSQL binaries to start one: \
-             install PostgreSQL (Debian: apt-get install -y postgresql) or set TEST_DATABASE_URL"
-        )
-    });
     // The test runner: nextest runs each test in a process of its own, and
     // they all share the cluster of the run.
     let runner = std::os::unix::process::parent_id();
     let dir = std::env::temp_dir().join(format!("browserd-test-pg-{runner}"));
     std::fs::create_dir_all(&dir).expect("cluster directory");
-    let url = format!(
-        "postgres://postgres@localhost/postgres?host={}",
-        dir.display()
-    );
     let lock = std::fs::File::create(dir.join("lock")).expect("cluster lock file");
     // SAFETY: flock on a descriptor this function owns; released on close.
     let locked = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
     assert_eq!(locked, 0, "lock {}", dir.display());
     let ready = dir.join("ready");
-    if ready.exists() {
+    if let Ok(url) = std::fs::read_to_string(&ready) {
         return url;
     }
-    // PostgreSQL refuses to run as root: as root, run it as `postgres`.
-    // SAFETY: geteuid has no preconditions.
-    let owner = (unsafe { libc::geteuid() } == 0)
-        .then(postgres_user)
-        .flatten();
-    if let Some((uid, _)) = owner {
-        std::os::unix::fs::chown(&dir, Some(uid), None).expect("chown cluster directory");
-    }
-    let run = |program: &str, args: &[&str]| {
-        let mut command = std::process::Command::new(bin.join(program));
-        command.args(args).stdin(std::process::Stdio::null());
-        if let Some((uid, gid)) = owner {
-            command.uid(uid).gid(gid);
-        }
-        command
-    };
-    let data = dir.join("data");
-    let (data_arg, dir_arg) = (data.display().to_string(), dir.display().to_string());
-    let status = run(
-        "initdb",
-        &[
-            "-D",
-            &data_arg,
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "--no-sync",
-        ],
-    )
-    .stdout(std::process::Stdio::null())
-    .status()
-    .expect("run initdb");
-    assert!(status.success(), "initdb failed: {status}");
-    let options = format!("-k {dir_arg} -c listen_addresses= -c fsync=off");
-    let log = dir.join("log").display().to_string();
-    let status = run(
-        "pg_ctl",
-        &["-D", &data_arg, "-o", &options, "-l", &log, "-w", "start"],
-    )
-    .stdout(std::process::Stdio::null())
-    .status()
-    .expect("run pg_ctl");
-    assert!(status.success(), "pg_ctl start failed: {status}; see {log}");
+    let cluster = Cluster::create(&dir);
+    cluster.start();
     // Stops and removes the cluster once the runner is gone, whatever
     // becomes of this process. (Not `kill -0`: as `postgres` it may not
-    // signal the runner.) Backgrounded by a shell that exits at once
-    // (and is waited for), so the watchdog is no child of this process.
-    let pg_ctl = bin.join("pg_ctl").display().to_string();
+    // signal the runner.) Backgrounded by a shell that exits at once (and
+    // is waited for), so the watchdog is no child of this process.
     let watchdog = format!(
-        "(while [ -d /proc/{runner} ]; do sleep 1; done; \
-         '{pg_ctl}' -D '{data_arg}' -m immediate stop; rm -rf '{dir_arg}') >/dev/null 2>&1 &"
+        "(while [ -d /proc/{runner} ]; do sleep 1; done; '{}' -D '{}' -m immediate stop; rm -rf '{}') >/dev/null 2>&1 &",
+        cluster.bin.join("pg_ctl").display(),
+        cluster.data.display(),
+        dir.display(),
     );
-    let mut sh = std::process::Command::new("sh");
-    sh.args(["-c", &watchdog])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    if let Some((uid, gid)) = owner {
-        sh.uid(uid).gid(gid);
-    }
+    let mut sh = cluster.command("sh");
+    sh.args(["-c", &watchdog]);
     // SAFETY: setsid only detaches the child from this process's session.
     unsafe {
-        sh.pre_exec(|| {
+        std::os::unix::process::CommandExt::pre_exec(&mut sh, || {
             libc::setsid();
             Ok(())
         });
     }
     let status = sh.status().expect("start the cluster's watchdog");
     assert!(status.success(), "the cluster's watchdog: {status}");
-    std::fs::write(&ready, &url).expect("mark the cluster ready");
-    url
+    std::fs::write(&ready, &cluster.url).expect("mark the cluster ready");
+    cluster.url.clone()
+}
+
+/// A PostgreSQL cluster of the tests' own, in a directory, listening on a
+/// Unix socket there only: so a test can stop and start its database (an
+/// outage) without touching anyone else's.
+pub struct Cluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    data: PathBuf,
+    /// PostgreSQL refuses to run as root: as root, it runs as `postgres`.
+    owner: Option<(u32, u32)>,
+    /// Its `postgres` database, as an admin URL.
+    pub url: String,
+}
+
+impl Cluster {
+    /// `initdb` in `dir` (which must exist); not started yet.
+    pub fn create(dir: &Path) -> Self {
+        let bin = postgres_bin().unwrap_or_else(|| {
+            panic!(
+                "no PostgreSQL server at 127.0.0.1:5432 and no PostgreSQL binaries to start one: \
+                 install PostgreSQL (Debian: apt-get install -y postgresql) or set TEST_DATABASE_URL"
+            )
+        });
+        // SAFETY: geteuid has no preconditions.
+        let owner = (unsafe { libc::geteuid() } == 0)
+            .then(postgres_user)
+            .flatten();
+        if let Some((uid, _)) = owner {
+            std::os::unix::fs::chown(dir, Some(uid), None).expect("chown cluster directory");
+        }
+        let cluster = Self {
+            url: format!(
+                "postgres://postgres@localhost/postgres?host={}",
+                dir.display()
+            ),
+            data: dir.join("data"),
+            dir: dir.to_owned(),
+            bin,
+            owner,
+        };
+        let mut initdb = cluster.command("initdb");
+        initdb.arg("-D").arg(&cluster.data);
+        initdb.args(["-U", "postgres", "--auth=trust", "--no-sync"]);
+        cluster.run(initdb, "initdb");
+        cluster
+    }
+
+    /// Starts it and waits until it takes connections.
+    pub fn start(&self) {
+        let options = format!(
+            "-k {} -c listen_addresses= -c fsync=off",
+            self.dir.display()
+        );
+        let mut pg_ctl = self.command("pg_ctl");
+        pg_ctl
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-o", &options, "-l"]);
+        pg_ctl.arg(self.dir.join("log")).args(["-w", "start"]);
+        self.run(pg_ctl, "pg_ctl start");
+    }
+
+    /// Stops it as an operator would (`-m fast`: connections are ended).
+    pub fn stop(&self) {
+        let mut pg_ctl = self.command("pg_ctl");
+        pg_ctl
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "fast", "-w", "stop"]);
+        self.run(pg_ctl, "pg_ctl stop");
+    }
+
+    /// Stops it if it runs, for cleaning up after a failed test.
+    pub fn stop_if_running(&self) {
+        let mut pg_ctl = self.command("pg_ctl");
+        pg_ctl
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "stop"]);
+        let _ = pg_ctl.status();
+    }
+
+    /// One of its programs (or any, by path), as the cluster's owner.
+    fn command(&self, program: &str) -> std::process::Command {
+        use std::os::unix::process::CommandExt;
+        let path = match self.bin.join(program) {
+            path if path.is_file() => path,
+            _ => PathBuf::from(program),
+        };
+        let mut command = std::process::Command::new(path);
+        command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some((uid, gid)) = self.owner {
+            command.uid(uid).gid(gid);
+        }
+        command
+    }
+
+    fn run(&self, mut command: std::process::Command, what: &str) {
+        let status = command
+            .status()
+            .unwrap_or_else(|e| panic!("run {what}: {e}"));
+        assert!(
+            status.success(),
+            "{what} failed: {status}; see {}",
+            self.dir.join("log").display()
+        );
+    }
 }
 
 /// The directory of `initdb` and `pg_ctl`: Debian keeps them out of PATH.

@@ -208,6 +208,9 @@ impl Engine {
             browser_version: None,
         };
         let _order = self.inner.commit_order.lock().await;
+        // Behind ends still waiting to be stored, a new session would be
+        // stored (and numbered) before them.
+        self.caught_up().map_err(Refused::Error)?;
         let inserted = self
             .inner
             .store
@@ -287,7 +290,16 @@ impl Engine {
                 browser.destroy().await;
                 **state = SlotState::Ended;
                 self.slots().remove(&id);
-                failed?;
+                if let Err(e) = failed {
+                    // Stored PENDING, never LIVE: it ends FAILED, now or once
+                    // the database is back.
+                    let cause = format!("the browser started but going LIVE was not stored: {e}");
+                    let _ = self
+                        .commit(id, end_change(EndReason::LaunchFailed, Some(cause)))
+                        .await;
+                    record_end(&span, EndReason::LaunchFailed);
+                    return Err(e);
+                }
                 return Err(Error::Aborted(format!(
                     "session {id} ended while its browser was starting"
                 )));

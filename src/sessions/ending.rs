@@ -2,10 +2,15 @@
 //! many at once (release-all, shutdown), and those a previous process left
 //! unfinished (reconcile at start).
 
+use std::time::Duration;
+
 use super::engine::{LiveSession, SlotState, end_change, record_end};
 use super::model::{EndReason, Metadata, Session, SessionFilter, SessionId, SessionStatus};
 use super::{Engine, Error, MAX_PAGE_SIZE, Result, page_token, validate};
 use crate::browser;
+
+/// How long shutdown keeps trying to store ends the database refused.
+const BACKLOG_GRACE: Duration = Duration::from_secs(5);
 
 impl Engine {
     /// Ends a session of this node. Returns the session as it is afterwards
@@ -16,34 +21,58 @@ impl Engine {
         reason: EndReason,
         error: Option<String>,
     ) -> Result<(Session, bool)> {
-        if let Some(slot) = self.slot(id) {
-            let mut state = slot.state.lock().await;
-            if let SlotState::Live(live) = std::mem::replace(&mut *state, SlotState::Ended) {
-                live.supervisor.cancel();
-                if let Some(route) = self.routes().remove(&id) {
-                    route.closed.cancel();
-                }
-                live.browser.destroy().await;
-                // The browser is gone: its capacity is free before anyone
-                // can learn that the session ended and ask for another.
-                let LiveSession { span, permit, .. } = *live;
-                drop(permit);
-                self.inner.pool.wake.notify_one();
-                let committed = self.commit(id, end_change(reason, error)).await;
-                record_end(&span, reason);
-                self.slots().remove(&id);
-                if let Some(event) = committed? {
-                    return Ok((event.session, true));
-                }
+        let ended = self.end_if(id, reason, error, |_| true).await?;
+        match ended {
+            Some(session) => Ok((session, true)),
+            None => {
+                self.caught_up()?;
+                let session = self.inner.store.get(id).await?.ok_or(Error::NotFound(id))?;
+                Ok((session, false))
             }
         }
-        let session = self.inner.store.get(id).await?.ok_or(Error::NotFound(id))?;
-        Ok((session, false))
+    }
+
+    /// Ends a live session of this node if `still` holds for it once its
+    /// slot is locked, which is when nothing else can change it. Returns
+    /// the session as ended, or `None` when this call did not end it.
+    pub(super) async fn end_if(
+        &self,
+        id: SessionId,
+        reason: EndReason,
+        error: Option<String>,
+        still: impl FnOnce(&LiveSession) -> bool,
+    ) -> Result<Option<Session>> {
+        let Some(slot) = self.slot(id) else {
+            return Ok(None);
+        };
+        let mut state = slot.state.lock().await;
+        match &*state {
+            SlotState::Live(live) if still(live) => {}
+            _ => return Ok(None),
+        }
+        let SlotState::Live(live) = std::mem::replace(&mut *state, SlotState::Ended) else {
+            unreachable!("matched above, under the same lock");
+        };
+        live.supervisor.cancel();
+        if let Some(route) = self.routes().remove(&id) {
+            route.closed.cancel();
+        }
+        live.browser.destroy().await;
+        // The browser is gone: its capacity is free before anyone can learn
+        // that the session ended and ask for another.
+        let LiveSession { span, permit, .. } = *live;
+        drop(permit);
+        self.inner.pool.wake.notify_one();
+        let committed = self.commit(id, end_change(reason, error)).await;
+        record_end(&span, reason);
+        self.slots().remove(&id);
+        Ok(committed?.map(|event| event.session))
     }
 
     pub(super) async fn end_logged(&self, id: SessionId, reason: EndReason, error: Option<String>) {
-        if let Err(e) = self.end(id, reason, error).await {
-            tracing::error!(session.id = %id, error = %e, "cannot end session");
+        match self.end(id, reason, error).await {
+            Ok(_) | Err(Error::EndDeferred(_)) => {}
+            Err(e) => tracing::error!(session.id = %id, error = %e, "cannot end session"),
         }
     }
 
@@ -104,7 +133,23 @@ impl Engine {
                 .map(|id| self.end_logged(id, EndReason::Shutdown, None)),
         );
         tokio::join!(ending, self.stop_pool());
+        self.store_backlog_before_exit().await;
         self.inner.stopping.cancel();
+    }
+
+    /// A last chance for ends the database could not take yet. What is
+    /// still refused after it is lost with this process: the next start's
+    /// reconciliation ends those sessions (NODE_LOST), so no row claims a
+    /// browser that is gone.
+    async fn store_backlog_before_exit(&self) {
+        let deadline = tokio::time::Instant::now() + BACKLOG_GRACE;
+        while let Err(e) = self.store_backlog().await {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::error!(error = %e, "exiting with session ends the database never took; the next start ends those sessions NODE_LOST");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Ends every session a previous process of this node left PENDING or

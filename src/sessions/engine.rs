@@ -1,20 +1,20 @@
 //! The engine's state and its one commit path: every status change is
 //! persisted with its event, then published, in sequence order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::Result;
 use super::model::{EndReason, SessionEvent, SessionId};
 use super::pool::WarmPool;
 use super::routes::Route;
+use super::{Error, Result};
 use crate::browser::{Browser, Launcher};
 use crate::events::EventHub;
 use crate::store::{Change, Store};
@@ -38,6 +38,8 @@ pub struct EngineConfig {
     pub warm_pool: usize,
     /// Events a subscriber may lag before ABORTED.
     pub watch_buffer: usize,
+    /// How long ended sessions and old events are kept; `None`: forever.
+    pub retention: Option<Duration>,
 }
 
 #[derive(Clone)]
@@ -61,6 +63,15 @@ pub(super) struct Inner {
     pub pool: WarmPool,
     /// Held from commit to publish: live subscribers get sequence order.
     pub commit_order: tokio::sync::Mutex<()>,
+    /// Ends made on this node that the database could not store yet, in
+    /// the order they were made. While it holds any, every later change
+    /// waits behind them (order), and reads are refused (a stored LIVE may
+    /// be a lie). Only ends are kept: a browser that is gone must not be
+    /// forgotten, while a change that did not happen (going live, an
+    /// extension) is simply refused.
+    pub backlog: Mutex<VecDeque<(SessionId, Change)>>,
+    /// Wakes the task that stores the backlog.
+    pub backlog_added: Notify,
     pub tracker: TaskTracker,
     /// Cancelled (under the `slots` lock) when shutdown begins: no new
     /// sessions, no new pooled browsers.
@@ -130,6 +141,8 @@ impl Engine {
                     capacity,
                     pool: WarmPool::default(),
                     commit_order: tokio::sync::Mutex::new(()),
+                    backlog: Mutex::default(),
+                    backlog_added: Notify::new(),
                     tracker,
                     closing: CancellationToken::new(),
                     refill: Mutex::default(),
@@ -140,22 +153,112 @@ impl Engine {
         }
     }
 
-    /// Persists a transition and publishes its event, in sequence order.
+    /// Persists a change and publishes its event, in sequence order.
     /// `None`: the session was already past that point; nothing changed.
+    ///
+    /// An end the database cannot take now is kept in the backlog and
+    /// stored once it can, with its original time (`EndDeferred`).
     pub(super) async fn commit(
         &self,
         id: SessionId,
         change: Change,
     ) -> Result<Option<SessionEvent>> {
         let _order = self.inner.commit_order.lock().await;
-        let event = self.inner.store.transition(id, change).await?;
-        if let Some(event) = &event {
-            if let Some(reason) = event.session.end_reason {
-                self.inner.metrics.session_ended(reason.as_str());
+        let deferrable = matches!(change, Change::End { .. });
+        if !self.backlog().is_empty() {
+            if !deferrable {
+                return Err(Error::Unavailable(CATCHING_UP.into()));
             }
-            self.inner.events.publish(event.clone());
+            self.defer(id, change);
+            return Err(Error::EndDeferred(id));
         }
-        Ok(event)
+        match self.inner.store.transition(id, &change).await {
+            Ok(event) => {
+                if let Some(event) = &event {
+                    self.publish(event);
+                }
+                Ok(event)
+            }
+            Err(e) if deferrable => {
+                tracing::warn!(session.id = %id, error = %e, "cannot store a session's end now; it is kept and stored once the database is back");
+                self.defer(id, change);
+                Err(Error::EndDeferred(id))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn defer(&self, id: SessionId, change: Change) {
+        self.backlog().push_back((id, change));
+        self.inner.backlog_added.notify_one();
+    }
+
+    fn publish(&self, event: &SessionEvent) {
+        if let Some(reason) = event.session.end_reason {
+            self.inner.metrics.session_ended(reason.as_str());
+        }
+        self.inner.events.publish(event.clone());
+    }
+
+    /// Stores the backlog, oldest first. Err: the database still refuses
+    /// (what is left stays, in order).
+    pub(super) async fn store_backlog(&self) -> Result<()> {
+        let _order = self.inner.commit_order.lock().await;
+        loop {
+            let Some((id, change)) = self.backlog().front().cloned() else {
+                return Ok(());
+            };
+            // An end stored by an attempt whose answer was lost is found
+            // ended: CAS makes the retry a no-op, not a second event.
+            let event = self.inner.store.transition(id, &change).await?;
+            self.backlog().pop_front();
+            if let Some(event) = &event {
+                self.publish(event);
+            }
+        }
+    }
+
+    /// Stores the backlog whenever it has something, until shutdown (which
+    /// makes a last attempt itself).
+    pub(super) async fn keep_storing_backlog(self) {
+        let mut backoff = BACKLOG_RETRY_MIN;
+        loop {
+            if self.backlog().is_empty() {
+                tokio::select! {
+                    () = self.inner.backlog_added.notified() => {}
+                    () = self.inner.stopping.cancelled() => return,
+                }
+                continue;
+            }
+            match self.store_backlog().await {
+                Ok(()) => {
+                    tracing::info!("stored the changes made while the database was unavailable");
+                    backoff = BACKLOG_RETRY_MIN;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, retry_in = ?backoff, "the database still refuses the backlog");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = self.inner.stopping.cancelled() => return,
+                    }
+                    backoff = (backoff * 2).min(BACKLOG_RETRY_MAX);
+                }
+            }
+        }
+    }
+
+    /// Refuses a read while ends made here wait to be stored: the database
+    /// would still show those sessions as they were.
+    pub(super) fn caught_up(&self) -> Result<()> {
+        if self.backlog().is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Unavailable(CATCHING_UP.into()))
+        }
+    }
+
+    fn backlog(&self) -> std::sync::MutexGuard<'_, VecDeque<(SessionId, Change)>> {
+        self.inner.backlog.lock().expect("backlog lock poisoned")
     }
 
     pub(super) fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Arc<Slot>>> {
@@ -170,6 +273,13 @@ impl Engine {
         self.inner.routes.write().expect("routes lock poisoned")
     }
 }
+
+/// First and longest wait between attempts to store the backlog.
+const BACKLOG_RETRY_MIN: Duration = Duration::from_millis(100);
+const BACKLOG_RETRY_MAX: Duration = Duration::from_secs(1);
+
+const CATCHING_UP: &str =
+    "the database was unavailable and is catching up on changes made meanwhile; retry shortly";
 
 pub(super) fn end_change(reason: EndReason, error: Option<String>) -> Change {
     Change::End {

@@ -20,6 +20,7 @@
 //! - `ending`: release, release-all, shutdown, restart reconciliation;
 //! - `queries`: get, list, live details, WatchSessions;
 //! - `pool`: the warm pool and its refill;
+//! - `retention`: pruning of ended sessions and old events;
 //! - `routes`: the relay's view of live sessions;
 //! - `page_token`: ListSessions' page tokens;
 //! - [`model`], [`validate`], [`presence`], [`error`]: the domain types,
@@ -34,6 +35,7 @@ mod page_token;
 mod pool;
 pub mod presence;
 mod queries;
+mod retention;
 mod routes;
 mod supervise;
 mod validate;

@@ -199,9 +199,34 @@ impl Session {
     }
 }
 
+/// What an event records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// A lifecycle transition.
+    StatusChanged,
+    /// A new timeout (ExtendSession); the status is unchanged.
+    Extended,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 2] = [Self::StatusChanged, Self::Extended];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::StatusChanged => "STATUS_CHANGED",
+            Self::Extended => "EXTENDED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionEvent {
     pub sequence: u64,
+    pub kind: EventKind,
     pub occurred_at: SystemTime,
     pub from_status: Option<SessionStatus>,
     pub to_status: SessionStatus,
@@ -226,12 +251,15 @@ pub struct EventFilter {
     /// Matched against `to_status`; empty: any.
     pub statuses: Vec<SessionStatus>,
     pub metadata: Metadata,
+    /// Empty: any.
+    pub kinds: Vec<EventKind>,
 }
 
 impl EventFilter {
     pub fn matches(&self, event: &SessionEvent) -> bool {
         (self.session_ids.is_empty() || self.session_ids.contains(&event.session.id))
             && (self.statuses.is_empty() || self.statuses.contains(&event.to_status))
+            && (self.kinds.is_empty() || self.kinds.contains(&event.kind))
             && event.session.matches_metadata(&self.metadata)
     }
 }
@@ -266,6 +294,9 @@ mod tests {
         }
         for status in SessionStatus::ALL {
             assert_eq!(SessionStatus::parse(status.as_str()), Some(status));
+        }
+        for kind in EventKind::ALL {
+            assert_eq!(EventKind::parse(kind.as_str()), Some(kind));
         }
     }
 }

@@ -160,16 +160,17 @@ impl Engine {
         (self.inner.pool.count(), self.inner.config.warm_pool)
     }
 
-    /// Keeps `warm_pool` browsers ready until shutdown.
-    pub fn start_pool(&self) {
+    /// Starts the engine's background work: the warm pool's refill, the
+    /// task that stores ends the database refused, and retention.
+    pub fn start_background(&self) {
+        let tracker = &self.inner.tracker;
+        tracker.spawn(self.clone().keep_storing_backlog());
+        tracker.spawn(self.clone().keep_pruning());
         if self.inner.config.warm_pool == 0 {
             return;
         }
         let engine = self.clone();
-        let task = self
-            .inner
-            .tracker
-            .spawn(async move { engine.refill_pool().await });
+        let task = tracker.spawn(async move { engine.refill_pool().await });
         *self.inner.refill.lock().expect("refill lock") = Some(task);
     }
 

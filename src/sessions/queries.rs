@@ -9,6 +9,7 @@ use crate::events::EventStream;
 
 impl Engine {
     pub async fn get(&self, id: SessionId) -> Result<Session> {
+        self.caught_up()?;
         self.inner.store.get(id).await?.ok_or(Error::NotFound(id))
     }
 
@@ -21,6 +22,7 @@ impl Engine {
     ) -> Result<(Vec<Session>, String)> {
         validate::metadata("metadata", &filter.metadata)?;
         let after = page_token::decode(page_token)?;
+        self.caught_up()?;
         let limit = match page_size {
             0 => DEFAULT_PAGE_SIZE,
             n => n.min(MAX_PAGE_SIZE),
@@ -60,6 +62,7 @@ impl Engine {
     /// Starts a WatchSessions subscription.
     pub async fn watch(&self, filter: EventFilter, after: Option<u64>) -> Result<EventStream> {
         validate::metadata("metadata", &filter.metadata)?;
+        self.caught_up()?;
         if let Some(after) = after
             && let Some(oldest) = self.inner.store.oldest_sequence().await?
             && after.saturating_add(1) < oldest

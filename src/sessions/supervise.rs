@@ -9,11 +9,12 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::engine::{SlotState, instant_of};
+use super::engine::{LiveSession, SlotState, instant_of, now_ms};
 use super::model::{EndReason, Session, SessionId};
 use super::presence::Presence;
 use super::{Engine, Error, Result, validate};
 use crate::browser::Browser;
+use crate::store::Change;
 
 /// The end rules a session was created with, besides its hard timeout.
 #[derive(Debug, Clone, Copy)]
@@ -41,7 +42,21 @@ impl Engine {
             let idle_at = rules.inactivity.map(|t| presence.last_activity() + t);
             let unclaimed_at = rules.connect_by.filter(|_| !presence.ever_connected());
             tokio::select! {
-                () = tokio::time::sleep_until(until) => break (EndReason::Timeout, None),
+                () = tokio::time::sleep_until(until) => {
+                    // Decided before the slot is locked: an ExtendSession
+                    // that holds it now may be moving the deadline, so the
+                    // deadline is checked again under the lock.
+                    let due = |live: &LiveSession| *live.deadline.borrow() <= Instant::now();
+                    match self.end_if(id, EndReason::Timeout, None, due).await {
+                        Ok(Some(_)) | Err(Error::EndDeferred(_)) => return,
+                        Ok(None) if stop.is_cancelled() => return,
+                        Ok(None) => continue,
+                        Err(e) => {
+                            tracing::error!(session.id = %id, error = %e, "cannot end session");
+                            return;
+                        }
+                    }
+                }
                 changed = deadline.changed() => if changed.is_err() { return },
                 why = browser.lost() => break (EndReason::BrowserCrashed, Some(why)),
                 () = sleep_until_some(idle_at) => {
@@ -63,7 +78,10 @@ impl Engine {
         self.end_logged(id, reason, error).await;
     }
 
-    /// Sets a new hard timeout, counted from the session's creation.
+    /// Sets a new hard timeout, counted from the session's creation, and
+    /// emits an EXTENDED event. Atomic with expiry: it holds the slot that
+    /// the timeout must take, and the timeout looks at the deadline again
+    /// once it has it.
     pub async fn extend(&self, id: SessionId, timeout: Duration) -> Result<Session> {
         let timeout = validate::timeout("timeout", timeout, self.inner.config.max_timeout)?;
         if let Some(slot) = self.slot(id) {
@@ -76,14 +94,14 @@ impl Engine {
                         "the session would already have expired; give a longer timeout",
                     ));
                 }
-                let session = self
-                    .inner
-                    .store
-                    .set_timeout(id, timeout)
-                    .await?
-                    .ok_or(Error::NotFound(id))?;
-                live.deadline.send_replace(instant_of(session.expires_at()));
-                return Ok(session);
+                let change = Change::Extend {
+                    timeout,
+                    at: now_ms(),
+                };
+                let event = self.commit(id, change).await?.ok_or(Error::NotFound(id))?;
+                live.deadline
+                    .send_replace(instant_of(event.session.expires_at()));
+                return Ok(event.session);
             }
         }
         let session = self.get(id).await?;

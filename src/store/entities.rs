@@ -74,6 +74,7 @@ pub mod session_events {
         pub to_status: String,
         pub end_reason: Option<String>,
         pub snapshot: String,
+        pub kind: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -17,7 +17,7 @@ use sea_orm::{
 };
 
 use crate::sessions::model::{
-    EndReason, Session, SessionEvent, SessionFilter, SessionId, SessionStatus,
+    EndReason, EventKind, Session, SessionEvent, SessionFilter, SessionId, SessionStatus,
 };
 use entities::{session_events, session_metadata, sessions};
 use rows::{duration_ms, millis, parse_id, parse_status, to_event, to_session};
@@ -74,6 +74,8 @@ type Result<T> = std::result::Result<T, StoreError>;
 
 /// Database connections per browserd process.
 const POOL_SIZE: u32 = 8;
+/// How long a request waits for a database connection.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A state change the engine has decided on.
 #[derive(Debug, Clone)]
@@ -89,13 +91,34 @@ pub enum Change {
         error: Option<String>,
         at: SystemTime,
     },
+    /// A new hard timeout, counted from creation; the status stays.
+    Extend { timeout: Duration, at: SystemTime },
 }
 
 impl Change {
-    fn to_status(&self) -> SessionStatus {
-        match self {
+    /// The status after this change, from `from`; `None` when the change
+    /// does not apply to a session in `from`.
+    fn to_status(&self, from: SessionStatus) -> Option<SessionStatus> {
+        let to = match self {
             Self::Live { .. } => SessionStatus::Live,
             Self::End { reason, .. } => reason.terminal_status(),
+            Self::Extend { .. } => return (!from.is_terminal()).then_some(from),
+        };
+        from.can_become(to).then_some(to)
+    }
+
+    fn kind(&self) -> EventKind {
+        match self {
+            Self::Live { .. } | Self::End { .. } => EventKind::StatusChanged,
+            Self::Extend { .. } => EventKind::Extended,
+        }
+    }
+
+    /// When it happened, which its event records.
+    pub fn at(&self) -> SystemTime {
+        match self {
+            Self::Live { started_at, .. } => *started_at,
+            Self::End { at, .. } | Self::Extend { at, .. } => *at,
         }
     }
 }
@@ -135,7 +158,11 @@ impl Store {
         // and shrinks when idle looks, from outside, like a descriptor leak.
         opts.sqlx_logging(false)
             .max_connections(POOL_SIZE)
-            .min_connections(POOL_SIZE);
+            .min_connections(POOL_SIZE)
+            // A database out of reach fails a request in seconds, as
+            // UNAVAILABLE, rather than holding it for sqlx's 30 s.
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_timeout(ACQUIRE_TIMEOUT);
         if url.starts_with("sqlite:") {
             // An embedded database cannot drop a pooled connection, so the
             // ping sqlx sends before handing one out (a round trip to the
@@ -212,7 +239,14 @@ impl Store {
             .exec(&txn)
             .await?;
         }
-        let event = insert_event(&txn, None, &row, session.created_at).await?;
+        let event = insert_event(
+            &txn,
+            EventKind::StatusChanged,
+            None,
+            &row,
+            session.created_at,
+        )
+        .await?;
         txn.commit().await?;
         Ok(Inserted::Created(event))
     }
@@ -220,21 +254,20 @@ impl Store {
     /// Applies `change` if the session is in a status it may change from,
     /// and records its event in the same transaction. `None`: the session
     /// does not exist or is already past that point; nothing was written.
-    pub async fn transition(&self, id: SessionId, change: Change) -> Result<Option<SessionEvent>> {
-        let to = change.to_status();
+    pub async fn transition(&self, id: SessionId, change: &Change) -> Result<Option<SessionEvent>> {
         let txn = self.db.begin().await?;
         let Some(current) = session_row(&txn, id).await? else {
             return Ok(None);
         };
         let from = parse_status(&current)?;
-        if !from.can_become(to) {
+        let Some(to) = change.to_status(from) else {
             return Ok(None);
-        }
+        };
         let mut update = sessions::ActiveModel {
             status: Set(to.as_str().to_owned()),
             ..Default::default()
         };
-        let occurred_at = match &change {
+        match change {
             Change::Live {
                 started_at,
                 connect_url,
@@ -245,16 +278,18 @@ impl Store {
                 update.connect_url = Set(Some(connect_url.clone()));
                 update.browser_version = Set(Some(browser_version.clone()));
                 update.browser_pid = Set(Some(*browser_pid as i32));
-                *started_at
             }
             Change::End { reason, error, at } => {
                 update.end_reason = Set(Some(reason.as_str().to_owned()));
                 update.error = Set(error.clone());
                 update.ended_at = Set(Some(millis(*at)));
                 update.connect_url = Set(None);
-                *at
             }
-        };
+            Change::Extend { timeout, .. } => {
+                update.timeout_ms = Set(duration_ms(*timeout));
+                update.expires_at = Set(current.created_at + duration_ms(*timeout));
+            }
+        }
         // The status we read is part of the condition: under PostgreSQL's
         // read-committed isolation a concurrent writer may have moved it.
         let updated = sessions::Entity::update_many()
@@ -272,7 +307,7 @@ impl Store {
                 id: id.to_string(),
                 what: "row vanished inside its transaction".into(),
             })?;
-        let event = insert_event(&txn, Some(from), &row, occurred_at).await?;
+        let event = insert_event(&txn, change.kind(), Some(from), &row, change.at()).await?;
         txn.commit().await?;
         Ok(Some(event))
     }
@@ -342,32 +377,6 @@ impl Store {
             .collect()
     }
 
-    /// Sets a new hard timeout on a session that has not ended. `None`: it
-    /// does not exist or has ended.
-    pub async fn set_timeout(&self, id: SessionId, timeout: Duration) -> Result<Option<Session>> {
-        let Some(current) = self.get(id).await? else {
-            return Ok(None);
-        };
-        let update = sessions::ActiveModel {
-            timeout_ms: Set(duration_ms(timeout)),
-            expires_at: Set(millis(current.created_at + timeout)),
-            ..Default::default()
-        };
-        let updated = sessions::Entity::update_many()
-            .set(update)
-            .filter(sessions::Column::Id.eq(id.to_string()))
-            .filter(sessions::Column::Status.is_in([
-                SessionStatus::Pending.as_str(),
-                SessionStatus::Live.as_str(),
-            ]))
-            .exec(&self.db)
-            .await?;
-        if updated.rows_affected != 1 {
-            return Ok(None);
-        }
-        self.get(id).await
-    }
-
     /// Up to `limit` events with a sequence above `after`, in order.
     pub async fn events_after(&self, after: u64, limit: u64) -> Result<Vec<SessionEvent>> {
         session_events::Entity::find()
@@ -379,6 +388,76 @@ impl Store {
             .iter()
             .map(to_event)
             .collect()
+    }
+
+    /// Deletes up to `batch` sessions that ended before `cutoff` (their
+    /// metadata goes with them, and their idempotency keys are free again),
+    /// and up to `batch` of the oldest events: a prefix of the log, up to
+    /// the first event at or after `cutoff`, and never the newest event,
+    /// so the log always tells where it starts. Returns how many rows of
+    /// each went.
+    pub async fn prune(&self, cutoff: SystemTime, batch: u64) -> Result<(usize, usize)> {
+        let cutoff = millis(cutoff);
+        let ended: Vec<String> = sessions::Entity::find()
+            .select_only()
+            .column(sessions::Column::Id)
+            .filter(sessions::Column::Status.is_in([
+                SessionStatus::Released.as_str(),
+                SessionStatus::Failed.as_str(),
+            ]))
+            .filter(sessions::Column::EndedAt.lt(cutoff))
+            .limit(batch)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        if !ended.is_empty() {
+            // Metadata first: a foreign key's cascade is not relied on.
+            session_metadata::Entity::delete_many()
+                .filter(session_metadata::Column::SessionId.is_in(ended.clone()))
+                .exec(&self.db)
+                .await?;
+            sessions::Entity::delete_many()
+                .filter(sessions::Column::Id.is_in(ended.clone()))
+                .exec(&self.db)
+                .await?;
+        }
+        let sequence = |query: sea_orm::Select<session_events::Entity>, max: bool| {
+            let column = session_events::Column::Sequence;
+            query
+                .select_only()
+                .column_as(if max { column.max() } else { column.min() }, "sequence")
+                .into_tuple::<Option<i64>>()
+                .one(&self.db)
+        };
+        let Some(newest) = sequence(session_events::Entity::find(), true)
+            .await?
+            .flatten()
+        else {
+            return Ok((ended.len(), 0));
+        };
+        let first_recent = sequence(
+            session_events::Entity::find().filter(session_events::Column::OccurredAt.gte(cutoff)),
+            false,
+        )
+        .await?
+        .flatten();
+        let upto = first_recent.unwrap_or(newest).min(newest) - 1;
+        let old: Vec<i64> = session_events::Entity::find()
+            .select_only()
+            .column(session_events::Column::Sequence)
+            .filter(session_events::Column::Sequence.lte(upto))
+            .order_by_asc(session_events::Column::Sequence)
+            .limit(batch)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        if !old.is_empty() {
+            session_events::Entity::delete_many()
+                .filter(session_events::Column::Sequence.is_in(old.clone()))
+                .exec(&self.db)
+                .await?;
+        }
+        Ok((ended.len(), old.len()))
     }
 
     /// The oldest sequence still stored; `None` when the log is empty.
@@ -426,6 +505,7 @@ async fn session_row(
 
 async fn insert_event(
     txn: &sea_orm::DatabaseTransaction,
+    kind: EventKind,
     from: Option<SessionStatus>,
     row: &sessions::Model,
     occurred_at: SystemTime,
@@ -437,6 +517,7 @@ async fn insert_event(
         to_status: Set(row.status.clone()),
         end_reason: Set(row.end_reason.clone()),
         snapshot: Set(serde_json::to_string(row).expect("a row serialises")),
+        kind: Set(kind.as_str().to_owned()),
         ..Default::default()
     }
     .insert(txn)

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::entities::{session_events, sessions};
 use super::{Result, StoreError};
 use crate::sessions::model::{
-    EndReason, Metadata, Session, SessionEvent, SessionId, SessionStatus, Viewport,
+    EndReason, EventKind, Metadata, Session, SessionEvent, SessionId, SessionStatus, Viewport,
 };
 
 pub(super) fn to_event(row: &session_events::Model) -> Result<SessionEvent> {
@@ -19,6 +19,7 @@ pub(super) fn to_event(row: &session_events::Model) -> Result<SessionEvent> {
     let session = to_session(&snapshot)?;
     Ok(SessionEvent {
         sequence: row.sequence as u64,
+        kind: EventKind::parse(&row.kind).ok_or_else(|| corrupt("kind"))?,
         occurred_at: from_millis(row.occurred_at),
         from_status: match &row.from_status {
             None => None,

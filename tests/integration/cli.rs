@@ -95,7 +95,11 @@ async fn every_command_against_a_real_server() {
 
     // The watcher saw the whole life, in order, as one JSON line per event.
     let mut seen = Vec::new();
-    while seen.last().map(String::as_str) != Some("SESSION_STATUS_RELEASED") {
+    while seen
+        .last()
+        .map(|(status, _): &(String, String)| status.as_str())
+        != Some("SESSION_STATUS_RELEASED")
+    {
         let line = tokio::time::timeout(EVENT_WAIT, watched.next_line())
             .await
             .expect("an event line")
@@ -103,14 +107,20 @@ async fn every_command_against_a_real_server() {
             .expect("watch still running");
         let event: Value = serde_json::from_str(&line).expect("a JSON line");
         assert_eq!(event["sessionId"], id.as_str());
-        seen.push(event["toStatus"].as_str().expect("toStatus").to_owned());
+        let field = |name: &str| event[name].as_str().expect(name).to_owned();
+        seen.push((field("toStatus"), field("kind")));
     }
+    let seen: Vec<(&str, &str)> = seen
+        .iter()
+        .map(|(status, kind)| (status.as_str(), kind.as_str()))
+        .collect();
     assert_eq!(
         seen,
         [
-            "SESSION_STATUS_PENDING",
-            "SESSION_STATUS_LIVE",
-            "SESSION_STATUS_RELEASED"
+            ("SESSION_STATUS_PENDING", "EVENT_KIND_STATUS_CHANGED"),
+            ("SESSION_STATUS_LIVE", "EVENT_KIND_STATUS_CHANGED"),
+            ("SESSION_STATUS_LIVE", "EVENT_KIND_EXTENDED"),
+            ("SESSION_STATUS_RELEASED", "EVENT_KIND_STATUS_CHANGED"),
         ]
     );
     watch.kill().await.expect("stop watch");

@@ -6,6 +6,7 @@ mod binary;
 mod cli;
 mod errors;
 mod events;
+mod faults;
 mod lifecycle;
 mod pool;
 mod sessions;

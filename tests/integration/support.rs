@@ -58,6 +58,17 @@ pub async fn spawn_app_with(
     backend: Backend,
     tune: impl FnOnce(&mut browserd::config::Config),
 ) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let database = TestDatabase::new(backend, data_dir.path()).await;
+    spawn_app_on(database, data_dir, tune).await
+}
+
+/// A server on a database the test made itself, in `data_dir`.
+pub async fn spawn_app_on(
+    database: TestDatabase,
+    data_dir: tempfile::TempDir,
+    tune: impl FnOnce(&mut browserd::config::Config),
+) -> TestApp {
     // The server's log, captured per test and printed when it fails.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -67,8 +78,6 @@ pub async fn spawn_app_with(
         .with_test_writer()
         .with_ansi(false)
         .try_init();
-    let data_dir = tempfile::tempdir().expect("temp dir");
-    let database = TestDatabase::new(backend, data_dir.path()).await;
     let mut config = browserd::harness::config(data_dir.path(), Some(database.url.clone()));
     tune(&mut config);
     start(config, data_dir, database).await
