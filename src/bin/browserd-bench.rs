@@ -157,6 +157,10 @@ fn config(data_dir: &Path, chrome: &Path) -> browserd::config::Config {
         warm_pool: 0,
         watch_buffer: 4096,
         node_id: Some("bench".into()),
+        cdp_max_message_size: 256 << 20,
+        cdp_handshake_timeout: Duration::from_secs(10),
+        cdp_max_connections: 512,
+        cdp_max_connections_per_session: 32,
     }
 }
 
