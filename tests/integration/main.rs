@@ -8,6 +8,7 @@ mod errors;
 mod events;
 mod lifecycle;
 mod pool;
+mod relay;
 mod sessions;
 mod soak;
 mod support;
