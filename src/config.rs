@@ -204,7 +204,46 @@ fn hostname() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use clap::Parser;
+
+    use super::{Cli, Command, ConfigError, parse_size};
+
+    fn serve(args: &[&str]) -> super::Config {
+        let argv = ["browserd", "serve"].iter().chain(args);
+        match Cli::try_parse_from(argv).expect("flags parse").command {
+            Command::Serve(config) => config,
+            Command::Sessions(_) => unreachable!("serve was given"),
+        }
+    }
+
+    #[test]
+    fn relay_limits_default_to_safe_values_and_are_checked() {
+        let defaults = serve(&[]);
+        assert!(defaults.check().is_ok());
+        assert_eq!(defaults.cdp_max_message_size, 256 << 20);
+        assert_eq!(defaults.cdp_handshake_timeout.as_secs(), 10);
+        for bad in [
+            &["--cdp-max-message-size", "1KiB"][..],
+            &["--cdp-handshake-timeout", "0s"],
+            &["--cdp-max-connections", "0"],
+            &[
+                "--cdp-max-connections",
+                "4",
+                "--cdp-max-connections-per-session",
+                "8",
+            ],
+        ] {
+            assert!(
+                matches!(
+                    serve(bad).check(),
+                    Err(ConfigError::CdpMessageSize
+                        | ConfigError::CdpHandshakeTimeout
+                        | ConfigError::CdpConnections)
+                ),
+                "{bad:?} must be refused"
+            );
+        }
+    }
 
     #[test]
     fn sizes_take_binary_suffixes_and_refuse_the_rest() {

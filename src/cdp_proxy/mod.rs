@@ -12,7 +12,8 @@
 //! failures back off ([`limits`]), messages and frames are bounded (an
 //! oversized one closes that connection with 1009), and every client
 //! message passes the per-session rules of [`policy`] (a client's
-//! `Browser.close` releases the session with END_REASON_CLIENT_CLOSED).
+//! `Browser.close` releases the session with END_REASON_CLIENT_CLOSED) on
+//! its way through the frame [`pump`].
 //! Every request that is not a WebSocket gets a real HTTP response.
 //!
 //! It asks the engine for routes and to end sessions; it never changes a
@@ -22,30 +23,27 @@
 mod http;
 mod limits;
 mod policy;
+mod pump;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ::http::StatusCode;
-use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::sessions::model::{EndReason, SessionId};
+use crate::sessions::model::SessionId;
 use crate::sessions::{Engine, Route};
 use http::{Head, HeadError, Target};
 use limits::{AcceptBackoff, Connections};
-use policy::Verdict;
+use pump::ws_config;
 
 /// Bytes read from a socket at a time. tungstenite zero-fills this much
 /// before every read, including the one that finds the socket empty, so its
@@ -341,122 +339,6 @@ impl Relay {
             ),
         }
     }
-
-    /// Relays frames both ways until either side closes or the session ends.
-    async fn pump(&self, client: WebSocketStream<TcpStream>, id: SessionId, route: Route) {
-        let upstream = tokio_tungstenite::connect_async_with_config(
-            &route.upstream,
-            Some(ws_config(self.config.max_message_size)),
-            true,
-        )
-        .await;
-        let (mut client_tx, mut client_rx) = client.split();
-        let Ok((browser, _)) = upstream else {
-            let _ = client_tx
-                .send(close(
-                    CloseCode::Error,
-                    "the session's browser is unreachable",
-                ))
-                .await;
-            return;
-        };
-        let (mut browser_tx, mut browser_rx) = browser.split();
-        let client = route.presence.connect();
-        let mut browser_closed = false;
-        tracing::debug!("cdp client connected");
-        loop {
-            tokio::select! {
-                frame = client_rx.next() => match frame {
-                    Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
-                        route.presence.touch();
-                        match verdict(&message) {
-                            Verdict::Forward => {
-                                if browser_tx.send(message).await.is_err() {
-                                    break;
-                                }
-                            }
-                            Verdict::Refuse(reply) => {
-                                if client_tx.send(Message::text(reply)).await.is_err() {
-                                    break;
-                                }
-                            }
-                            Verdict::CloseSession(reply) => {
-                                // Ended before the reply, so a client whose
-                                // close() returned finds the session RELEASED;
-                                // and while this client is still counted as
-                                // connected, so its leaving cannot be taken
-                                // for a disconnect first.
-                                tracing::info!("a client closed the browser: releasing the session");
-                                if let Err(e) = self.engine.end(id, EndReason::ClientClosed, None).await {
-                                    tracing::warn!(error = %e, "cannot end the session a client closed");
-                                }
-                                let _ = client_tx.send(Message::text(reply)).await;
-                                let _ = client_tx.send(session_ended()).await;
-                                break;
-                            }
-                        }
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                    Some(Err(tungstenite::Error::Capacity(e))) => {
-                        tracing::debug!(error = %e, "cdp client sent an oversized message");
-                        let _ = client_tx
-                            .send(close(CloseCode::Size, "message larger than --cdp-max-message-size"))
-                            .await;
-                        break;
-                    }
-                    Some(Ok(Message::Close(_)) | Err(_)) | None => break,
-                },
-                frame = browser_rx.next() => match frame {
-                    Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
-                        if client_tx.send(message).await.is_err() {
-                            break;
-                        }
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                    Some(Err(tungstenite::Error::Capacity(e))) => {
-                        // The browser is fine; this client asked it for more
-                        // than the relay carries.
-                        tracing::debug!(error = %e, "the browser sent an oversized message");
-                        let _ = client_tx
-                            .send(close(
-                                CloseCode::Size,
-                                "the browser's answer is larger than --cdp-max-message-size",
-                            ))
-                            .await;
-                        break;
-                    }
-                    Some(Ok(Message::Close(_)) | Err(_)) | None => {
-                        browser_closed = true;
-                        // Ending a session kills its browser right after
-                        // closing the route: a relay that sees both at once
-                        // says why.
-                        let why = if route.closed.is_cancelled() {
-                            session_ended()
-                        } else {
-                            close(CloseCode::Away, "the browser closed the connection")
-                        };
-                        let _ = client_tx.send(why).await;
-                        break;
-                    }
-                },
-                () = route.closed.cancelled() => {
-                    let _ = client_tx.send(session_ended()).await;
-                    break;
-                }
-                () = self.stop.cancelled() => {
-                    let _ = client_tx.send(close(CloseCode::Away, "browserd is shutting down")).await;
-                    break;
-                }
-            }
-        }
-        let _ = browser_tx.close().await;
-        if browser_closed {
-            client.browser_gone();
-        } else {
-            drop(client);
-        }
-        tracing::debug!(browser_closed, "cdp client disconnected");
-    }
 }
 
 /// Why a request head does not become a relayed WebSocket.
@@ -466,37 +348,4 @@ enum Answer {
     /// An authorized discovery request (and whether its token was in the
     /// URL).
     Discovery(Target, bool),
-}
-
-/// The policy's verdict on one client message. CDP is text; a binary
-/// message is judged as the text it holds.
-fn verdict(message: &Message) -> Verdict {
-    match message {
-        Message::Text(text) => policy::inspect(text.as_str()),
-        Message::Binary(bytes) => match std::str::from_utf8(bytes) {
-            Ok(text) => policy::inspect(text),
-            Err(_) => Verdict::Forward,
-        },
-        _ => Verdict::Forward,
-    }
-}
-
-/// Messages and frames are bounded by the same limit: a frame header that
-/// announces more is refused before anything is allocated for it.
-fn ws_config(max_message_size: usize) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .max_message_size(Some(max_message_size))
-        .max_frame_size(Some(max_message_size))
-        .read_buffer_size(READ_CHUNK)
-}
-
-fn session_ended() -> Message {
-    close(CloseCode::Normal, "the session has ended")
-}
-
-fn close(code: CloseCode, reason: &'static str) -> Message {
-    Message::Close(Some(CloseFrame {
-        code,
-        reason: Utf8Bytes::from_static(reason),
-    }))
 }
