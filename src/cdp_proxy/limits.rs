@@ -104,6 +104,59 @@ impl Drop for SessionSlot {
     }
 }
 
+/// Descriptors browserd needs besides relay connections (database,
+/// listeners, each browser's pipes), a rough allowance for the warning.
+const RESERVED_DESCRIPTORS: libc::rlim_t = 128;
+
+/// Raises this process's soft descriptor limit to its hard limit, as Go's
+/// runtime does: the soft default (often 1024) is far below what a relay
+/// capped at --cdp-max-connections needs. Returns the new soft limit.
+pub fn raise_descriptor_limit() -> io::Result<libc::rlim_t> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write `limit`.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                ..limit
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            limit = raised;
+        }
+    }
+    Ok(limit.rlim_cur)
+}
+
+/// Warns when the caps allow more descriptors than the process may open:
+/// the caps then no longer keep sessions from starting.
+pub fn check_descriptor_budget(max_connections: usize) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes `limit`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    let needed = 2 * max_connections as libc::rlim_t + RESERVED_DESCRIPTORS;
+    if limit.rlim_cur < needed {
+        tracing::warn!(
+            descriptor_limit = limit.rlim_cur,
+            needed,
+            "--cdp-max-connections allows more relay connections (two descriptors each) than \
+             this process may open: lower it or raise `ulimit -n`"
+        );
+    }
+}
+
 /// First pause after a failed accept; it doubles up to [`MAX_PAUSE`], as
 /// hyper's accept loop does. Without it, a process out of descriptors
 /// spins on `accept` at full CPU.

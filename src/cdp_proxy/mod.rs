@@ -45,6 +45,8 @@ use http::{Head, HeadError, Target};
 use limits::{AcceptBackoff, Connections};
 use pump::ws_config;
 
+pub use limits::raise_descriptor_limit;
+
 /// Bytes read from a socket at a time. tungstenite zero-fills this much
 /// before every read, including the one that finds the socket empty, so its
 /// default (128 KiB) cost two 128 KiB memsets per relayed frame, most of the
@@ -87,6 +89,7 @@ pub async fn serve(
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
+    limits::check_descriptor_budget(config.max_connections);
     let relay = Arc::new(Relay {
         engine,
         connections: Connections::new(config.max_connections, config.max_connections_per_session),
