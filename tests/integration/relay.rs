@@ -195,6 +195,83 @@ async fn an_oversized_frame_closes_only_that_connection(backend: Backend) {
     app.stop().await;
 }
 
+/// Under a lowered --cdp-max-message-size, a client message over it closes
+/// that client with 1009, and so does a browser answer over it; the browser
+/// is fine, so the session stays LIVE (keep_alive) and takes new clients.
+async fn messages_over_the_limit_close_with_1009_either_way(backend: Backend) {
+    let mut app = spawn_app_with(backend, |c| c.cdp_max_message_size = 64 << 10).await;
+    let session = app
+        .create(pb::CreateSessionRequest {
+            keep_alive: true,
+            ..Default::default()
+        })
+        .await;
+    let too_big = format!(
+        r#"{{"id":1,"method":"Runtime.evaluate","params":{{"expression":"'{}'"}}}}"#,
+        "x".repeat(100 << 10)
+    );
+    let mut sender = connect_big(&session.connect_url).await;
+    sender
+        .send(Message::text(too_big))
+        .await
+        .expect("send the message");
+    assert_eq!(close_code(&mut sender).await, Some(1009));
+
+    let mut asker = connect_big(&session.connect_url).await;
+    let _ = asker
+        .send(Message::text(
+            json!({"id": 1, "method": "Target.createTarget", "params": {"url": "about:blank"}})
+                .to_string(),
+        ))
+        .await;
+    let target = loop {
+        match tokio::time::timeout(EVENT_WAIT, asker.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) if text.contains(r#""id":1"#) => break text,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("no answer: {other:?}"),
+        }
+    };
+    let target: Value = serde_json::from_str(&target).expect("JSON");
+    let attached = call(
+        &mut asker,
+        2,
+        json!({"method": "Target.attachToTarget", "params": {"targetId": target["result"]["targetId"], "flatten": true}}),
+    )
+    .await;
+    asker
+        .send(Message::text(
+            json!({"id": 3, "sessionId": attached["result"]["sessionId"], "method": "Runtime.evaluate",
+                   "params": {"expression": "'y'.repeat(100 * 1024)", "returnByValue": true}})
+            .to_string(),
+        ))
+        .await
+        .expect("send");
+    assert_eq!(close_code(&mut asker).await, Some(1009));
+
+    assert_eq!(
+        status_of(&app.get(&session.id).await),
+        pb::SessionStatus::Live
+    );
+    let mut again = connect_raw(&session.connect_url).await;
+    round_trip(&mut again, 1).await;
+    app.release(&session.id).await;
+    app.stop().await;
+}
+
+/// The code of the close frame that ends `socket`, skipping other frames.
+async fn close_code(socket: &mut Socket) -> Option<u16> {
+    loop {
+        match tokio::time::timeout(EVENT_WAIT, socket.next())
+            .await
+            .expect("the relay closes the connection")
+        {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
 /// The limits leave room for what CDP clients do today: a 20 MB evaluate
 /// result and a full-page screenshot of a tall page.
 async fn large_results_still_fit_the_limits(backend: Backend) {
@@ -670,6 +747,7 @@ async fn descriptor_exhaustion_backs_off_and_recovers(backend: Backend) {
 
 on_both_backends!(
     an_oversized_frame_closes_only_that_connection,
+    messages_over_the_limit_close_with_1009_either_way,
     large_results_still_fit_the_limits,
     stalled_handshakes_time_out,
     connection_caps_answer_with_a_status,
