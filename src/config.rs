@@ -82,6 +82,27 @@ pub struct Config {
     /// This node's name on the sessions it owns. Default: the host name.
     #[arg(long, env = "BROWSERD_NODE_ID")]
     pub node_id: Option<String>,
+    /// Largest WebSocket message (and frame) the CDP relay accepts from a
+    /// client or a browser, in bytes (`KiB`, `MiB`, `GiB` suffixes work). A
+    /// base64 full-page screenshot of a tall page plus a 20 MB evaluate
+    /// result must fit; a client that announces more is closed with 1009.
+    #[arg(long, env = "BROWSERD_CDP_MAX_MESSAGE_SIZE", default_value = "256MiB", value_parser = parse_size)]
+    pub cdp_max_message_size: usize,
+    /// How long a relay client has to send a complete HTTP request head
+    /// (WebSocket handshake or discovery request) before it is dropped.
+    #[arg(long, env = "BROWSERD_CDP_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub cdp_handshake_timeout: Duration,
+    /// Most relay connections open at once, handshakes included; more are
+    /// answered 503. Each relayed client holds two descriptors.
+    #[arg(long, env = "BROWSERD_CDP_MAX_CONNECTIONS", default_value_t = 512)]
+    pub cdp_max_connections: usize,
+    /// Most relay connections to one session at once; more are answered 429.
+    #[arg(
+        long,
+        env = "BROWSERD_CDP_MAX_CONNECTIONS_PER_SESSION",
+        default_value_t = 32
+    )]
+    pub cdp_max_connections_per_session: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +115,14 @@ pub enum ConfigError {
     LaunchTimeout,
     #[error("--watch-buffer must be at least 1")]
     NoWatchBuffer,
+    #[error("--cdp-max-message-size must be at least 64KiB")]
+    CdpMessageSize,
+    #[error("--cdp-handshake-timeout must be positive")]
+    CdpHandshakeTimeout,
+    #[error(
+        "--cdp-max-connections and --cdp-max-connections-per-session must be at least 1, and the per-session cap at most the total"
+    )]
+    CdpConnections,
 }
 
 impl Config {
@@ -113,6 +142,17 @@ impl Config {
         if self.watch_buffer == 0 {
             return Err(ConfigError::NoWatchBuffer);
         }
+        if self.cdp_max_message_size < MIN_CDP_MESSAGE_SIZE {
+            return Err(ConfigError::CdpMessageSize);
+        }
+        if self.cdp_handshake_timeout.is_zero() {
+            return Err(ConfigError::CdpHandshakeTimeout);
+        }
+        if self.cdp_max_connections_per_session == 0
+            || self.cdp_max_connections_per_session > self.cdp_max_connections
+        {
+            return Err(ConfigError::CdpConnections);
+        }
         Ok(())
     }
 
@@ -131,6 +171,30 @@ impl Config {
     }
 }
 
+/// Below this, ordinary CDP answers (a page's DOM, a small screenshot) no
+/// longer fit, and the relay would only break its clients.
+const MIN_CDP_MESSAGE_SIZE: usize = 64 * 1024;
+
+/// A byte count: `1048576`, `64KiB`, `256MiB`, `1GiB` (also `K`, `M`, `G`,
+/// all binary multiples).
+fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "K" | "KiB" => 10,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        other => return Err(format!("unknown unit {other:?}: use KiB, MiB or GiB")),
+    };
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size such as 256MiB"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s} is too large"))
+}
+
 fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most buf.len() bytes into buf.
@@ -139,5 +203,60 @@ fn hostname() -> String {
     match std::str::from_utf8(&buf[..end]) {
         Ok(name) if rc == 0 && !name.is_empty() => name.to_owned(),
         _ => "local".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command, ConfigError, parse_size};
+
+    fn serve(args: &[&str]) -> super::Config {
+        let argv = ["browserd", "serve"].iter().chain(args);
+        match Cli::try_parse_from(argv).expect("flags parse").command {
+            Command::Serve(config) => config,
+            Command::Sessions(_) => unreachable!("serve was given"),
+        }
+    }
+
+    #[test]
+    fn relay_limits_default_to_safe_values_and_are_checked() {
+        let defaults = serve(&[]);
+        assert!(defaults.check().is_ok());
+        assert_eq!(defaults.cdp_max_message_size, 256 << 20);
+        assert_eq!(defaults.cdp_handshake_timeout.as_secs(), 10);
+        for bad in [
+            &["--cdp-max-message-size", "1KiB"][..],
+            &["--cdp-handshake-timeout", "0s"],
+            &["--cdp-max-connections", "0"],
+            &[
+                "--cdp-max-connections",
+                "4",
+                "--cdp-max-connections-per-session",
+                "8",
+            ],
+        ] {
+            assert!(
+                matches!(
+                    serve(bad).check(),
+                    Err(ConfigError::CdpMessageSize
+                        | ConfigError::CdpHandshakeTimeout
+                        | ConfigError::CdpConnections)
+                ),
+                "{bad:?} must be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn sizes_take_binary_suffixes_and_refuse_the_rest() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        for bad in ["", "MiB", "12 parsecs", "-1", "1.5MiB"] {
+            assert!(parse_size(bad).is_err(), "{bad:?} must be refused");
+        }
     }
 }

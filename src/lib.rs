@@ -5,7 +5,8 @@
 //! - [`config`]: flags and `BROWSERD_*` environment, checked once.
 //! - [`api`]: the tonic `SessionService`: protos in, domain types out,
 //!   errors to gRPC status codes. No business logic.
-//! - [`cdp_proxy`]: the WebSocket relay behind every `connect_url`.
+//! - [`cdp_proxy`]: the WebSocket relay behind every `connect_url`: limits,
+//!   HTTP discovery, and the per-session CDP rules (client `Browser.close`).
 //! - [`sessions`]: the lifecycle engine, the only writer of session status,
 //!   one file per question: `engine` (state, locks, the commit path),
 //!   `create`, `supervise` (timeouts, crashes, inactivity, extend),
@@ -130,15 +131,16 @@ pub async fn run(
     )
     .map_err(StartError::Supervision)?;
     let cdp_addr = cdp.local_addr().map_err(StartError::Listener)?;
+    let cdp_base_url = config
+        .cdp_public_url
+        .clone()
+        .map(|url| url.trim_end_matches('/').to_owned())
+        .unwrap_or_else(|| format!("ws://{cdp_addr}"));
     let engine = Engine::new(
         EngineConfig {
             node_id: config.node_id(),
             profiles_dir,
-            cdp_base_url: config
-                .cdp_public_url
-                .clone()
-                .map(|url| url.trim_end_matches('/').to_owned())
-                .unwrap_or_else(|| format!("ws://{cdp_addr}")),
+            cdp_base_url: cdp_base_url.clone(),
             default_timeout: config.default_timeout,
             max_timeout: config.max_timeout,
             max_sessions: config.max_sessions,
@@ -193,6 +195,13 @@ pub async fn run(
     tracker.spawn(cdp_proxy::serve(
         cdp,
         engine.clone(),
+        cdp_proxy::RelayConfig {
+            public_base: cdp_base_url,
+            max_message_size: config.cdp_max_message_size,
+            handshake_timeout: config.cdp_handshake_timeout,
+            max_connections: config.cdp_max_connections,
+            max_connections_per_session: config.cdp_max_connections_per_session,
+        },
         stopping.clone(),
         tracker.clone(),
     ));

@@ -89,6 +89,7 @@ fn pb_reason(reason: Option<EndReason>) -> pb::EndReason {
         Some(EndReason::LaunchFailed) => pb::EndReason::LaunchFailed,
         Some(EndReason::BrowserCrashed) => pb::EndReason::BrowserCrashed,
         Some(EndReason::NodeLost) => pb::EndReason::NodeLost,
+        Some(EndReason::ClientClosed) => pb::EndReason::ClientClosed,
     }
 }
 

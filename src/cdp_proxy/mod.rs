@@ -1,30 +1,51 @@
-//! The CDP WebSocket relay: clients connect to
-//! `ws://<cdp listen>/devtools/browser/<session id>?token=<secret>` and are
-//! relayed frame by frame to that session's browser. The browser's own port
-//! stays on 127.0.0.1 and is never handed out.
+//! The CDP relay, the only door to a session's browser. Clients connect to
+//! `ws://<cdp listen>/devtools/browser/<session id>` with the session's
+//! token (`?token=<secret>` or `Authorization: Bearer <secret>`) and are
+//! relayed frame by frame to that session's browser, whose own port stays
+//! on 127.0.0.1 and is never handed out. The same URL with `http://` is a
+//! CDP discovery endpoint for that session alone (`<url>/json/version`,
+//! `/json/list`), which is what Playwright's `connect_over_cdp("http://…")`
+//! asks for.
 //!
-//! It asks the engine for a route and relays; it never changes a session.
-//! When a session ends, its route's token is cancelled and every relayed
-//! connection is closed.
+//! Every client is untrusted: request heads are bounded in size and time
+//! ([`http`]), connections are capped in total and per session and accept
+//! failures back off ([`limits`]), messages and frames are bounded (an
+//! oversized one closes that connection with 1009), and every client
+//! message passes the per-session rules of [`policy`] (a client's
+//! `Browser.close` releases the session with END_REASON_CLIENT_CLOSED) on
+//! its way through the frame [`pump`].
+//! Every request that is not a WebSocket gets a real HTTP response.
+//!
+//! It asks the engine for routes and to end sessions; it never changes a
+//! session itself. When a session ends, its route's token is cancelled and
+//! every relayed connection is closed. It never logs a token.
+
+mod http;
+mod limits;
+mod policy;
+mod pump;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use ::http::StatusCode;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::StatusCode;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio::sync::Semaphore;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::sessions::Engine;
 use crate::sessions::model::SessionId;
+use crate::sessions::{Engine, Route};
+use http::{Head, HeadError, Target};
+use limits::{AcceptBackoff, Connections};
+use pump::ws_config;
 
-const PATH_PREFIX: &str = "/devtools/browser/";
+pub use limits::raise_descriptor_limit;
 
 /// Bytes read from a socket at a time. tungstenite zero-fills this much
 /// before every read, including the one that finds the socket empty, so its
@@ -32,185 +53,302 @@ const PATH_PREFIX: &str = "/devtools/browser/";
 /// relay's own CPU on small CDP messages. Large ones take more reads.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// CDP messages carry screenshots and PDFs: no frame size limit beyond the
-/// browser's own.
-fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .max_message_size(None)
-        .max_frame_size(None)
-        .read_buffer_size(READ_CHUNK)
+/// Connections over the total cap still get their 503 (the only way a
+/// client learns why), but only this many at once, each for at most
+/// [`REFUSAL_TIME`]; past that they are closed unanswered.
+const MAX_REFUSALS: usize = 64;
+const REFUSAL_TIME: Duration = Duration::from_secs(1);
+
+/// How the relay is bounded and what URL it hands out.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Base of every connect_url (`ws://host:port`), as clients reach it.
+    pub public_base: String,
+    /// Largest message or frame, either direction.
+    pub max_message_size: usize,
+    /// Time a client has to send its request head.
+    pub handshake_timeout: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_session: usize,
+}
+
+struct Relay {
+    engine: Engine,
+    config: RelayConfig,
+    connections: Arc<Connections>,
+    /// Permits for answering connections over the total cap.
+    refusals: Arc<Semaphore>,
+    stop: CancellationToken,
 }
 
 /// Accepts relay connections until `stop` is cancelled.
 pub async fn serve(
     listener: TcpListener,
     engine: Engine,
+    config: RelayConfig,
     stop: CancellationToken,
     tracker: TaskTracker,
 ) {
+    limits::check_descriptor_budget(config.max_connections);
+    let relay = Arc::new(Relay {
+        engine,
+        connections: Connections::new(config.max_connections, config.max_connections_per_session),
+        config,
+        refusals: Arc::new(Semaphore::new(MAX_REFUSALS)),
+        stop: stop.clone(),
+    });
+    let mut backoff = AcceptBackoff::default();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = stop.cancelled() => return,
         };
-        match accepted {
-            Ok((stream, peer)) => {
-                tracker.spawn(relay(stream, peer, engine.clone(), stop.clone()));
+        let (stream, peer) = match accepted {
+            Ok(accepted) => {
+                backoff.succeeded();
+                accepted
             }
-            Err(e) => tracing::warn!(error = %e, "cdp relay: accept failed"),
-        }
-    }
-}
-
-// The handshake callback's error type is tungstenite's HTTP response.
-#[allow(clippy::result_large_err)]
-async fn relay(stream: TcpStream, peer: SocketAddr, engine: Engine, stop: CancellationToken) {
-    let _ = stream.set_nodelay(true);
-    let mut route = None;
-    let handshake = tokio_tungstenite::accept_hdr_async_with_config(
-        stream,
-        |request: &Request, response: Response| match authorize(&engine, request) {
-            Ok((id, found)) => {
-                route = Some((id, found));
-                Ok(response)
-            }
-            Err((status, why)) => Err(reject(status, why)),
-        },
-        Some(ws_config()),
-    )
-    .await;
-    let (client, Some((id, route))) = (
-        match handshake {
-            Ok(client) => client,
             Err(e) => {
-                tracing::debug!(%peer, error = %e, "cdp relay: handshake refused");
-                return;
+                let pause = backoff.failed(&e);
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => continue,
+                    () = stop.cancelled() => return,
+                }
             }
-        },
-        route,
-    ) else {
-        return;
-    };
-    let span = tracing::info_span!("cdp_client", session.id = %id, %peer);
-    pump(client, route, stop).instrument(span).await;
+        };
+        match relay.connections.open() {
+            Some(slot) => {
+                let relay = relay.clone();
+                tracker.spawn(async move {
+                    relay.connection(stream, peer).await;
+                    drop(slot);
+                });
+            }
+            None => relay.refuse_busy(stream, peer, &tracker),
+        }
+    }
 }
 
-/// Relays frames both ways until either side closes or the session ends.
-async fn pump(
-    client: tokio_tungstenite::WebSocketStream<TcpStream>,
-    route: crate::sessions::Route,
-    stop: CancellationToken,
-) {
-    let upstream =
-        tokio_tungstenite::connect_async_with_config(&route.upstream, Some(ws_config()), true)
-            .await;
-    let (mut client_tx, mut client_rx) = client.split();
-    let Ok((browser, _)) = upstream else {
-        let _ = client_tx
-            .send(close(
-                CloseCode::Error,
-                "the session's browser is unreachable",
-            ))
-            .await;
-        return;
-    };
-    let (mut browser_tx, mut browser_rx) = browser.split();
-    let client = route.presence.connect();
-    let mut browser_closed = false;
-    tracing::debug!("cdp client connected");
-    loop {
-        tokio::select! {
-            frame = client_rx.next() => match frame {
-                Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
-                    route.presence.touch();
-                    if browser_tx.send(message).await.is_err() {
-                        break;
+impl Relay {
+    /// Answers 503 to a connection over the total cap, if answering cannot
+    /// itself exhaust anything.
+    fn refuse_busy(&self, stream: TcpStream, peer: SocketAddr, tracker: &TaskTracker) {
+        tracing::debug!(%peer, "cdp relay: connection cap reached");
+        let Ok(permit) = self.refusals.clone().try_acquire_owned() else {
+            return;
+        };
+        let body = format!(
+            "browserd's CDP relay has {} connections open, its --cdp-max-connections: try again later",
+            self.connections.max()
+        );
+        let stop = self.stop.clone();
+        tracker.spawn(async move {
+            let response = http::text(StatusCode::SERVICE_UNAVAILABLE, &body);
+            http::respond_and_close(stream, &response, REFUSAL_TIME, &stop).await;
+            drop(permit);
+        });
+    }
+
+    /// One accepted connection: its request head within the handshake
+    /// timeout, then a WebSocket relay or an HTTP answer.
+    async fn connection(&self, mut stream: TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let within = self.config.handshake_timeout;
+        let read = tokio::select! {
+            read = tokio::time::timeout(within, http::read_head(&mut stream)) => read,
+            () = self.stop.cancelled() => return,
+        };
+        let (head, early) = match read {
+            Ok(Ok(read)) => read,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "cdp relay: bad request head");
+                let response = match e {
+                    HeadError::TooLarge => http::text(
+                        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                        "request head too large",
+                    ),
+                    HeadError::Malformed(_) => {
+                        http::text(StatusCode::BAD_REQUEST, "malformed HTTP request")
                     }
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
-            },
-            frame = browser_rx.next() => match frame {
-                Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
-                    if client_tx.send(message).await.is_err() {
-                        break;
-                    }
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                Some(Ok(Message::Close(_)) | Err(_)) | None => {
-                    browser_closed = true;
-                    // Ending a session kills its browser right after closing
-                    // the route: a relay that sees both at once says why.
-                    let why = if route.closed.is_cancelled() {
-                        session_ended()
-                    } else {
-                        close(CloseCode::Away, "the browser closed the connection")
-                    };
-                    let _ = client_tx.send(why).await;
-                    break;
-                }
-            },
-            () = route.closed.cancelled() => {
-                let _ = client_tx.send(session_ended()).await;
-                break;
+                    HeadError::Closed | HeadError::Io(_) => return,
+                };
+                return http::respond_and_close(stream, &response, within, &self.stop).await;
             }
-            () = stop.cancelled() => {
-                let _ = client_tx.send(close(CloseCode::Away, "browserd is shutting down")).await;
-                break;
+            Err(_) => {
+                tracing::debug!(%peer, "cdp relay: handshake timed out");
+                let body = format!(
+                    "no complete request within --cdp-handshake-timeout ({})",
+                    humantime::format_duration(within)
+                );
+                let response = http::text(StatusCode::REQUEST_TIMEOUT, &body);
+                return http::respond_and_close(stream, &response, within, &self.stop).await;
+            }
+        };
+        match self.answer(&head) {
+            Ok((id, route, session_slot)) => {
+                let Some(key) = head.ws_key.as_deref() else {
+                    return;
+                };
+                let switched = http::switching_protocols(key);
+                match tokio::time::timeout(within, stream.write_all(&switched)).await {
+                    Ok(Ok(())) => {}
+                    _ => return,
+                }
+                let client = WebSocketStream::from_partially_read(
+                    stream,
+                    early,
+                    Role::Server,
+                    Some(ws_config(self.config.max_message_size)),
+                )
+                .await;
+                let span = tracing::info_span!("cdp_client", session.id = %id, %peer);
+                self.pump(client, id, route).instrument(span).await;
+                drop(session_slot);
+            }
+            Err(Answer::Http(response)) => {
+                http::respond_and_close(stream, &response, within, &self.stop).await;
+            }
+            Err(Answer::Discovery(target, via_query)) => {
+                let response = self.discovery(&head, target, via_query).await;
+                http::respond_and_close(stream, &response, within, &self.stop).await;
             }
         }
     }
-    let _ = browser_tx.close().await;
-    if browser_closed {
-        client.browser_gone();
-    } else {
-        drop(client);
+
+    /// What a request head gets: a WebSocket for a live session (its route
+    /// and its per-session slot), or an HTTP answer.
+    fn answer(&self, head: &Head) -> Result<(SessionId, Route, limits::SessionSlot), Answer> {
+        let refuse = |status, body: &str| Err(Answer::Http(http::text(status, body)));
+        let id = match http::target(&head.path) {
+            Target::Socket(id) => id,
+            target @ (Target::Version(_) | Target::List(_)) => {
+                if head.method != "GET" {
+                    return refuse(StatusCode::METHOD_NOT_ALLOWED, "discovery takes GET");
+                }
+                let (_, via_query) = self.authorize(head)?;
+                return Err(Answer::Discovery(target, via_query));
+            }
+            Target::Unknown => {
+                return refuse(
+                    StatusCode::NOT_FOUND,
+                    "this is browserd's CDP relay: connect a CDP client (Playwright \
+                     connect_over_cdp, Puppeteer connect) to a session's connect_url, \
+                     /devtools/browser/<session id>; over http:// that URL also answers \
+                     <url>/json/version",
+                );
+            }
+        };
+        let (route, _) = self.authorize(head)?;
+        if !head.upgrade || head.method != "GET" {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "this is browserd's CDP relay: connect a WebSocket client to this session's \
+                 connect_url (ws://…), or ask <url>/json/version for CDP discovery",
+            );
+        }
+        if head.ws_version.as_deref() != Some("13") {
+            return Err(Answer::Http(http::upgrade_required(
+                "this relay speaks WebSocket version 13",
+            )));
+        }
+        if head.ws_key.is_none() {
+            return refuse(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key");
+        }
+        let Some(slot) = self.connections.join(id) else {
+            tracing::debug!(session.id = %id, "cdp relay: per-session connection cap reached");
+            return refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!(
+                    "this session already has {} CDP connections, its \
+                     --cdp-max-connections-per-session: close one first",
+                    self.connections.max_per_session()
+                ),
+            );
+        };
+        Ok((id, route, slot))
     }
-    tracing::debug!(browser_closed, "cdp client disconnected");
+
+    /// The live route the request's token opens, and whether the token
+    /// came in the URL.
+    fn authorize(&self, head: &Head) -> Result<(Route, bool), Answer> {
+        let (Target::Socket(id) | Target::Version(id) | Target::List(id)) =
+            http::target(&head.path)
+        else {
+            return Err(Answer::Http(http::text(
+                StatusCode::NOT_FOUND,
+                "unknown path",
+            )));
+        };
+        let Some((token, via_query)) = head.token() else {
+            return Err(Answer::Http(http::unauthorized(
+                "missing token: add ?token=<token> from connect_url, or send \
+                 Authorization: Bearer <token>",
+            )));
+        };
+        // One answer for "no such live session" and "wrong token", so the
+        // relay does not tell which session ids exist.
+        let route = self.engine.route(id, token).ok_or_else(|| {
+            Answer::Http(http::text(
+                StatusCode::NOT_FOUND,
+                "no live session with this id and token",
+            ))
+        })?;
+        Ok((route, via_query))
+    }
+
+    /// A discovery answer for one session, in the shape Chromium's own
+    /// `/json/version` and `/json/list` have.
+    async fn discovery(&self, head: &Head, target: Target, via_query: bool) -> Vec<u8> {
+        let (Target::Version(id) | Target::List(id)) = target else {
+            return http::text(StatusCode::NOT_FOUND, "unknown path");
+        };
+        let socket_url = match (via_query, head.token()) {
+            (true, Some((token, _))) => format!(
+                "{}{}{id}?token={token}",
+                self.config.public_base,
+                http::PATH_PREFIX
+            ),
+            // A client that sent the token as a header sends it again.
+            _ => format!("{}{}{id}", self.config.public_base, http::PATH_PREFIX),
+        };
+        if let Target::Version(_) = target {
+            let browser = match self.engine.get(id).await {
+                Ok(session) => session.browser_version.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            return http::json(&serde_json::json!({
+                "Browser": browser,
+                "Protocol-Version": "1.3",
+                "webSocketDebuggerUrl": socket_url,
+            }));
+        }
+        match self.engine.live_details(id).await {
+            Ok((pages, _)) => http::json(&serde_json::Value::Array(
+                pages
+                    .into_iter()
+                    .map(|page| {
+                        serde_json::json!({
+                            "id": page.target_id,
+                            "type": "page",
+                            "title": page.title,
+                            "url": page.url,
+                        })
+                    })
+                    .collect(),
+            )),
+            Err(_) => http::text(
+                StatusCode::NOT_FOUND,
+                "no live session with this id and token",
+            ),
+        }
+    }
 }
 
-/// Finds the live session the request names and checks its token.
-fn authorize(
-    engine: &Engine,
-    request: &Request,
-) -> Result<(SessionId, crate::sessions::Route), (StatusCode, &'static str)> {
-    let uri = request.uri();
-    let id = uri
-        .path()
-        .strip_prefix(PATH_PREFIX)
-        .and_then(SessionId::parse)
-        .ok_or((
-            StatusCode::NOT_FOUND,
-            "unknown path: expected /devtools/browser/<session id>",
-        ))?;
-    let token = uri
-        .query()
-        .unwrap_or_default()
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("token="))
-        .ok_or((StatusCode::UNAUTHORIZED, "missing token"))?;
-    // One answer for "no such live session" and "wrong token", so the relay
-    // does not tell which session ids exist.
-    let route = engine.route(id, token).ok_or((
-        StatusCode::NOT_FOUND,
-        "no live session with this id and token",
-    ))?;
-    Ok((id, route))
-}
-
-fn reject(status: StatusCode, why: &str) -> ErrorResponse {
-    let mut response = ErrorResponse::new(Some(why.to_owned()));
-    *response.status_mut() = status;
-    response
-}
-
-fn session_ended() -> Message {
-    close(CloseCode::Normal, "the session has ended")
-}
-
-fn close(code: CloseCode, reason: &'static str) -> Message {
-    Message::Close(Some(CloseFrame {
-        code,
-        reason: Utf8Bytes::from_static(reason),
-    }))
+/// Why a request head does not become a relayed WebSocket.
+enum Answer {
+    /// A complete HTTP response.
+    Http(Vec<u8>),
+    /// An authorized discovery request (and whether its token was in the
+    /// URL).
+    Discovery(Target, bool),
 }

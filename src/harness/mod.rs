@@ -42,6 +42,10 @@ pub fn config(data_dir: &Path, database_url: Option<String>) -> Config {
         warm_pool: 0,
         watch_buffer: 4096,
         retention: Duration::from_secs(7 * 24 * 3600),
+        cdp_max_message_size: 256 << 20,
+        cdp_handshake_timeout: Duration::from_secs(10),
+        cdp_max_connections: 512,
+        cdp_max_connections_per_session: 32,
         node_id: Some("test-node".into()),
     }
 }

@@ -84,10 +84,12 @@ pub enum EndReason {
     LaunchFailed,
     BrowserCrashed,
     NodeLost,
+    /// A CDP client sent `Browser.close`: a release, whatever `keep_alive`.
+    ClientClosed,
 }
 
 impl EndReason {
-    pub const ALL: [EndReason; 9] = [
+    pub const ALL: [EndReason; 10] = [
         Self::Requested,
         Self::ReleaseAll,
         Self::Timeout,
@@ -97,6 +99,7 @@ impl EndReason {
         Self::LaunchFailed,
         Self::BrowserCrashed,
         Self::NodeLost,
+        Self::ClientClosed,
     ];
 
     /// The terminal status a session ends in for this reason: the normal
@@ -108,7 +111,8 @@ impl EndReason {
             | Self::Timeout
             | Self::Inactivity
             | Self::Disconnected
-            | Self::Shutdown => SessionStatus::Released,
+            | Self::Shutdown
+            | Self::ClientClosed => SessionStatus::Released,
             Self::LaunchFailed | Self::BrowserCrashed | Self::NodeLost => SessionStatus::Failed,
         }
     }
@@ -124,6 +128,7 @@ impl EndReason {
             Self::LaunchFailed => "LAUNCH_FAILED",
             Self::BrowserCrashed => "BROWSER_CRASHED",
             Self::NodeLost => "NODE_LOST",
+            Self::ClientClosed => "CLIENT_CLOSED",
         }
     }
 

@@ -9,6 +9,7 @@ mod events;
 mod faults;
 mod lifecycle;
 mod pool;
+mod relay;
 mod sessions;
 mod soak;
 mod support;
