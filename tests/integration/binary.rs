@@ -29,7 +29,7 @@ async fn serve(data_dir: &Path, database_url: &str) -> ChildServer {
 }
 
 /// `browserd serve` on ephemeral ports, with `data_dir`.
-fn serve_command(data_dir: &Path) -> Command {
+pub fn serve_command(data_dir: &Path) -> Command {
     let mut command = browserd();
     command
         .args([

@@ -642,15 +642,8 @@ async fn descriptor_exhaustion_backs_off_and_recovers(backend: Backend) {
     const NOFILE: libc::rlim_t = 256;
     let data = tempfile::tempdir().expect("temp dir");
     let database = TestDatabase::new(backend, data.path()).await;
-    let mut command = crate::binary::browserd();
+    let mut command = crate::binary::serve_command(data.path());
     command
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--cdp-listen",
-            "127.0.0.1:0",
-        ])
         .args(["--node-id", "relay-test", "--warm-pool", "0"])
         .args([
             "--cdp-handshake-timeout",
@@ -658,7 +651,6 @@ async fn descriptor_exhaustion_backs_off_and_recovers(backend: Backend) {
             "--cdp-max-connections",
             "100000",
         ])
-        .env("BROWSERD_DATA_DIR", data.path())
         .env("BROWSERD_DATABASE_URL", &database.url)
         .env("RUST_LOG", "info,browserd=debug,sqlx=warn")
         .stdout(Stdio::null());
