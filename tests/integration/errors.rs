@@ -273,7 +273,6 @@ async fn bad_requests_name_the_field_and_write_nothing(backend: Backend) {
     app.stop().await;
 }
 
-
 /// NOT_FOUND carries `google.rpc.ResourceInfo` naming the session.
 async fn unknown_sessions_are_named_in_resource_info(backend: Backend) {
     let mut app = spawn_app(backend).await;
@@ -300,7 +299,10 @@ async fn unknown_sessions_are_named_in_resource_info(backend: Backend) {
             })
             .await,
         ),
-        refusal(c.get_live_details(pb::GetLiveDetailsRequest { session_id }).await),
+        refusal(
+            c.get_live_details(pb::GetLiveDetailsRequest { session_id })
+                .await,
+        ),
     ];
     for refused in refusals {
         assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
@@ -455,7 +457,9 @@ async fn control_and_bidi_characters_are_refused(backend: Backend) {
         let refused = refusal(app.client.create_session(request.clone()).await);
         assert_invalid_argument(&refused, field);
         assert!(
-            !refused.message().contains(['\0', '\u{202e}', '\u{2066}', '\n']),
+            !refused
+                .message()
+                .contains(['\0', '\u{202e}', '\u{2066}', '\n']),
             "the message echoes the raw character: {:?}",
             refused.message()
         );
@@ -491,7 +495,11 @@ async fn control_and_bidi_characters_are_refused(backend: Backend) {
     );
     let listed = app.list(pb::ListSessionsRequest::default()).await;
     assert!(listed.is_empty(), "refused requests wrote: {listed:?}");
-    assert_eq!(app.newest_sequence().await, 0, "refused requests wrote events");
+    assert_eq!(
+        app.newest_sequence().await,
+        0,
+        "refused requests wrote events"
+    );
     assert_eq!(entries(&app.profiles_dir()), Vec::<String>::new());
     app.stop().await;
 }
@@ -599,11 +607,10 @@ impl LoggedServer {
             .await
             .expect("browserd logs its bound address")
             .expect("browserd exited before listening");
-        let client = pb::session_service_client::SessionServiceClient::connect(format!(
-            "http://{addr}"
-        ))
-        .await
-        .expect("connect to browserd");
+        let client =
+            pb::session_service_client::SessionServiceClient::connect(format!("http://{addr}"))
+                .await
+                .expect("connect to browserd");
         (client, Self { child, log })
     }
 
