@@ -12,12 +12,18 @@
 // --after N: start after sequence N (0: the whole retained log). Without it
 // the first subscription starts "from now"; later ones resume exactly.
 // A real subscriber would persist `lastSequence` with its side effects.
+//
+// When browserd cuts it off for lagging (ABORTED), the status carries a
+// google.rpc.ErrorInfo (reason SUBSCRIBER_LAGGED) whose metadata
+// `resume_after_sequence` says where to resume: it is read from the
+// `grpc-status-details-bin` trailer, never parsed out of the message text.
 
 const { EventEmitter } = require('node:events');
 const {
   grpc,
   sessionClient,
   waitForReadyMetadata,
+  errorDetails,
   timestampNanos,
   durationSeconds,
 } = require('./lib/client');
@@ -55,10 +61,20 @@ function usageLine(session) {
   );
 }
 
+/** The sequence to resume after, from an ABORTED status's ErrorInfo
+ *  (SUBSCRIBER_LAGGED, domain browserd.dev); null when it carries none. */
+function lagResumePoint(metadata) {
+  const info = errorDetails(metadata)['google.rpc.ErrorInfo'];
+  if (!info || info.reason !== 'SUBSCRIBER_LAGGED' || info.domain !== 'browserd.dev') return null;
+  const resume = info.metadata?.resume_after_sequence;
+  return resume !== undefined && /^\d+$/.test(resume) ? resume : null;
+}
+
 /**
  * Events: 'subscribe' ({afterSequence}) per stream opened; 'event' (event);
  * 'ended' (session, line) per RELEASED/FAILED; 'disconnect' ({code,
- * details}) per stream that ended; 'error' (err) when it gives up (fatal
+ * details, resumeAfter}) per stream that ended (resumeAfter: the server's
+ * resume point on ABORTED, else null); 'error' (err) when it gives up (fatal
  * status, or the server broke its ordering promise); 'stopped'.
  */
 class Subscriber extends EventEmitter {
@@ -146,9 +162,17 @@ class Subscriber extends EventEmitter {
     }
   }
 
-  onStreamDone({ code, details }) {
-    this.emit('disconnect', { code, details });
+  onStreamDone({ code, details, metadata }) {
+    const resumeAfter = code === grpc.status.ABORTED ? lagResumePoint(metadata) : null;
+    this.emit('disconnect', { code, details, resumeAfter });
     if (this.stopped) return;
+    if (resumeAfter !== null) {
+      // Events after our last one that the server skipped past were
+      // filtered out for us; never step back (that would repeat events).
+      if (this.lastSequence === null || BigInt(resumeAfter) > BigInt(this.lastSequence)) {
+        this.lastSequence = resumeAfter;
+      }
+    }
     if (FATAL.has(code)) {
       this.fail(
         Object.assign(new Error(`WatchSessions: ${grpc.status[code]}: ${details}`), { code }),
@@ -187,7 +211,7 @@ class Subscriber extends EventEmitter {
   }
 }
 
-module.exports = { Subscriber, usageLine, TERMINAL };
+module.exports = { Subscriber, usageLine, lagResumePoint, TERMINAL };
 
 if (require.main === module) {
   const args = process.argv.slice(2);
@@ -205,8 +229,11 @@ if (require.main === module) {
   sub.on('subscribe', ({ afterSequence: after }) =>
     console.error(`subscribing ${after === null ? 'from now' : `after sequence ${after}`}`),
   );
-  sub.on('disconnect', ({ code, details }) =>
-    console.error(`stream ended: ${grpc.status[code]} ${details}; resuming`),
+  sub.on('disconnect', ({ code, details, resumeAfter }) =>
+    console.error(
+      `stream ended: ${grpc.status[code]} ${details}; resuming` +
+        (resumeAfter === null ? '' : ` after sequence ${resumeAfter} (server's resume point)`),
+    ),
   );
   sub.on('error', (err) => {
     console.error(`subscriber failed: ${err.message}`);

@@ -4,7 +4,10 @@ Watches the session's lifecycle events in a thread (WatchSessions), creates a
 session with metadata, drives its browser with Playwright's
 ``connect_over_cdp``, scrapes a page served by a local HTTP server, checks
 GetLiveDetails, releases the session, and checks every answer and event.
-Any deviation from the API contract raises ``ScenarioError``.
+Any deviation from the API contract raises ``ScenarioError``. First, it
+sends a request browserd must refuse and reads the refusal's rich error
+details (``google.rpc.BadRequest``) as a program would, instead of parsing
+the message.
 
 Run against a running browserd (stubs first: ``./gen_stubs.sh``)::
 
@@ -25,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "gen"))
 
 import grpc  # noqa: E402
 from google.protobuf import duration_pb2  # noqa: E402
+from google.rpc import error_details_pb2  # noqa: E402
+from grpc_status import rpc_status  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from browserd.v1 import sessions_pb2 as pb  # noqa: E402
@@ -62,6 +67,58 @@ def check(condition: bool, message: str) -> None:
     # Not `assert`: it must hold under `python -O` too.
     if not condition:
         raise ScenarioError(message)
+
+
+def error_details(err: grpc.RpcError) -> list:
+    """The google.rpc error details (BadRequest, ResourceInfo, RetryInfo,
+    ErrorInfo...) that browserd attaches to a refusal, decoded from the
+    ``grpc-status-details-bin`` trailer. Empty when there are none."""
+    status = rpc_status.from_call(err)
+    if status is None:
+        return []
+    kinds = [
+        error_details_pb2.BadRequest,
+        error_details_pb2.ResourceInfo,
+        error_details_pb2.RetryInfo,
+        error_details_pb2.QuotaFailure,
+        error_details_pb2.ErrorInfo,
+    ]
+    details = []
+    for any_detail in status.details:
+        for kind in kinds:
+            if any_detail.Is(kind.DESCRIPTOR):
+                detail = kind()
+                any_detail.Unpack(detail)
+                details.append(detail)
+    return details
+
+
+def bad_fields(err: grpc.RpcError) -> dict[str, str]:
+    """field -> description of every BadRequest violation of a refusal."""
+    return {
+        v.field: v.description
+        for d in error_details(err)
+        if isinstance(d, error_details_pb2.BadRequest)
+        for v in d.field_violations
+    }
+
+
+def check_refusal(stub: rpc.SessionServiceStub, rpc_timeout: float) -> dict[str, str]:
+    """A viewport narrower than any headless window is refused; the refusal
+    names the field in a BadRequest detail, and nothing is created."""
+    try:
+        stub.CreateSession(
+            pb.CreateSessionRequest(viewport=pb.Viewport(width=100, height=600)),
+            timeout=rpc_timeout,
+        )
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.INVALID_ARGUMENT,
+              f"a 100 px wide viewport got {e.code()}, not INVALID_ARGUMENT")
+        fields = bad_fields(e)
+        check("viewport.width" in fields,
+              f"the refusal does not name viewport.width in a BadRequest detail: {fields}")
+        return fields
+    raise ScenarioError("a 100 px wide viewport was accepted")
 
 
 def status_name(value: int) -> str:
@@ -174,6 +231,7 @@ class ScenarioResult:
     live_pages: list[tuple[str, str]]
     released: pb.Session
     events: list[pb.SessionEvent] = field(repr=False)
+    refused_fields: dict[str, str] = field(default_factory=dict)
 
 
 def check_events(events: list[pb.SessionEvent], session_id: str) -> None:
@@ -219,6 +277,7 @@ def run(address: str, rpc_timeout: float = 60.0) -> ScenarioResult:
     labels = {"example": "python", "run": uuid.uuid4().hex}
     with grpc.insecure_channel(address) as channel, PageServer() as site:
         stub = rpc.SessionServiceStub(channel)
+        refused_fields = check_refusal(stub, rpc_timeout)
         watcher = EventWatcher(stub, labels)
         watcher.start()
         try:
@@ -313,6 +372,7 @@ def run(address: str, rpc_timeout: float = 60.0) -> ScenarioResult:
             live_pages=live_pages,
             released=released,
             events=list(watcher.events),
+            refused_fields=refused_fields,
         )
 
 
@@ -325,6 +385,8 @@ def main() -> int:
     except (ScenarioError, grpc.RpcError) as e:
         print(f"FAIL: {e}", file=sys.stderr)
         return 1
+    for name, description in result.refused_fields.items():
+        print(f"refused as expected: {name}: {description}")
     print(f"session {result.session_id}: h1={result.heading!r} sum={result.prime_sum} "
           f"color={result.heading_color} viewport={result.viewport}")
     for e in result.events:

@@ -1,18 +1,27 @@
 //! Proto <-> domain conversions. Protos are destructured exhaustively, so a
-//! new field breaks the build here instead of being silently dropped.
+//! new field breaks the build here instead of being silently dropped. A
+//! value refused here is an [`Error::InvalidArgument`] like the engine's, so
+//! it becomes a status (with its BadRequest detail) in the one place that
+//! maps errors.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tonic::Status;
+pub use crate::sessions::error::untrusted;
 
 use crate::pb;
+use crate::sessions::Error;
 use crate::sessions::model::{
     EndReason, EventKind, Metadata, Session, SessionEvent, SessionId, SessionStatus,
 };
 
-pub fn session_id(id: &str) -> Result<SessionId, Status> {
+/// `field` names the request field, e.g. `session_ids[2]`. The id is
+/// quoted escaped and bounded: it is untrusted and may be a megabyte.
+pub fn session_id(field: &str, id: &str) -> Result<SessionId, Error> {
     SessionId::parse(id).ok_or_else(|| {
-        Status::invalid_argument(format!("session_id: {id:?} is not a session id (a UUID)"))
+        Error::invalid(
+            field,
+            format!("\"{}\" is not a session id (a UUID)", untrusted(id)),
+        )
     })
 }
 
@@ -20,18 +29,24 @@ pub fn session_id(id: &str) -> Result<SessionId, Status> {
 pub fn optional_duration(
     field: &str,
     value: Option<prost_types::Duration>,
-) -> Result<Option<Duration>, Status> {
+) -> Result<Option<Duration>, Error> {
     value.map(|d| duration(field, d)).transpose()
 }
 
-fn duration(field: &str, value: prost_types::Duration) -> Result<Duration, Status> {
+fn duration(field: &str, value: prost_types::Duration) -> Result<Duration, Error> {
     let prost_types::Duration { seconds, nanos } = value;
     if seconds < 0 || !(0..1_000_000_000).contains(&nanos) {
-        return Err(Status::invalid_argument(format!(
-            "{field}: must be positive, got {seconds}s {nanos}ns"
-        )));
+        return Err(Error::invalid(
+            field,
+            format!("must be positive, got {seconds}s {nanos}ns"),
+        ));
     }
     Ok(Duration::new(seconds as u64, nanos as u32))
+}
+
+/// A page size is a count: negative is refused.
+pub fn page_size(value: i32) -> Result<u64, Error> {
+    u64::try_from(value).map_err(|_| Error::invalid("page_size", "must not be negative"))
 }
 
 pub fn metadata(labels: std::collections::HashMap<String, String>) -> Metadata {
@@ -39,7 +54,7 @@ pub fn metadata(labels: std::collections::HashMap<String, String>) -> Metadata {
 }
 
 /// Status filters: UNSPECIFIED or unknown values are refused.
-pub fn statuses(values: &[i32]) -> Result<Vec<SessionStatus>, Status> {
+pub fn statuses(values: &[i32]) -> Result<Vec<SessionStatus>, Error> {
     values
         .iter()
         .map(|&v| match pb::SessionStatus::try_from(v) {
@@ -47,23 +62,25 @@ pub fn statuses(values: &[i32]) -> Result<Vec<SessionStatus>, Status> {
             Ok(pb::SessionStatus::Live) => Ok(SessionStatus::Live),
             Ok(pb::SessionStatus::Released) => Ok(SessionStatus::Released),
             Ok(pb::SessionStatus::Failed) => Ok(SessionStatus::Failed),
-            Ok(pb::SessionStatus::Unspecified) | Err(_) => Err(Status::invalid_argument(format!(
-                "statuses: {v} is not a session status (UNSPECIFIED is not a filter)"
-            ))),
+            Ok(pb::SessionStatus::Unspecified) | Err(_) => Err(Error::invalid(
+                "statuses",
+                format!("{v} is not a session status (UNSPECIFIED is not a filter)"),
+            )),
         })
         .collect()
 }
 
 /// Kind filters: UNSPECIFIED or unknown values are refused.
-pub fn event_kinds(values: &[i32]) -> Result<Vec<EventKind>, Status> {
+pub fn event_kinds(values: &[i32]) -> Result<Vec<EventKind>, Error> {
     values
         .iter()
         .map(|&v| match pb::EventKind::try_from(v) {
             Ok(pb::EventKind::StatusChanged) => Ok(EventKind::StatusChanged),
             Ok(pb::EventKind::Extended) => Ok(EventKind::Extended),
-            Ok(pb::EventKind::Unspecified) | Err(_) => Err(Status::invalid_argument(format!(
-                "kinds: {v} is not an event kind (UNSPECIFIED is not a filter)"
-            ))),
+            Ok(pb::EventKind::Unspecified) | Err(_) => Err(Error::invalid(
+                "kinds",
+                format!("{v} is not an event kind (UNSPECIFIED is not a filter)"),
+            )),
         })
         .collect()
 }

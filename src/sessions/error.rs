@@ -59,4 +59,41 @@ impl Error {
     }
 }
 
+/// At most this many bytes of an untrusted string are quoted back in a
+/// status message or a log line (after escaping).
+pub const UNTRUSTED_SHOWN_BYTES: usize = 64;
+
+/// Untrusted text as it may be quoted: escaped (`\n`, `\u{202e}`, so it
+/// cannot break or reorder a log line) and cut to about
+/// [`UNTRUSTED_SHOWN_BYTES`], marked with `…` when cut.
+pub fn untrusted(value: &str) -> String {
+    let mut shown = String::new();
+    for c in value.chars() {
+        // escape_debug writes `\n`, `\u{0}`; bidi controls it may leave
+        // as they are, so those are spelled out.
+        let escaped: String = if is_forbidden(c) && !c.is_control() {
+            c.escape_unicode().collect()
+        } else {
+            c.escape_debug().collect()
+        };
+        if shown.len() + escaped.len() > UNTRUSTED_SHOWN_BYTES {
+            shown.push('…');
+            break;
+        }
+        shown.push_str(&escaped);
+    }
+    shown
+}
+
+/// Characters no text field accepts: control characters (NUL truncates C
+/// strings, a newline forges log lines and headers) and the bidi controls
+/// that make text read differently from what it is (Trojan Source).
+pub fn is_forbidden(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,9 +1,11 @@
 //! Bounds on what callers may ask for. Each check names the request field,
-//! so a client learns which value to fix.
+//! so a client learns which value to fix. Untrusted text that a refusal
+//! quotes goes through [`untrusted`], so no message or log line carries it
+//! raw or unbounded.
 
 use std::time::Duration;
 
-use super::error::{Error, Result};
+use super::error::{Error, Result, is_forbidden, untrusted};
 use super::model::{
     METADATA_MAX_ENTRIES, METADATA_MAX_KEY_BYTES, METADATA_MAX_VALUE_BYTES, Metadata, Viewport,
 };
@@ -11,6 +13,8 @@ use super::model::{
 pub const USER_AGENT_MAX_BYTES: usize = 512;
 pub const PROXY_URL_MAX_BYTES: usize = 2048;
 pub const IDEMPOTENCY_KEY_MAX_BYTES: usize = 128;
+
+const FORBIDDEN: &str = "must not contain control or bidirectional-control characters";
 
 pub fn timeout(field: &str, value: Duration, max: Duration) -> Result<Duration> {
     if value.is_zero() {
@@ -43,11 +47,18 @@ pub fn metadata(field: &str, metadata: &Metadata) -> Result<()> {
                 format!("keys must be 1 to {METADATA_MAX_KEY_BYTES} bytes"),
             ));
         }
+        let entry = || format!("{field}[{}]", untrusted(key));
+        if key.chars().any(is_forbidden) {
+            return Err(Error::invalid(entry(), format!("the key {FORBIDDEN}")));
+        }
         if value.len() > METADATA_MAX_VALUE_BYTES {
             return Err(Error::invalid(
-                format!("{field}[{key}]"),
+                entry(),
                 format!("values must be at most {METADATA_MAX_VALUE_BYTES} bytes"),
             ));
+        }
+        if value.chars().any(is_forbidden) {
+            return Err(Error::invalid(entry(), format!("the value {FORBIDDEN}")));
         }
     }
     Ok(())
@@ -73,8 +84,9 @@ pub fn viewport(viewport: Viewport) -> Result<Viewport> {
     Ok(viewport)
 }
 
-/// Optional free text: empty means unset. Control characters are refused:
-/// the value becomes a browser command-line flag.
+/// Optional free text: empty means unset. Control and bidi characters are
+/// refused: the value becomes a browser command-line flag, and operators
+/// read it in lists and logs.
 pub fn text(field: &str, value: String, max_bytes: usize) -> Result<Option<String>> {
     if value.is_empty() {
         return Ok(None);
@@ -85,8 +97,8 @@ pub fn text(field: &str, value: String, max_bytes: usize) -> Result<Option<Strin
             format!("must be at most {max_bytes} bytes"),
         ));
     }
-    if value.chars().any(char::is_control) {
-        return Err(Error::invalid(field, "must not contain control characters"));
+    if value.chars().any(is_forbidden) {
+        return Err(Error::invalid(field, FORBIDDEN));
     }
     Ok(Some(value))
 }
@@ -120,6 +132,7 @@ pub fn proxy_url(value: String) -> Result<Option<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sessions::error::UNTRUSTED_SHOWN_BYTES;
 
     #[test]
     fn proxy_urls_need_a_known_scheme_a_host_and_a_port() {
@@ -140,6 +153,56 @@ mod tests {
         ] {
             assert!(proxy_url(bad.into()).is_err(), "{bad} must be refused");
         }
+    }
+
+    #[test]
+    fn control_and_bidi_characters_are_refused_in_every_text_field() {
+        let bad = [
+            "\0", "\n", "\r", "\t", "\u{7f}", "\u{85}", "\u{061c}", "\u{200e}", "\u{200f}",
+            "\u{202a}", "\u{202e}", "\u{2066}", "\u{2069}",
+        ];
+        for c in bad {
+            let text_value = format!("a{c}b");
+            assert!(
+                text("user_agent", text_value.clone(), 512).is_err(),
+                "{c:?}"
+            );
+            assert!(proxy_url(format!("http://h{c}:80")).is_err(), "{c:?}");
+            let key: Metadata = [(text_value.clone(), "v".to_owned())].into_iter().collect();
+            match metadata("metadata", &key) {
+                Err(Error::InvalidArgument { field, .. }) => {
+                    assert!(field.starts_with("metadata["), "{field}");
+                    assert!(!field.contains(c), "the field name carries {c:?} raw");
+                }
+                other => panic!("key with {c:?}: {other:?}"),
+            }
+            let value: Metadata = [("k".to_owned(), text_value)].into_iter().collect();
+            match metadata("metadata", &value) {
+                Err(Error::InvalidArgument { field, .. }) => assert_eq!(field, "metadata[k]"),
+                other => panic!("value with {c:?}: {other:?}"),
+            }
+        }
+        // Other non-ASCII text is fine.
+        assert!(text("user_agent", "Mozilla/5.0 (日本語; ü)".into(), 512).is_ok());
+        let labels: Metadata = [("équipe".to_owned(), "données ✓".to_owned())]
+            .into_iter()
+            .collect();
+        assert!(metadata("metadata", &labels).is_ok());
+    }
+
+    #[test]
+    fn untrusted_text_is_escaped_and_bounded() {
+        assert_eq!(untrusted("abc"), "abc");
+        assert_eq!(untrusted("a\nb\"c"), "a\\nb\\\"c");
+        assert_eq!(untrusted("x\u{202e}y"), "x\\u{202e}y");
+        let long = untrusted(&"a".repeat(1 << 20));
+        assert_eq!(long, format!("{}…", "a".repeat(UNTRUSTED_SHOWN_BYTES)));
+        let escapes = untrusted(&"\u{202e}".repeat(1000));
+        assert!(
+            escapes.len() <= UNTRUSTED_SHOWN_BYTES + '…'.len_utf8(),
+            "{escapes}"
+        );
+        assert!(!escapes.contains('\u{202e}'));
     }
 
     #[test]

@@ -49,7 +49,7 @@ impl StoreError {
         };
         match sqlx.as_ref() {
             Sqlx::Io(_) | Sqlx::Tls(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed => true,
-            Sqlx::WorkerCrashed | Sqlx::Protocol(_) => true,
+            Sqlx::WorkerCrashed => true,
             Sqlx::Database(db) => {
                 let code = db.code().unwrap_or_default();
                 // PostgreSQL: connection exceptions (08), insufficient

@@ -3,6 +3,7 @@
 
 use browserd::pb;
 use tonic::Code;
+use tonic_types::StatusExt;
 
 use crate::on_both_backends;
 use crate::support::*;
@@ -130,12 +131,8 @@ async fn bad_requests_name_the_field_and_write_nothing(backend: Backend) {
         ),
     ];
     for (request, field) in cases {
-        let (code, message) = code_and_message(app.client.create_session(request.clone()).await);
-        assert_eq!(code, Code::InvalidArgument, "{request:?}: {message}");
-        assert!(
-            message.starts_with(field),
-            "{field} must be named: {message}"
-        );
+        let refused = refusal(app.client.create_session(request.clone()).await);
+        assert_invalid_argument(&refused, field);
     }
 
     let unknown = uuid::Uuid::new_v4().to_string();
@@ -173,39 +170,34 @@ async fn bad_requests_name_the_field_and_write_nothing(backend: Backend) {
         assert!(message.contains(&unknown), "{message}");
     }
     let malformed = [
-        code_and_message(
+        refusal(
             c.get_session(pb::GetSessionRequest {
                 session_id: id("nope"),
             })
             .await,
         ),
-        code_and_message(
+        refusal(
             c.release_session(pb::ReleaseSessionRequest {
                 session_id: id("nope"),
             })
             .await,
         ),
-        code_and_message(
+        refusal(
             c.get_live_details(pb::GetLiveDetailsRequest { session_id: id("") })
                 .await,
         ),
     ];
-    for (code, message) in malformed {
-        assert_eq!(code, Code::InvalidArgument, "{message}");
-        assert!(message.starts_with("session_id"), "{message}");
+    for refused in malformed {
+        assert_invalid_argument(&refused, "session_id");
     }
-    let (code, message) = code_and_message(
+    let refused = refusal(
         c.extend_session(pb::ExtendSessionRequest {
             session_id: id(&unknown),
             timeout: None,
         })
         .await,
     );
-    assert_eq!(
-        (code, message.starts_with("timeout")),
-        (Code::InvalidArgument, true),
-        "{message}"
-    );
+    assert_invalid_argument(&refused, "timeout");
 
     let list_cases = [
         (
@@ -238,9 +230,7 @@ async fn bad_requests_name_the_field_and_write_nothing(backend: Backend) {
         ),
     ];
     for (request, field) in list_cases {
-        let (code, message) = code_and_message(c.list_sessions(request).await);
-        assert_eq!(code, Code::InvalidArgument, "{message}");
-        assert!(message.starts_with(field), "{field}: {message}");
+        assert_invalid_argument(&refusal(c.list_sessions(request).await), field);
     }
     let watch_cases = [
         (
@@ -259,17 +249,15 @@ async fn bad_requests_name_the_field_and_write_nothing(backend: Backend) {
         ),
     ];
     for (request, field) in watch_cases {
-        let (code, message) = code_and_message(c.watch_sessions(request).await);
-        assert_eq!(code, Code::InvalidArgument, "{message}");
-        assert!(message.starts_with(field), "{field}: {message}");
+        assert_invalid_argument(&refusal(c.watch_sessions(request).await), field);
     }
-    let (code, message) = code_and_message(
+    let refused = refusal(
         c.release_all_sessions(pb::ReleaseAllSessionsRequest {
             metadata: [("".into(), "v".into())].into(),
         })
         .await,
     );
-    assert_eq!(code, Code::InvalidArgument, "{message}");
+    assert_invalid_argument(&refused, "metadata");
 
     let listed = app.list(pb::ListSessionsRequest::default()).await;
     assert!(
@@ -285,4 +273,366 @@ async fn bad_requests_name_the_field_and_write_nothing(backend: Backend) {
     app.stop().await;
 }
 
-on_both_backends!(bad_requests_name_the_field_and_write_nothing);
+/// NOT_FOUND carries `google.rpc.ResourceInfo` naming the session.
+async fn unknown_sessions_are_named_in_resource_info(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let c = &mut app.client;
+    let session_id = unknown.clone();
+    let refusals = [
+        refusal(
+            c.get_session(pb::GetSessionRequest {
+                session_id: session_id.clone(),
+            })
+            .await,
+        ),
+        refusal(
+            c.release_session(pb::ReleaseSessionRequest {
+                session_id: session_id.clone(),
+            })
+            .await,
+        ),
+        refusal(
+            c.extend_session(pb::ExtendSessionRequest {
+                session_id: session_id.clone(),
+                timeout: seconds(60),
+            })
+            .await,
+        ),
+        refusal(
+            c.get_live_details(pb::GetLiveDetailsRequest { session_id })
+                .await,
+        ),
+    ];
+    for refused in refusals {
+        assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
+        let details = refused.get_error_details();
+        let resource = details
+            .resource_info()
+            .unwrap_or_else(|| panic!("NOT_FOUND without ResourceInfo: {refused:?}"));
+        assert_eq!(resource.resource_type, "browserd.v1.Session");
+        assert_eq!(resource.resource_name, unknown);
+    }
+    app.stop().await;
+}
+
+/// RESOURCE_EXHAUSTED says when to retry and which limit was hit.
+async fn a_full_node_says_when_to_retry(backend: Backend) {
+    let mut app = spawn_app_with(backend, |c| c.max_sessions = 1).await;
+    let first = app.create(pb::CreateSessionRequest::default()).await;
+    let refused = refusal(
+        app.client
+            .create_session(pb::CreateSessionRequest::default())
+            .await,
+    );
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    let details = refused.get_error_details();
+    let delay = details
+        .retry_info()
+        .and_then(|r| r.retry_delay)
+        .unwrap_or_else(|| panic!("RESOURCE_EXHAUSTED without a retry delay: {refused:?}"));
+    assert!(!delay.is_zero() && delay <= std::time::Duration::from_secs(60));
+    let quota = details
+        .quota_failure()
+        .unwrap_or_else(|| panic!("RESOURCE_EXHAUSTED without QuotaFailure: {refused:?}"));
+    assert!(
+        quota
+            .violations
+            .iter()
+            .any(|v| v.subject == "node" && v.description.contains("--max-sessions")),
+        "{quota:?}"
+    );
+    app.release(&first.id).await;
+    app.stop().await;
+}
+
+/// A 1 MiB session_id is refused with a message short enough for any
+/// client to read (the HTTP/2 header limit rejects a huge grpc-message).
+async fn a_huge_session_id_gets_a_short_message(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let huge = "a".repeat(1 << 20);
+    let c = &mut app.client;
+    let refusals = [
+        refusal(
+            c.get_session(pb::GetSessionRequest {
+                session_id: huge.clone(),
+            })
+            .await,
+        ),
+        refusal(
+            c.release_session(pb::ReleaseSessionRequest {
+                session_id: huge.clone(),
+            })
+            .await,
+        ),
+        refusal(
+            c.watch_sessions(pb::WatchSessionsRequest {
+                session_ids: vec![huge.clone()],
+                ..Default::default()
+            })
+            .await,
+        ),
+    ];
+    for refused in refusals {
+        assert_invalid_argument(&refused, "session_id");
+        assert!(
+            refused.message().len() < 200,
+            "{} bytes of message",
+            refused.message().len()
+        );
+        let details = refused.get_error_details();
+        for v in &details.bad_request().expect("BadRequest").field_violations {
+            assert!(v.description.len() < 200, "{} bytes", v.description.len());
+        }
+    }
+    app.stop().await;
+}
+
+/// Metadata keys and values, like the other string fields, refuse control
+/// and bidi characters (NUL truncates C strings; U+202E reverses what an
+/// operator reads), name the field, and write nothing.
+async fn control_and_bidi_characters_are_refused(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let base = pb::CreateSessionRequest::default;
+    let label = |k: &str, v: &str| [(k.to_owned(), v.to_owned())].into();
+    let creates: Vec<(pb::CreateSessionRequest, &str)> = vec![
+        (
+            pb::CreateSessionRequest {
+                metadata: label("team\0admin", "x"),
+                ..base()
+            },
+            "metadata[",
+        ),
+        (
+            pb::CreateSessionRequest {
+                metadata: label("team", "x\0admin"),
+                ..base()
+            },
+            "metadata[team]",
+        ),
+        (
+            pb::CreateSessionRequest {
+                metadata: label("team\u{202e}", "x"),
+                ..base()
+            },
+            "metadata[",
+        ),
+        (
+            pb::CreateSessionRequest {
+                metadata: label("team", "gpj.\u{202e}exe"),
+                ..base()
+            },
+            "metadata[team]",
+        ),
+        (
+            pb::CreateSessionRequest {
+                metadata: label("team", "a\nb"),
+                ..base()
+            },
+            "metadata[team]",
+        ),
+        (
+            pb::CreateSessionRequest {
+                user_agent: "bot \u{202e}1.0".into(),
+                ..base()
+            },
+            "user_agent",
+        ),
+        (
+            pb::CreateSessionRequest {
+                idempotency_key: "key\u{2066}".into(),
+                ..base()
+            },
+            "idempotency_key",
+        ),
+        (
+            pb::CreateSessionRequest {
+                proxy_url: "http://proxy\u{202e}:3128".into(),
+                ..base()
+            },
+            "proxy_url",
+        ),
+    ];
+    for (request, field) in creates {
+        let refused = refusal(app.client.create_session(request.clone()).await);
+        assert_invalid_argument(&refused, field);
+        assert!(
+            !refused
+                .message()
+                .contains(['\0', '\u{202e}', '\u{2066}', '\n']),
+            "the message echoes the raw character: {:?}",
+            refused.message()
+        );
+    }
+    let c = &mut app.client;
+    let filter = || label("team\0", "x");
+    assert_invalid_argument(
+        &refusal(
+            c.list_sessions(pb::ListSessionsRequest {
+                metadata: filter(),
+                ..Default::default()
+            })
+            .await,
+        ),
+        "metadata[",
+    );
+    assert_invalid_argument(
+        &refusal(
+            c.release_all_sessions(pb::ReleaseAllSessionsRequest { metadata: filter() })
+                .await,
+        ),
+        "metadata[",
+    );
+    assert_invalid_argument(
+        &refusal(
+            c.watch_sessions(pb::WatchSessionsRequest {
+                metadata: filter(),
+                ..Default::default()
+            })
+            .await,
+        ),
+        "metadata[",
+    );
+    let listed = app.list(pb::ListSessionsRequest::default()).await;
+    assert!(listed.is_empty(), "refused requests wrote: {listed:?}");
+    assert_eq!(
+        app.newest_sequence().await,
+        0,
+        "refused requests wrote events"
+    );
+    assert_eq!(entries(&app.profiles_dir()), Vec::<String>::new());
+    app.stop().await;
+}
+
+/// The real binary's log: a session_id carrying a newline and a made-up
+/// log line stays on one escaped line, and refused requests are not
+/// logged at ERROR (they are the client's mistake, not the server's).
+async fn untrusted_input_cannot_forge_log_lines(backend: Backend) {
+    let data = tempfile::tempdir().expect("temp dir");
+    let database = TestDatabase::new(backend, data.path()).await;
+    let (mut client, server) = LoggedServer::start(data.path(), &database.url).await;
+    let forged = "2026-01-01T00:00:00Z INFO FORGED admin";
+    let attack = format!("nope\n{forged}");
+    let refused = refusal(
+        client
+            .get_session(pb::GetSessionRequest {
+                session_id: attack.clone(),
+            })
+            .await,
+    );
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    let refused = refusal(
+        client
+            .get_session(pb::GetSessionRequest {
+                session_id: uuid::Uuid::new_v4().to_string(),
+            })
+            .await,
+    );
+    assert_eq!(refused.code(), Code::NotFound);
+    let log = server.stop().await;
+    let text = log.join("\n");
+    assert!(
+        !log.iter().any(|line| line.starts_with(forged)),
+        "a request forged a log line:\n{text}"
+    );
+    assert!(
+        log.iter()
+            .any(|line| line.contains("FORGED admin") && line.contains("nope\\n")),
+        "the refused request is logged, escaped, on one line:\n{text}"
+    );
+    assert!(
+        !log.iter().any(|line| line.contains(" ERROR ")),
+        "client errors logged at ERROR:\n{text}"
+    );
+    for code in ["InvalidArgument", "NotFound"] {
+        assert!(
+            log.iter().any(|line| line.contains(code)),
+            "no log line with the code {code}:\n{text}"
+        );
+    }
+    database.remove().await;
+}
+
+/// `browserd serve` whose whole stderr is kept for the test to read.
+struct LoggedServer {
+    child: tokio::process::Child,
+    log: tokio::task::JoinHandle<Vec<String>>,
+}
+
+impl LoggedServer {
+    async fn start(
+        data_dir: &std::path::Path,
+        database_url: &str,
+    ) -> (
+        pb::session_service_client::SessionServiceClient<tonic::transport::Channel>,
+        Self,
+    ) {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = crate::binary::browserd()
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--cdp-listen",
+                "127.0.0.1:0",
+                "--node-id",
+                "log-test",
+                "--warm-pool",
+                "0",
+            ])
+            .env("BROWSERD_DATA_DIR", data_dir)
+            .env("BROWSERD_DATABASE_URL", database_url)
+            .env("RUST_LOG", "info,browserd=debug")
+            .spawn()
+            .expect("start browserd");
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+        let log = tokio::spawn(async move {
+            let mut addr_tx = Some(addr_tx);
+            let mut log = Vec::new();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("browserd listening")
+                    && let Some(addr) = line
+                        .split_whitespace()
+                        .find_map(|w| w.strip_prefix("grpc="))
+                    && let Some(tx) = addr_tx.take()
+                {
+                    let _ = tx.send(addr.to_owned());
+                }
+                log.push(line);
+            }
+            log
+        });
+        let addr = tokio::time::timeout(EVENT_WAIT, addr_rx)
+            .await
+            .expect("browserd logs its bound address")
+            .expect("browserd exited before listening");
+        let client =
+            pb::session_service_client::SessionServiceClient::connect(format!("http://{addr}"))
+                .await
+                .expect("connect to browserd");
+        (client, Self { child, log })
+    }
+
+    /// SIGTERM; the whole log once browserd has exited.
+    async fn stop(mut self) -> Vec<String> {
+        let pid = self.child.id().expect("running") as i32;
+        // SAFETY: signalling the child this test spawned.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let status = tokio::time::timeout(EVENT_WAIT, self.child.wait())
+            .await
+            .expect("browserd exits")
+            .expect("wait");
+        assert!(status.success(), "browserd exited with {status}");
+        self.log.await.expect("log reader")
+    }
+}
+
+on_both_backends!(
+    bad_requests_name_the_field_and_write_nothing,
+    unknown_sessions_are_named_in_resource_info,
+    a_full_node_says_when_to_retry,
+    a_huge_session_id_gets_a_short_message,
+    control_and_bidi_characters_are_refused,
+    untrusted_input_cannot_forge_log_lines,
+);

@@ -200,12 +200,21 @@ async fn a_slow_subscriber_is_aborted_and_resumes_without_gap(backend: Backend) 
         }
     };
     assert_eq!(aborted.code(), tonic::Code::Aborted, "{aborted:?}");
-    let resume_from: u64 = aborted
-        .message()
-        .rsplit("after_sequence = ")
-        .next()
+    // The resume point comes as a google.rpc.ErrorInfo a program reads,
+    // not as text to parse out of the message.
+    let details = tonic_types::StatusExt::get_error_details(&aborted);
+    let info = details
+        .error_info()
+        .unwrap_or_else(|| panic!("ABORTED without ErrorInfo: {aborted:?}"));
+    assert_eq!(
+        (info.reason.as_str(), info.domain.as_str()),
+        ("SUBSCRIBER_LAGGED", "browserd.dev")
+    );
+    let resume_from: u64 = info
+        .metadata
+        .get("resume_after_sequence")
         .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("the status names the resume point: {aborted:?}"));
+        .unwrap_or_else(|| panic!("the ErrorInfo names the resume point: {info:?}"));
     assert_eq!(Some(&resume_from), received.last(), "{aborted:?}");
     assert!(resume_from < total, "cut off, not drained: {resume_from}");
 

@@ -411,3 +411,35 @@ pub fn browser_main_pid(profiles_dir: &Path, session_id: &str) -> i32 {
     );
     *found.first().expect("one pid")
 }
+
+/// The status of a request that must be refused.
+pub fn refusal<T: std::fmt::Debug>(outcome: Result<T, tonic::Status>) -> tonic::Status {
+    outcome.expect_err("the request must be refused")
+}
+
+/// INVALID_ARGUMENT whose message starts with `field` and whose
+/// `google.rpc.BadRequest` detail names it, so a program can act on it.
+pub fn assert_invalid_argument(status: &tonic::Status, field: &str) {
+    use tonic_types::StatusExt;
+    let message = status.message();
+    assert_eq!(
+        status.code(),
+        tonic::Code::InvalidArgument,
+        "{field}: {message}"
+    );
+    assert!(
+        message.starts_with(field),
+        "{field} must be named: {message}"
+    );
+    let details = status.get_error_details();
+    let violations = details
+        .bad_request()
+        .map(|b| b.field_violations.clone())
+        .unwrap_or_default();
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.field.starts_with(field) && !v.description.is_empty()),
+        "{field} must be named in a BadRequest detail: {violations:?} ({message})"
+    );
+}

@@ -5,6 +5,7 @@
 const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
+const protobuf = require('protobufjs');
 
 const PROTO_DIR = path.resolve(__dirname, '..', '..', '..', 'proto');
 
@@ -67,6 +68,45 @@ function call(client, method, request, { timeoutMs = 60_000 } = {}) {
   });
 }
 
+// The google.rpc messages browserd puts in the `grpc-status-details-bin`
+// trailer of a refusal (google/rpc/status.proto, error_details.proto), as
+// far as this client reads them. Any is declared here rather than imported:
+// the wire format is all that matters.
+const RPC_TYPES = protobuf.parse(`
+  syntax = "proto3";
+  package google.rpc;
+  message Any { string type_url = 1; bytes value = 2; }
+  message Status { int32 code = 1; string message = 2; repeated Any details = 3; }
+  message ErrorInfo { string reason = 1; string domain = 2; map<string, string> metadata = 3; }
+  message ResourceInfo { string resource_type = 1; string resource_name = 2; string owner = 3; string description = 4; }
+  message BadRequest {
+    message FieldViolation { string field = 1; string description = 2; }
+    repeated FieldViolation field_violations = 1;
+  }
+`, { keepCase: true }).root;
+const RPC_STATUS = RPC_TYPES.lookupType('google.rpc.Status');
+
+/**
+ * The rich error details of a finished call, from its trailers (a grpc-js
+ * status object's or error's `metadata`): `{ 'google.rpc.ErrorInfo':
+ * {reason, domain, metadata}, ... }`, keyed by message type; types this
+ * client does not know are left out. `{}` when there are none.
+ */
+function errorDetails(metadata) {
+  const raw = metadata?.get('grpc-status-details-bin')?.[0];
+  if (!raw) return {};
+  const status = RPC_STATUS.decode(Buffer.isBuffer(raw) ? raw : Buffer.from(raw));
+  const details = {};
+  for (const { type_url, value } of status.details) {
+    const name = type_url.slice(type_url.lastIndexOf('/') + 1);
+    const type = name.startsWith('google.rpc.') && RPC_TYPES.lookup(name);
+    if (type instanceof protobuf.Type) {
+      details[name] = type.toObject(type.decode(value), { longs: String, defaults: true });
+    }
+  }
+  return details;
+}
+
 /** A google.protobuf.Timestamp (with longs: String) as BigInt nanoseconds. */
 function timestampNanos(ts) {
   if (!ts) return null;
@@ -86,6 +126,7 @@ module.exports = {
   sessionClient,
   healthClient,
   call,
+  errorDetails,
   waitForReadyMetadata,
   timestampNanos,
   durationSeconds,

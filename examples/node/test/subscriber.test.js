@@ -7,7 +7,8 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const { startBrowserd, startProxy, tempDataDir, grpc } = require('../lib/harness');
-const { sessionClient, call } = require('../lib/client');
+const protobuf = require('protobufjs');
+const { sessionClient, call, errorDetails } = require('../lib/client');
 const { Subscriber, TERMINAL } = require('../subscriber');
 
 const SUBSCRIBER_EVENTS = ['subscribe', 'event', 'ended', 'disconnect', 'error', 'stopped'];
@@ -213,3 +214,86 @@ test('subscriber sees SHUTDOWN, then resumes across a browserd restart', async (
   assert.equal(await server.stop(), 0, `browserd exit code after SIGTERM\n${server.tail()}`);
   assert.deepEqual(rec.errors, []);
 });
+
+test('subscriber resumes from the ErrorInfo of an ABORTED (lagging) stream', async (t) => {
+  const server = await startBrowserd();
+  t.after(() => server.cleanup());
+  const client = sessionClient(server.grpcAddress);
+  t.after(() => client.close());
+
+  // The trailer decoder on a real refusal from browserd: NOT_FOUND names
+  // the session in a google.rpc.ResourceInfo.
+  const missing = '00000000-0000-4000-8000-000000000000';
+  const notFound = await call(client, 'GetSession', { session_id: missing }).then(
+    () => assert.fail('GetSession of an unknown id succeeded'),
+    (err) => err,
+  );
+  assert.equal(notFound.code, grpc.status.NOT_FOUND);
+  assert.deepEqual(errorDetails(notFound.metadata)['google.rpc.ResourceInfo'], {
+    resource_type: 'browserd.v1.Session',
+    resource_name: missing,
+    owner: '',
+    description: notFound.details,
+  });
+
+  // Two sessions end; the subscriber has seen the first one's events only
+  // when browserd cuts it off as a lagging subscriber would be: ABORTED
+  // with the resume point in an ErrorInfo, and a message that says
+  // nothing parseable.
+  const s1 = await createAndRelease(client, { phase: 'before' });
+  const sub = new Subscriber({ address: server.grpcAddress, afterSequence: 0, maxBackoffMs: 200, log: () => {} });
+  const rec = record(sub);
+  t.after(() => sub.stop());
+  sub.start();
+  await until(sub, rec, () => rec.ended.some((e) => e.id === s1), `usage for ${s1}`);
+  const seen = sub.lastSequence;
+  sub.stream.cancel(); // as if the server had cut it; its status is replaced below
+  sub.stream = null;
+  const s2 = await createAndRelease(client, { phase: 'skipped' });
+  const { session: s3 } = await call(client, 'CreateSession', { metadata: { phase: 'after' } });
+  // The server's resume point: after s2's events (which, say, this
+  // subscriber's filter did not want), so it must not see them again.
+  const stored = await storedEvents(server.grpcAddress, BigInt(seen) + 1n);
+  const resumeAfter = String(BigInt(stored.find((e) => e.session_id === s2).sequence));
+  const metadata = new grpc.Metadata();
+  metadata.set('grpc-status-details-bin', lagStatus(resumeAfter));
+  sub.onStreamDone({ code: grpc.status.ABORTED, details: 'behind', metadata });
+  assert.equal(rec.disconnects.at(-1).resumeAfter, resumeAfter);
+  await call(client, 'ReleaseSession', { session_id: s3.id });
+  await until(sub, rec, () => rec.ended.some((e) => e.id === s3.id), `usage for ${s3.id}`);
+  assert.equal(rec.subscribes.at(-1), resumeAfter);
+  assert.deepEqual(
+    rec.ended.map((e) => e.id),
+    [s1, s3.id],
+    'resumed from the ErrorInfo, past the skipped session',
+  );
+  assert.deepEqual(rec.errors, []);
+
+  sub.stop();
+  assert.equal(await server.stop(), 0, `browserd exit code after SIGTERM\n${server.tail()}`);
+});
+
+/** google.rpc.Status bytes for ABORTED with ErrorInfo SUBSCRIBER_LAGGED, as
+ *  browserd sends when a subscriber falls behind. */
+function lagStatus(resumeAfter) {
+  const root = protobuf.parse(`
+    syntax = "proto3";
+    message Any { string type_url = 1; bytes value = 2; }
+    message Status { int32 code = 1; string message = 2; repeated Any details = 3; }
+    message ErrorInfo { string reason = 1; string domain = 2; map<string, string> metadata = 3; }
+  `, { keepCase: true }).root;
+  const ErrorInfo = root.lookupType('ErrorInfo');
+  const Status = root.lookupType('Status');
+  const info = ErrorInfo.encode({
+    reason: 'SUBSCRIBER_LAGGED',
+    domain: 'browserd.dev',
+    metadata: { resume_after_sequence: resumeAfter },
+  }).finish();
+  return Buffer.from(
+    Status.encode({
+      code: grpc.status.ABORTED,
+      message: 'behind',
+      details: [{ type_url: 'type.googleapis.com/google.rpc.ErrorInfo', value: info }],
+    }).finish(),
+  );
+}
