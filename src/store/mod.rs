@@ -4,6 +4,8 @@
 //! one transaction with its event, so two racing writers cannot both win.
 
 mod entities;
+mod error;
+mod log;
 mod rows;
 
 use std::path::Path;
@@ -12,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use migrations::{Migrator, MigratorTrait};
 use sea_orm::sea_query::Query;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectOptions, Database, DatabaseConnection, DbErr,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectOptions, Database, DatabaseConnection,
     EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr, TransactionTrait,
 };
 
@@ -22,53 +24,7 @@ use crate::sessions::model::{
 use entities::{session_events, session_metadata, sessions};
 use rows::{duration_ms, millis, parse_id, parse_status, to_event, to_session};
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database error: {0}")]
-    Db(#[from] DbErr),
-    #[error("unreadable row for session {id}: {what}")]
-    Corrupt { id: String, what: String },
-}
-
-impl StoreError {
-    /// Whether the database is out of reach or refuses writes for now (a
-    /// server down or restarting, a broken connection, a full or read-only
-    /// disk), as opposed to a request it will never accept.
-    pub fn is_unavailable(&self) -> bool {
-        use sea_orm::sqlx::Error as Sqlx;
-        let Self::Db(error) = self else {
-            return false;
-        };
-        let runtime = match error {
-            DbErr::ConnectionAcquire(_) => return true,
-            DbErr::Conn(runtime) | DbErr::Exec(runtime) | DbErr::Query(runtime) => runtime,
-            _ => return false,
-        };
-        let sea_orm::RuntimeErr::SqlxError(sqlx) = runtime else {
-            return false;
-        };
-        match sqlx.as_ref() {
-            Sqlx::Io(_) | Sqlx::Tls(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed => true,
-            Sqlx::WorkerCrashed => true,
-            Sqlx::Database(db) => {
-                let code = db.code().unwrap_or_default();
-                // PostgreSQL: connection exceptions (08), insufficient
-                // resources such as a full disk (53), operator intervention
-                // such as a shutdown (57), read-only transactions (25006).
-                // SQLite: busy, locked, read-only, I/O error, full, cannot
-                // open (primary result codes 5, 6, 8, 10, 13, 14).
-                ["08", "53", "57"]
-                    .iter()
-                    .any(|class| code.starts_with(class))
-                    || code == "25006"
-                    || code
-                        .parse::<i32>()
-                        .is_ok_and(|c| [5, 6, 8, 10, 13, 14].contains(&(c & 0xff)))
-            }
-            _ => false,
-        }
-    }
-}
+pub use error::StoreError;
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -375,98 +331,6 @@ impl Store {
             .iter()
             .map(to_session)
             .collect()
-    }
-
-    /// Up to `limit` events with a sequence above `after`, in order.
-    pub async fn events_after(&self, after: u64, limit: u64) -> Result<Vec<SessionEvent>> {
-        session_events::Entity::find()
-            .filter(session_events::Column::Sequence.gt(after as i64))
-            .order_by_asc(session_events::Column::Sequence)
-            .limit(limit)
-            .all(&self.db)
-            .await?
-            .iter()
-            .map(to_event)
-            .collect()
-    }
-
-    /// Deletes up to `batch` sessions that ended before `cutoff` (their
-    /// metadata goes with them, and their idempotency keys are free again),
-    /// and up to `batch` of the oldest events: a prefix of the log, up to
-    /// the first event at or after `cutoff`, and never the newest event,
-    /// so the log always tells where it starts. Returns how many rows of
-    /// each went.
-    pub async fn prune(&self, cutoff: SystemTime, batch: u64) -> Result<(usize, usize)> {
-        let cutoff = millis(cutoff);
-        let ended: Vec<String> = sessions::Entity::find()
-            .select_only()
-            .column(sessions::Column::Id)
-            .filter(sessions::Column::Status.is_in([
-                SessionStatus::Released.as_str(),
-                SessionStatus::Failed.as_str(),
-            ]))
-            .filter(sessions::Column::EndedAt.lt(cutoff))
-            .limit(batch)
-            .into_tuple()
-            .all(&self.db)
-            .await?;
-        if !ended.is_empty() {
-            // Metadata first: a foreign key's cascade is not relied on.
-            session_metadata::Entity::delete_many()
-                .filter(session_metadata::Column::SessionId.is_in(ended.clone()))
-                .exec(&self.db)
-                .await?;
-            sessions::Entity::delete_many()
-                .filter(sessions::Column::Id.is_in(ended.clone()))
-                .exec(&self.db)
-                .await?;
-        }
-        let sequence = |query: sea_orm::Select<session_events::Entity>, max: bool| {
-            let column = session_events::Column::Sequence;
-            query
-                .select_only()
-                .column_as(if max { column.max() } else { column.min() }, "sequence")
-                .into_tuple::<Option<i64>>()
-                .one(&self.db)
-        };
-        let Some(newest) = sequence(session_events::Entity::find(), true)
-            .await?
-            .flatten()
-        else {
-            return Ok((ended.len(), 0));
-        };
-        let first_recent = sequence(
-            session_events::Entity::find().filter(session_events::Column::OccurredAt.gte(cutoff)),
-            false,
-        )
-        .await?
-        .flatten();
-        let upto = first_recent.unwrap_or(newest).min(newest) - 1;
-        let old: Vec<i64> = session_events::Entity::find()
-            .select_only()
-            .column(session_events::Column::Sequence)
-            .filter(session_events::Column::Sequence.lte(upto))
-            .order_by_asc(session_events::Column::Sequence)
-            .limit(batch)
-            .into_tuple()
-            .all(&self.db)
-            .await?;
-        if !old.is_empty() {
-            session_events::Entity::delete_many()
-                .filter(session_events::Column::Sequence.is_in(old.clone()))
-                .exec(&self.db)
-                .await?;
-        }
-        Ok((ended.len(), old.len()))
-    }
-
-    /// The oldest sequence still stored; `None` when the log is empty.
-    pub async fn oldest_sequence(&self) -> Result<Option<u64>> {
-        let oldest = session_events::Entity::find()
-            .order_by_asc(session_events::Column::Sequence)
-            .one(&self.db)
-            .await?;
-        Ok(oldest.map(|e| e.sequence as u64))
     }
 
     /// Sessions owned by `node_id` that never reached a terminal status.
