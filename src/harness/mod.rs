@@ -145,13 +145,23 @@ pub struct ChildServer {
     pub pid: u32,
     /// The gRPC address, `host:port`.
     pub addr: String,
+    /// The CDP relay's address, `host:port`.
+    pub cdp_addr: String,
     pub client: SessionServiceClient<Channel>,
 }
 
 impl ChildServer {
-    /// Starts `command`, a browserd that logs `browserd listening grpc=…`
-    /// at INFO on stderr, and waits for that line.
-    pub async fn spawn(mut command: tokio::process::Command) -> Self {
+    /// Starts `command`, a browserd that logs `browserd listening grpc=…
+    /// cdp=…` at INFO on stderr, and waits for that line.
+    pub async fn spawn(command: tokio::process::Command) -> Self {
+        Self::spawn_logged(command).await.0
+    }
+
+    /// As [`ChildServer::spawn`], and hands over every log line after the
+    /// listening one; the channel closes when browserd's stderr does.
+    pub async fn spawn_logged(
+        mut command: tokio::process::Command,
+    ) -> (Self, tokio::sync::mpsc::UnboundedReceiver<String>) {
         let mut child = command
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -161,29 +171,38 @@ impl ChildServer {
             .expect("start browserd");
         let pid = child.id().expect("a running child");
         let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let addr = tokio::time::timeout(WAIT, async {
+        let (addr, cdp_addr) = tokio::time::timeout(WAIT, async {
             while let Some(line) = lines.next_line().await.expect("read log") {
                 if line.contains("browserd listening") {
-                    let addr = line
-                        .split_whitespace()
-                        .find_map(|w| w.strip_prefix("grpc="))
-                        .expect("grpc= in the listening line");
-                    return addr.to_owned();
+                    let field = |name: &str| {
+                        line.split_whitespace()
+                            .find_map(|w| w.strip_prefix(name))
+                            .expect("addresses in the listening line")
+                            .to_owned()
+                    };
+                    return (field("grpc="), field("cdp="));
                 }
             }
             panic!("browserd exited before listening");
         })
         .await
-        .expect("browserd logs its bound address");
+        .expect("browserd logs its bound addresses");
         // Keep draining the log so the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let (log, logged) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = log.send(line);
+            }
+        });
         let client = SessionServiceClient::new(connect(&addr).await);
-        Self {
+        let server = Self {
             child,
             pid,
             addr,
+            cdp_addr,
             client,
-        }
+        };
+        (server, logged)
     }
 
     pub fn signal(&self, signal: i32) {

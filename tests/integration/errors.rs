@@ -510,7 +510,13 @@ async fn control_and_bidi_characters_are_refused(backend: Backend) {
 async fn untrusted_input_cannot_forge_log_lines(backend: Backend) {
     let data = tempfile::tempdir().expect("temp dir");
     let database = TestDatabase::new(backend, data.path()).await;
-    let (mut client, server) = LoggedServer::start(data.path(), &database.url).await;
+    let mut command = crate::binary::serve_command(data.path());
+    command
+        .args(["--node-id", "log-test", "--warm-pool", "0"])
+        .env("BROWSERD_DATABASE_URL", &database.url)
+        .env("RUST_LOG", "info,browserd=debug");
+    let (server, mut logged) = browserd::harness::ChildServer::spawn_logged(command).await;
+    let mut client = server.client.clone();
     let forged = "2026-01-01T00:00:00Z INFO FORGED admin";
     let attack = format!("nope\n{forged}");
     let refused = refusal(
@@ -529,7 +535,11 @@ async fn untrusted_input_cannot_forge_log_lines(backend: Backend) {
             .await,
     );
     assert_eq!(refused.code(), Code::NotFound);
-    let log = server.stop().await;
+    server.stop().await;
+    let mut log = Vec::new();
+    while let Some(line) = logged.recv().await {
+        log.push(line);
+    }
     let text = log.join("\n");
     assert!(
         !log.iter().any(|line| line.starts_with(forged)),
@@ -551,81 +561,6 @@ async fn untrusted_input_cannot_forge_log_lines(backend: Backend) {
         );
     }
     database.remove().await;
-}
-
-/// `browserd serve` whose whole stderr is kept for the test to read.
-struct LoggedServer {
-    child: tokio::process::Child,
-    log: tokio::task::JoinHandle<Vec<String>>,
-}
-
-impl LoggedServer {
-    async fn start(
-        data_dir: &std::path::Path,
-        database_url: &str,
-    ) -> (
-        pb::session_service_client::SessionServiceClient<tonic::transport::Channel>,
-        Self,
-    ) {
-        use tokio::io::AsyncBufReadExt;
-        let mut child = crate::binary::browserd()
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--cdp-listen",
-                "127.0.0.1:0",
-                "--node-id",
-                "log-test",
-                "--warm-pool",
-                "0",
-            ])
-            .env("BROWSERD_DATA_DIR", data_dir)
-            .env("BROWSERD_DATABASE_URL", database_url)
-            .env("RUST_LOG", "info,browserd=debug")
-            .spawn()
-            .expect("start browserd");
-        let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-        let log = tokio::spawn(async move {
-            let mut addr_tx = Some(addr_tx);
-            let mut log = Vec::new();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains("browserd listening")
-                    && let Some(addr) = line
-                        .split_whitespace()
-                        .find_map(|w| w.strip_prefix("grpc="))
-                    && let Some(tx) = addr_tx.take()
-                {
-                    let _ = tx.send(addr.to_owned());
-                }
-                log.push(line);
-            }
-            log
-        });
-        let addr = tokio::time::timeout(EVENT_WAIT, addr_rx)
-            .await
-            .expect("browserd logs its bound address")
-            .expect("browserd exited before listening");
-        let client =
-            pb::session_service_client::SessionServiceClient::connect(format!("http://{addr}"))
-                .await
-                .expect("connect to browserd");
-        (client, Self { child, log })
-    }
-
-    /// SIGTERM; the whole log once browserd has exited.
-    async fn stop(mut self) -> Vec<String> {
-        let pid = self.child.id().expect("running") as i32;
-        // SAFETY: signalling the child this test spawned.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let status = tokio::time::timeout(EVENT_WAIT, self.child.wait())
-            .await
-            .expect("browserd exits")
-            .expect("wait");
-        assert!(status.success(), "browserd exited with {status}");
-        self.log.await.expect("log reader")
-    }
 }
 
 on_both_backends!(

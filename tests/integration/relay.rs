@@ -8,7 +8,7 @@ use std::time::Duration;
 use browserd::pb;
 use futures_util::SinkExt;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_stream::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
@@ -667,28 +667,12 @@ async fn descriptor_exhaustion_backs_off_and_recovers(backend: Backend) {
             Ok(())
         });
     }
-    let mut child = command.spawn().expect("start browserd");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let (grpc, cdp) = tokio::time::timeout(EVENT_WAIT, async {
-        while let Some(line) = lines.next_line().await.expect("read log") {
-            if line.contains("browserd listening") {
-                let field = |name: &str| {
-                    line.split_whitespace()
-                        .find_map(|w| w.strip_prefix(name))
-                        .expect("address in the listening line")
-                        .to_owned()
-                };
-                return (field("grpc="), field("cdp="));
-            }
-        }
-        panic!("browserd exited before listening");
-    })
-    .await
-    .expect("browserd logs its bound addresses");
+    let (server, mut logged) = browserd::harness::ChildServer::spawn_logged(command).await;
+    let cdp = server.cdp_addr.clone();
     // Counted, not kept: an unbounded log must not fill this process too.
     let log = tokio::spawn(async move {
         let (mut accept_warnings, mut kept) = (0usize, Vec::new());
-        while let Ok(Some(line)) = lines.next_line().await {
+        while let Some(line) = logged.recv().await {
             if line.contains("accept failed") {
                 accept_warnings += 1;
             } else if kept.len() < 100_000 {
@@ -697,11 +681,7 @@ async fn descriptor_exhaustion_backs_off_and_recovers(backend: Backend) {
         }
         (accept_warnings, kept)
     });
-    let mut client = browserd::pb::session_service_client::SessionServiceClient::connect(format!(
-        "http://{grpc}"
-    ))
-    .await
-    .expect("connect");
+    let mut client = server.client.clone();
 
     // Twice the descriptors browserd has, each sending half a request. A
     // connection the kernel does not take within a few seconds counts as
@@ -748,13 +728,7 @@ async fn descriptor_exhaustion_backs_off_and_recovers(backend: Backend) {
         .await
         .expect("release");
 
-    // SAFETY: signalling the child this test spawned.
-    unsafe { libc::kill(child.id().expect("running") as i32, libc::SIGTERM) };
-    let status = tokio::time::timeout(EVENT_WAIT, child.wait())
-        .await
-        .expect("browserd exits")
-        .expect("wait");
-    assert!(status.success(), "browserd survived: {status:?}");
+    server.stop().await;
     let (accept_warnings, log) = tokio::time::timeout(EVENT_WAIT, log)
         .await
         .expect("the log ends with browserd")
