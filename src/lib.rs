@@ -112,11 +112,28 @@ pub async fn run(
         source,
     })?;
     let profiles_dir = data_dir.join("profiles");
-    std::fs::create_dir_all(&profiles_dir).map_err(|source| StartError::DataDir {
-        dir: profiles_dir.clone(),
-        source,
-    })?;
-    let store = store::Store::connect(&config.database_url(&data_dir)).await?;
+    for dir in [&data_dir, &profiles_dir] {
+        private_dir(dir).map_err(|source| StartError::DataDir {
+            dir: dir.clone(),
+            source,
+        })?;
+    }
+    let database_url = config.database_url(&data_dir);
+    let store = store::Store::connect(&database_url).await?;
+    if let Some(file) = database_url
+        .strip_prefix("sqlite://")
+        .map(|rest| rest.split('?').next().unwrap_or(rest))
+    {
+        // Its -wal and -shm files exist already (migrations ran); SQLite
+        // gives the ones it makes later the database file's mode.
+        for suffix in ["", "-wal", "-shm"] {
+            let path = std::path::PathBuf::from(format!("{file}{suffix}"));
+            match private_file(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                outcome => outcome.map_err(|source| StartError::DataDir { dir: path, source })?,
+            }
+        }
+    }
 
     let tracker = TaskTracker::new();
     let stopping = CancellationToken::new();
@@ -243,6 +260,22 @@ pub async fn run(
         Ok(outcome) => Ok(outcome?),
         Err(panicked) => std::panic::resume_unwind(panicked.into_panic()),
     }
+}
+
+/// Creates `dir` if needed, readable by browserd's user only: it holds the
+/// database and every session's profile.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+fn private_file(file: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
 }
 
 /// The health service name that reports the warm pool: SERVING once it

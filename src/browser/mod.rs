@@ -64,6 +64,10 @@ const BASE_FLAGS: &[&str] = &[
     "--remote-debugging-port=0",
 ];
 
+/// What a browser keeps of browserd's environment: where programs are, and
+/// the locale and time zone its pages see.
+const INHERITED_ENV: &[&str] = &["PATH", "LANG", "LC_ALL", "TZ"];
+
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
     #[error("cannot create the browser directory {dir}: {source}")]
@@ -162,6 +166,16 @@ impl Launcher {
             }
         }
         let mut command = Command::new(&self.chrome);
+        // A clean environment: the browser runs its users' code and must not
+        // inherit browserd's (database URL, BROWSERD_*, OTEL_* headers).
+        // HOME is the profile, so nothing lands in browserd's home either.
+        command.env_clear();
+        for kept in INHERITED_ENV {
+            if let Some(value) = std::env::var_os(kept) {
+                command.env(kept, value);
+            }
+        }
+        command.env("HOME", user_data_dir);
         command.env("TMPDIR", &tmp);
         // Chromium keeps crash-reporter state under $XDG_CONFIG_HOME, shared
         // by every browser of the user unless moved. In the profile it is
