@@ -5,18 +5,14 @@
 //! logic.
 
 pub(crate) mod convert;
+mod status;
 
 use std::pin::Pin;
 
-use std::collections::HashMap;
-use std::time::Duration;
-
 use tokio_stream::Stream;
 use tokio_stream::StreamExt;
-use tonic::{Code, Request, Response, Status};
-use tonic_types::{ErrorDetails, StatusExt};
+use tonic::{Request, Response, Status};
 
-use crate::events::WatchEnd;
 use crate::pb;
 use crate::pb::session_service_server::{SessionService, SessionServiceServer};
 use crate::sessions::{Engine, Error};
@@ -24,6 +20,8 @@ use convert::{
     event_kinds, metadata, optional_duration, session_id, statuses, to_pb_event, to_pb_session,
     untrusted,
 };
+use status::watch_end;
+pub use status::{ERROR_DOMAIN, SESSION_RESOURCE};
 
 pub struct SessionServiceHandler {
     engine: Engine,
@@ -211,208 +209,5 @@ impl SessionService for SessionServiceHandler {
             Err(end) => Err(span.in_scope(|| watch_end(end))),
         });
         Ok(Response::new(Box::pin(stream)))
-    }
-}
-
-impl From<Error> for Status {
-    fn from(error: Error) -> Self {
-        status(error)
-    }
-}
-
-/// The domain of `google.rpc.ErrorInfo` reasons browserd defines.
-pub const ERROR_DOMAIN: &str = "browserd.dev";
-/// `google.rpc.ResourceInfo.resource_type` of a session.
-pub const SESSION_RESOURCE: &str = "browserd.v1.Session";
-/// How long a client should wait before retrying what failed for want of
-/// capacity or of the database: long enough not to hammer, short enough
-/// that a freed slot is used soon.
-const RETRY_AFTER: Duration = Duration::from_secs(1);
-
-/// The one place engine errors become gRPC statuses, with the error details
-/// a program acts on instead of parsing the message. Also the one place a
-/// refusal is logged: the caller's mistakes at DEBUG/INFO (they are not the
-/// server's faults, and a client can produce them at will), outages at WARN,
-/// internal faults at ERROR with their cause, which the client never sees.
-fn status(error: Error) -> Status {
-    let message = error.to_string();
-    let status = match &error {
-        Error::InvalidArgument { field, reason } => Status::with_error_details(
-            Code::InvalidArgument,
-            message,
-            ErrorDetails::with_bad_request_violation(field.clone(), reason.clone()),
-        ),
-        Error::NotFound(id) => Status::with_error_details(
-            Code::NotFound,
-            message.clone(),
-            ErrorDetails::with_resource_info(SESSION_RESOURCE, id.to_string(), "", message),
-        ),
-        Error::ResourceExhausted(max) => {
-            let mut details = ErrorDetails::with_retry_info(Some(RETRY_AFTER));
-            details.add_quota_failure_violation(
-                "node",
-                format!("this node runs at most {max} sessions at once (--max-sessions)"),
-            );
-            Status::with_error_details(Code::ResourceExhausted, message, details)
-        }
-        Error::NotLive { .. } => Status::failed_precondition(message),
-        Error::LaunchFailed { .. } | Error::Unavailable(_) => Status::unavailable(message),
-        Error::Aborted(_) => Status::aborted(message),
-        Error::OutOfRange { after, oldest } => Status::with_error_details(
-            Code::OutOfRange,
-            message,
-            ErrorDetails::with_error_info(
-                "EVENTS_PRUNED",
-                ERROR_DOMAIN,
-                HashMap::from([
-                    ("oldest_sequence".to_owned(), oldest.to_string()),
-                    ("after_sequence".to_owned(), after.to_string()),
-                ]),
-            ),
-        ),
-        Error::StoreUnavailable(_) | Error::EndDeferred(_) => Status::with_error_details(
-            Code::Unavailable,
-            message,
-            ErrorDetails::with_retry_info(Some(RETRY_AFTER)),
-        ),
-        Error::Store(_) => Status::internal("internal storage error; see the server log"),
-    };
-    let code = status.code();
-    match &error {
-        Error::InvalidArgument { .. }
-        | Error::NotFound(_)
-        | Error::NotLive { .. }
-        | Error::OutOfRange { .. } => {
-            tracing::debug!(?code, error = ?status.message(), "request refused");
-        }
-        Error::ResourceExhausted(_) | Error::Aborted(_) => {
-            tracing::info!(?code, error = ?status.message(), "request refused");
-        }
-        Error::LaunchFailed { .. }
-        | Error::Unavailable(_)
-        | Error::StoreUnavailable(_)
-        | Error::EndDeferred(_) => {
-            tracing::warn!(?code, error = ?message_of(&error), "request failed");
-        }
-        Error::Store(e) => {
-            tracing::error!(?code, error = ?e.to_string(), "storage failure");
-        }
-    }
-    status
-}
-
-/// The cause of an outage, for the log (the store's own error, when it has
-/// one, says more than the message the client gets).
-fn message_of(error: &Error) -> String {
-    match error {
-        Error::StoreUnavailable(e) => format!("database unavailable: {e}"),
-        other => other.to_string(),
-    }
-}
-
-/// How a WatchSessions stream that ends early ends. A lagging subscriber
-/// gets ABORTED with the sequence to resume after, as an ErrorInfo a
-/// program reads instead of parsing the message.
-fn watch_end(end: WatchEnd) -> Status {
-    match end {
-        WatchEnd::Lagged { last_sequence } => {
-            let status = Status::with_error_details(
-                Code::Aborted,
-                end.to_string(),
-                ErrorDetails::with_error_info(
-                    "SUBSCRIBER_LAGGED",
-                    ERROR_DOMAIN,
-                    HashMap::from([(
-                        "resume_after_sequence".to_owned(),
-                        last_sequence.to_string(),
-                    )]),
-                ),
-            );
-            tracing::info!(code = ?status.code(), last_sequence, "subscriber lagged; stream ended");
-            status
-        }
-        WatchEnd::Pruned { after, oldest } => status(Error::OutOfRange { after, oldest }),
-        WatchEnd::Store(e) => status(e.into()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::sessions::model::{SessionId, SessionStatus};
-
-    fn error_info(status: &Status) -> tonic_types::ErrorInfo {
-        status
-            .get_error_details()
-            .error_info()
-            .cloned()
-            .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"))
-    }
-
-    #[test]
-    fn a_lagging_subscriber_is_told_where_to_resume() {
-        let status = watch_end(WatchEnd::Lagged {
-            last_sequence: 4242,
-        });
-        assert_eq!(status.code(), Code::Aborted);
-        let info = error_info(&status);
-        assert_eq!(info.reason, "SUBSCRIBER_LAGGED");
-        assert_eq!(info.domain, ERROR_DOMAIN);
-        assert_eq!(info.metadata["resume_after_sequence"], "4242");
-    }
-
-    #[test]
-    fn a_pruned_resume_point_says_where_the_log_starts() {
-        let status = status(Error::OutOfRange {
-            after: 3,
-            oldest: 100,
-        });
-        assert_eq!(status.code(), Code::OutOfRange);
-        let info = error_info(&status);
-        assert_eq!(info.reason, "EVENTS_PRUNED");
-        assert_eq!(info.metadata["oldest_sequence"], "100");
-        assert_eq!(info.metadata["after_sequence"], "3");
-    }
-
-    #[test]
-    fn every_refusal_carries_its_details() {
-        let id = SessionId::parse("0b7c5f8e-2d0a-4b7e-9a51-3f1c2d4e5f60").expect("a uuid");
-        let invalid = status(Error::invalid("viewport.width", "must be 500 to 7680"));
-        let violations = invalid
-            .get_error_details()
-            .bad_request()
-            .expect("BadRequest")
-            .field_violations
-            .clone();
-        assert_eq!(violations[0].field, "viewport.width");
-        assert_eq!(violations[0].description, "must be 500 to 7680");
-        assert!(invalid.message().starts_with("viewport.width: "));
-
-        let missing = status(Error::NotFound(id));
-        let resource = missing.get_error_details().resource_info().cloned();
-        let resource = resource.expect("ResourceInfo");
-        assert_eq!(
-            (resource.resource_type.as_str(), resource.resource_name),
-            (SESSION_RESOURCE, id.to_string())
-        );
-
-        let full = status(Error::ResourceExhausted(8)).get_error_details();
-        assert_eq!(
-            full.retry_info().and_then(|r| r.retry_delay),
-            Some(RETRY_AFTER)
-        );
-        let quota = full.quota_failure().expect("QuotaFailure");
-        assert_eq!(quota.violations[0].subject, "node");
-        assert!(quota.violations[0].description.contains("at most 8"));
-
-        let deferred = status(Error::EndDeferred(id));
-        assert_eq!(deferred.code(), Code::Unavailable);
-        assert!(deferred.get_error_details().retry_info().is_some());
-
-        let not_live = status(Error::NotLive {
-            id,
-            status: SessionStatus::Released,
-        });
-        assert_eq!(not_live.code(), Code::FailedPrecondition);
     }
 }
