@@ -20,13 +20,24 @@ const SECRETS: [(&str, &str); 3] = [
 ];
 
 async fn browsers_start_with_a_clean_environment(backend: Backend) {
+    // browserd's own home: a browser that used it kept its disk cache
+    // there, shared by every session and outliving them all.
+    let home = tempfile::tempdir().expect("a home");
     for (name, value) in SECRETS {
         // SAFETY: nextest runs this test in a process of its own, and no
         // other thread reads the environment while the server starts.
         unsafe { std::env::set_var(name, value) };
     }
+    // SAFETY: as above.
+    unsafe { std::env::set_var("HOME", home.path()) };
     let mut app = spawn_app(backend).await;
     let session = app.create(pb::CreateSessionRequest::default()).await;
+    let page = serve_page("cached?").await;
+    let client = cdp_client(&session.connect_url).await;
+    client
+        .create_target(&format!("http://{page}/"), None, EVENT_WAIT)
+        .await
+        .expect("a page");
     let profile = app.profiles_dir().join(&session.id);
     let main = browser_main_pid(&app.profiles_dir(), &session.id);
     let processes = process_table::mentioning(&profile);
@@ -49,6 +60,11 @@ async fn browsers_start_with_a_clean_environment(backend: Backend) {
             );
         }
     }
+    assert_eq!(
+        entries(home.path()),
+        Vec::<String>::new(),
+        "the browser wrote into browserd's home"
+    );
     app.release(&session.id).await;
     app.stop().await;
 }
