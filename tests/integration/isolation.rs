@@ -98,7 +98,34 @@ async fn the_data_directory_is_private(backend: Backend) {
     app.stop().await;
 }
 
+/// Credentials in `proxy_url` would reach the database, every API answer
+/// and event, and the browser's command line (readable by every local
+/// user), while Chromium ignores them: refused, and never quoted back.
+async fn proxy_credentials_are_refused_and_never_echoed(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let refused = app
+        .client
+        .create_session(pb::CreateSessionRequest {
+            proxy_url: "http://alice:s3cret@127.0.0.1:3128".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("credentials in proxy_url");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().starts_with("proxy_url"), "{refused:?}");
+    assert!(!format!("{refused:?}").contains("s3cret"), "{refused:?}");
+    assert!(
+        app.list(pb::ListSessionsRequest::default())
+            .await
+            .is_empty()
+    );
+    assert_eq!(app.newest_sequence().await, 0, "nothing was written");
+    assert_eq!(browser_processes(&app.profiles_dir()), Vec::<i32>::new());
+    app.stop().await;
+}
+
 on_both_backends!(
     browsers_start_with_a_clean_environment,
     the_data_directory_is_private,
+    proxy_credentials_are_refused_and_never_echoed,
 );
