@@ -24,11 +24,7 @@ impl Engine {
         let ended = self.end_if(id, reason, error, |_| true).await?;
         match ended {
             Some(session) => Ok((session, true)),
-            None => {
-                self.caught_up()?;
-                let session = self.inner.store.get(id).await?.ok_or(Error::NotFound(id))?;
-                Ok((session, false))
-            }
+            None => Ok((self.get(id).await?, false)),
         }
     }
 

@@ -165,13 +165,11 @@ impl Engine {
     ) -> Result<Option<SessionEvent>> {
         let _order = self.inner.commit_order.lock().await;
         let deferrable = matches!(change, Change::End { .. });
-        if !self.backlog().is_empty() {
-            if !deferrable {
-                return Err(Error::Unavailable(CATCHING_UP.into()));
-            }
+        if deferrable && !self.backlog().is_empty() {
             self.defer(id, change);
             return Err(Error::EndDeferred(id));
         }
+        self.caught_up()?;
         match self.inner.store.transition(id, &change).await {
             Ok(event) => {
                 if let Some(event) = &event {

@@ -55,26 +55,15 @@ impl Store {
                 .exec(&self.db)
                 .await?;
         }
-        let sequence = |query: sea_orm::Select<session_events::Entity>, max: bool| {
-            let column = session_events::Column::Sequence;
-            query
-                .select_only()
-                .column_as(if max { column.max() } else { column.min() }, "sequence")
-                .into_tuple::<Option<i64>>()
-                .one(&self.db)
-        };
-        let Some(newest) = sequence(session_events::Entity::find(), true)
+        let Some(newest) = self
+            .sequence_bound(session_events::Entity::find(), true)
             .await?
-            .flatten()
         else {
             return Ok((ended.len(), 0));
         };
-        let first_recent = sequence(
-            session_events::Entity::find().filter(session_events::Column::OccurredAt.gte(cutoff)),
-            false,
-        )
-        .await?
-        .flatten();
+        let recent =
+            session_events::Entity::find().filter(session_events::Column::OccurredAt.gte(cutoff));
+        let first_recent = self.sequence_bound(recent, false).await?;
         let upto = first_recent.unwrap_or(newest).min(newest) - 1;
         let old: Vec<i64> = session_events::Entity::find()
             .select_only()
@@ -96,10 +85,24 @@ impl Store {
 
     /// The oldest sequence still stored; `None` when the log is empty.
     pub async fn oldest_sequence(&self) -> Result<Option<u64>> {
-        let oldest = session_events::Entity::find()
-            .order_by_asc(session_events::Column::Sequence)
+        let oldest = self.sequence_bound(session_events::Entity::find(), false);
+        Ok(oldest.await?.map(|sequence| sequence as u64))
+    }
+
+    /// The largest (`newest`) or smallest sequence among the events `query`
+    /// selects, read as an aggregate: no event row is loaded.
+    async fn sequence_bound(
+        &self,
+        query: sea_orm::Select<session_events::Entity>,
+        newest: bool,
+    ) -> Result<Option<i64>> {
+        let column = session_events::Column::Sequence;
+        let bound = query
+            .select_only()
+            .column_as(if newest { column.max() } else { column.min() }, "sequence")
+            .into_tuple::<Option<i64>>()
             .one(&self.db)
             .await?;
-        Ok(oldest.map(|e| e.sequence as u64))
+        Ok(bound.flatten())
     }
 }
