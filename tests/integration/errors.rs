@@ -247,6 +247,20 @@ async fn bad_requests_name_the_field_and_write_nothing(backend: Backend) {
             },
             "session_id",
         ),
+        (
+            pb::WatchSessionsRequest {
+                kinds: vec![0],
+                ..Default::default()
+            },
+            "kinds",
+        ),
+        (
+            pb::WatchSessionsRequest {
+                kinds: vec![99],
+                ..Default::default()
+            },
+            "kinds",
+        ),
     ];
     for (request, field) in watch_cases {
         assert_invalid_argument(&refusal(c.watch_sessions(request).await), field);
