@@ -143,6 +143,7 @@ pub async fn run(
     let launcher = browser::Launcher::start(
         chrome.clone(),
         config.launch_timeout,
+        config.cdp_max_message_size,
         &tracker,
         reaper_stop.clone(),
     )

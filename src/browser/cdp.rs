@@ -1,12 +1,10 @@
 //! A minimal CDP client over one WebSocket: commands (browser-level, or on
 //! a flattened target session) and their replies, and the signal that the
-//! connection is gone, with the peer's close reason. browserd uses it for
-//! its own few browser-level calls (version, targets); the tests and the
-//! bench use it as a user's client through the relay.
+//! connection is gone, with the peer's close reason. The tests and the
+//! bench use it as a user's client through the relay; browserd itself
+//! speaks to its browsers over their pipes ([`super::pipe`]).
 //!
-//! Deliberately minimal: a full client such as chromiumoxide attaches to
-//! every page and enables domains on it, which would make browserd a hidden
-//! second client inside every user's pages. Events are skipped.
+//! Deliberately minimal: commands and replies only, events are skipped.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -21,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CdpError {
-    #[error("cannot connect to the browser's DevTools socket: {0}")]
+    #[error("cannot connect to the CDP WebSocket: {0}")]
     Connect(#[from] tokio_tungstenite::tungstenite::Error),
     #[error("the browser's CDP connection is closed")]
     Closed,

@@ -1,14 +1,18 @@
 //! Launching and removing Chromium. Owns browser processes, their profile
-//! and temp directories and browserd's own CDP connection to each; knows
-//! nothing of sessions, statuses or the database.
+//! and temp directories and the one CDP pipe to each ([`pipe`]), which
+//! browserd's own calls and every relayed client share; knows nothing of
+//! sessions, statuses or the database.
 
 pub mod cdp;
 mod options;
+pub mod pipe;
 pub mod process;
 pub mod process_table;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -18,9 +22,9 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use cdp::CdpClient;
 pub use cdp::CdpError;
 pub use options::{LaunchOptions, Viewport};
+use pipe::Pipe;
 use process::{Group, ProcessGroups};
 
 /// Height of Chromium's own UI in each window (tab strip and toolbar), in
@@ -60,8 +64,9 @@ const BASE_FLAGS: &[&str] = &[
     "--test-type",
     // A hidden WebUI renderer per context that no client asked for (~115 MiB).
     "--disable-features=WebUIOmniboxPopup,WebUIOmniboxAimPopup,PreloadTopChromeWebUI",
-    "--remote-debugging-address=127.0.0.1",
-    "--remote-debugging-port=0",
+    // CDP on fds 3 and 4, and no DevTools port: a port on 127.0.0.1 is
+    // reachable from every page of every session on the host.
+    "--remote-debugging-pipe",
 ];
 
 /// What a browser keeps of browserd's environment: where programs are, and
@@ -80,7 +85,9 @@ pub enum LaunchError {
         chrome: PathBuf,
         source: std::io::Error,
     },
-    #[error("the browser exited before opening DevTools; its last output: {0}")]
+    #[error("cannot create the browser's CDP pipe: {0}")]
+    Pipe(std::io::Error),
+    #[error("the browser exited before answering CDP; its last output: {0}")]
     Exited(String),
     #[error("the browser did not become ready within {0:?}")]
     Timeout(Duration),
@@ -99,6 +106,8 @@ pub struct PageInfo {
 pub struct Launcher {
     chrome: PathBuf,
     launch_timeout: Duration,
+    /// The largest CDP message carried either way.
+    max_message_size: usize,
     groups: ProcessGroups,
     tracker: TaskTracker,
 }
@@ -106,8 +115,7 @@ pub struct Launcher {
 /// A running browser. Dropping it does not stop it: call [`Browser::destroy`].
 pub struct Browser {
     group: Group,
-    cdp: CdpClient,
-    ws_url: String,
+    pipe: Pipe,
     version: String,
     user_data_dir: PathBuf,
 }
@@ -139,12 +147,14 @@ impl Launcher {
     pub fn start(
         chrome: PathBuf,
         launch_timeout: Duration,
+        max_message_size: usize,
         tracker: &TaskTracker,
         stop: CancellationToken,
     ) -> std::io::Result<Self> {
         Ok(Self {
             chrome,
             launch_timeout,
+            max_message_size,
             groups: ProcessGroups::start(tracker, stop)?,
             tracker: tracker.clone(),
         })
@@ -202,6 +212,22 @@ impl Launcher {
             command.arg(format!("--proxy-server={proxy}"));
         }
         command.arg("about:blank");
+        let ends = match pipe::Ends::new() {
+            Ok(ends) => ends,
+            Err(e) => {
+                remove_profile(user_data_dir);
+                return Err(LaunchError::Pipe(e));
+            }
+        };
+        let fds = [
+            ends.browser_reads.as_raw_fd(),
+            ends.browser_writes.as_raw_fd(),
+        ];
+        // SAFETY: fcntl, dup2 and close are async-signal-safe and touch only
+        // the child's descriptors.
+        unsafe {
+            command.pre_exec(move || place_pipe(fds));
+        }
         let (group, stderr) = match self.groups.spawn(command) {
             Ok(spawned) => spawned,
             Err(source) => {
@@ -212,27 +238,38 @@ impl Launcher {
                 });
             }
         };
-        let devtools = read_devtools_url(stderr);
-        let ready = async {
-            let ws_url = devtools
-                .await
-                .map_err(|_| LaunchError::Exited(String::new()))??;
-            let cdp = CdpClient::connect(&ws_url, &self.tracker).await?;
-            let version = cdp
-                .call("Browser.getVersion", json!({}), CDP_CALL_TIMEOUT)
-                .await?;
-            let product = version["product"].as_str().unwrap_or("unknown").to_owned();
-            Ok::<_, LaunchError>((ws_url, cdp, product))
-        };
-        let outcome = match tokio::time::timeout(self.launch_timeout, ready).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(LaunchError::Timeout(self.launch_timeout)),
+        // The child has its own copies now; browserd's must go, or the
+        // browser's exit would never read as the pipe's end.
+        let pipe::Ends {
+            browser_reads,
+            browser_writes,
+            to_browser,
+            from_browser,
+        } = ends;
+        drop((browser_reads, browser_writes));
+        let pipe = Pipe::start(
+            from_browser,
+            to_browser,
+            self.max_message_size,
+            &self.tracker,
+        );
+        let last_words = drain_stderr(stderr);
+        let ready = pipe.call("Browser.getVersion", json!({}), self.launch_timeout);
+        let outcome = match ready.await {
+            Ok(version) => Ok(version["product"].as_str().unwrap_or("unknown").to_owned()),
+            Err(CdpError::Timeout { .. }) => Err(LaunchError::Timeout(self.launch_timeout)),
+            Err(CdpError::Closed) => {
+                let said = tokio::time::timeout(EXIT_AFTER_CLOSE, last_words).await;
+                Err(LaunchError::Exited(
+                    said.ok().and_then(Result::ok).unwrap_or_default(),
+                ))
+            }
+            Err(e) => Err(e.into()),
         };
         match outcome {
-            Ok((ws_url, cdp, version)) => Ok(Browser {
+            Ok(version) => Ok(Browser {
                 group,
-                cdp,
-                ws_url,
+                pipe,
                 version,
                 user_data_dir: user_data_dir.to_owned(),
             }),
@@ -245,32 +282,39 @@ impl Launcher {
     }
 }
 
-/// Reads the browser's stderr on a thread of its own until it closes: the
-/// DevTools URL is sent as soon as it is printed, and the rest is drained so
-/// the pipe never fills (Chromium logs dozens of lines per launch).
-fn read_devtools_url(
-    stderr: std::process::ChildStderr,
-) -> oneshot::Receiver<Result<String, LaunchError>> {
+/// Puts the CDP pipe where `--remote-debugging-pipe` looks for it: fd 3
+/// (the browser reads) and fd 4 (it writes). Runs in the child between
+/// fork and exec. Both are first copied above 4, so that neither dup2 can
+/// overwrite the other end (or be a no-op that leaves close-on-exec set).
+fn place_pipe([reads, writes]: [i32; 2]) -> std::io::Result<()> {
+    // SAFETY: plain descriptor calls on the child's own table.
+    unsafe {
+        let reads = libc::fcntl(reads, libc::F_DUPFD, 5);
+        let writes = libc::fcntl(writes, libc::F_DUPFD, 5);
+        if reads < 0 || writes < 0 || libc::dup2(reads, 3) < 0 || libc::dup2(writes, 4) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        libc::close(reads);
+        libc::close(writes);
+    }
+    Ok(())
+}
+
+/// Reads the browser's stderr on a thread of its own until it closes, so
+/// the pipe never fills (Chromium logs dozens of lines per launch); then
+/// sends its last lines, which say why a browser that never answered died.
+fn drain_stderr(stderr: std::process::ChildStderr) -> oneshot::Receiver<String> {
     let (tx, rx) = oneshot::channel();
     std::thread::spawn(move || {
-        let mut tx = Some(tx);
         let mut tail: Vec<String> = Vec::new();
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
-            if let Some(url) = line.strip_prefix("DevTools listening on ") {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(Ok(url.trim().to_owned()));
-                }
-            } else if tx.is_some() {
-                tail.push(line);
-                if tail.len() > 5 {
-                    tail.remove(0);
-                }
+            tail.push(line);
+            if tail.len() > 5 {
+                tail.remove(0);
             }
         }
-        if let Some(tx) = tx {
-            let _ = tx.send(Err(LaunchError::Exited(tail.join(" | "))));
-        }
+        let _ = tx.send(tail.join(" | "));
     });
     rx
 }
@@ -280,9 +324,9 @@ impl Browser {
         self.group.pid
     }
 
-    /// The browser's own DevTools WebSocket; never handed to clients.
-    pub fn ws_url(&self) -> &str {
-        &self.ws_url
+    /// The browser's CDP pipe, for the relay; never handed to clients.
+    pub fn pipe(&self) -> &Pipe {
+        &self.pipe
     }
 
     pub fn version(&self) -> &str {
@@ -291,13 +335,13 @@ impl Browser {
 
     /// Neither its process nor browserd's CDP link to it has gone away.
     pub fn is_alive(&self) -> bool {
-        self.group.is_running() && !self.cdp.is_closed()
+        self.group.is_running() && !self.pipe.is_closed()
     }
 
     /// The open pages, without Chromium's internal WebUI targets.
     pub async fn pages(&self) -> Result<Vec<PageInfo>, CdpError> {
         let targets = self
-            .cdp
+            .pipe
             .call("Target.getTargets", json!({}), CDP_CALL_TIMEOUT)
             .await?;
         let infos = targets["targetInfos"]
@@ -324,12 +368,12 @@ impl Browser {
     pub async fn lost(&self) -> String {
         tokio::select! {
             status = self.group.leader_exited() => describe_exit(status),
-            () = self.cdp.closed() => {
-                // The socket usually closes a moment before the exit is
+            () = self.pipe.closed() => {
+                // The pipe usually closes a moment before the exit is
                 // reaped, and the exit status says more.
                 match tokio::time::timeout(EXIT_AFTER_CLOSE, self.group.leader_exited()).await {
                     Ok(status) => describe_exit(status),
-                    Err(_) => "the browser's CDP connection was lost".to_owned(),
+                    Err(_) => "the browser's CDP pipe was closed".to_owned(),
                 }
             }
         }

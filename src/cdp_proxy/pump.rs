@@ -1,6 +1,7 @@
-//! The frame pump: one relayed client, both ways, until either side closes
-//! or the session ends. Client messages pass the [`policy`](super::policy)
-//! first; that is the only work per frame beyond relaying it.
+//! The pump: one relayed client, both ways, until either side closes or the
+//! session ends. Client messages pass the [`policy`](super::policy), then
+//! go to the client's own session on the browser's pipe
+//! ([`crate::browser::pipe`]), which routes the browser's answers back.
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
@@ -12,34 +13,33 @@ use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 
 use super::policy::{self, Verdict};
 use super::{READ_CHUNK, Relay};
+use crate::browser::pipe::{Delivery, Refusal};
 use crate::sessions::Route;
 use crate::sessions::model::{EndReason, SessionId};
 
 impl Relay {
-    /// Relays frames both ways until either side closes or the session ends.
+    /// Relays messages both ways until either side closes or the session
+    /// ends.
     pub(super) async fn pump(
         &self,
         client: WebSocketStream<TcpStream>,
         id: SessionId,
         route: Route,
     ) {
-        let upstream = tokio_tungstenite::connect_async_with_config(
-            &route.upstream,
-            Some(ws_config(self.config.max_message_size)),
-            true,
-        )
-        .await;
         let (mut client_tx, mut client_rx) = client.split();
-        let Ok((browser, _)) = upstream else {
-            let _ = client_tx
-                .send(close(
-                    CloseCode::Error,
-                    "the session's browser is unreachable",
-                ))
-                .await;
-            return;
+        let mut browser = match route.browser.connect(self.config.handshake_timeout).await {
+            Ok(browser) => browser,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot open a browser session for a client");
+                let _ = client_tx
+                    .send(close(
+                        CloseCode::Error,
+                        "the session's browser is unreachable",
+                    ))
+                    .await;
+                return;
+            }
         };
-        let (mut browser_tx, mut browser_rx) = browser.split();
         let client = route.presence.connect();
         let mut browser_closed = false;
         tracing::debug!("cdp client connected");
@@ -48,17 +48,24 @@ impl Relay {
                 frame = client_rx.next() => match frame {
                     Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
                         route.presence.touch();
-                        match verdict(&message) {
-                            Verdict::Forward => {
-                                if browser_tx.send(message).await.is_err() {
+                        let Some(text) = as_text(&message) else {
+                            let reply = r#"{"error":{"code":-32700,"message":"Message must be a valid JSON"}}"#;
+                            if client_tx.send(Message::text(reply)).await.is_err() {
+                                break;
+                            }
+                            continue;
+                        };
+                        let refusal = match policy::inspect(text) {
+                            Verdict::Forward => match browser.send(text).await {
+                                Ok(()) => None,
+                                Err(Refusal::Reply(reply)) => Some(reply),
+                                Err(Refusal::Closed) => {
+                                    browser_closed = true;
+                                    let _ = client_tx.send(browser_gone(&route)).await;
                                     break;
                                 }
-                            }
-                            Verdict::Refuse(reply) => {
-                                if client_tx.send(Message::text(reply)).await.is_err() {
-                                    break;
-                                }
-                            }
+                            },
+                            Verdict::Refuse(reply) => Some(reply),
                             Verdict::CloseSession(reply) => {
                                 // Ended before the reply, so a client whose
                                 // close() returned finds the session RELEASED;
@@ -73,6 +80,11 @@ impl Relay {
                                 let _ = client_tx.send(session_ended()).await;
                                 break;
                             }
+                        };
+                        if let Some(reply) = refusal
+                            && client_tx.send(Message::text(reply)).await.is_err()
+                        {
+                            break;
                         }
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
@@ -85,17 +97,16 @@ impl Relay {
                     }
                     Some(Ok(Message::Close(_)) | Err(_)) | None => break,
                 },
-                frame = browser_rx.next() => match frame {
-                    Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
-                        if client_tx.send(message).await.is_err() {
+                delivery = browser.recv() => match delivery {
+                    Some(Delivery::Message(text)) => {
+                        if client_tx.send(Message::text(text)).await.is_err() {
                             break;
                         }
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                    Some(Err(tungstenite::Error::Capacity(e))) => {
+                    Some(Delivery::TooLarge) => {
                         // The browser is fine; this client asked it for more
                         // than the relay carries.
-                        tracing::debug!(error = %e, "the browser sent an oversized message");
+                        tracing::debug!("the browser sent an oversized message");
                         let _ = client_tx
                             .send(close(
                                 CloseCode::Size,
@@ -104,17 +115,9 @@ impl Relay {
                             .await;
                         break;
                     }
-                    Some(Ok(Message::Close(_)) | Err(_)) | None => {
+                    None => {
                         browser_closed = true;
-                        // Ending a session kills its browser right after
-                        // closing the route: a relay that sees both at once
-                        // says why.
-                        let why = if route.closed.is_cancelled() {
-                            session_ended()
-                        } else {
-                            close(CloseCode::Away, "the browser closed the connection")
-                        };
-                        let _ = client_tx.send(why).await;
+                        let _ = client_tx.send(browser_gone(&route)).await;
                         break;
                     }
                 },
@@ -128,7 +131,7 @@ impl Relay {
                 }
             }
         }
-        let _ = browser_tx.close().await;
+        drop(browser);
         if browser_closed {
             client.browser_gone();
         } else {
@@ -138,16 +141,24 @@ impl Relay {
     }
 }
 
-/// The policy's verdict on one client message. CDP is text; a binary
-/// message is judged as the text it holds.
-fn verdict(message: &Message) -> Verdict {
+/// Why the relay closes a client whose browser went away. Ending a session
+/// kills its browser right after closing the route: a relay that sees both
+/// at once says the session ended.
+fn browser_gone(route: &Route) -> Message {
+    if route.closed.is_cancelled() {
+        session_ended()
+    } else {
+        close(CloseCode::Away, "the browser closed the connection")
+    }
+}
+
+/// A client message as text. CDP is JSON text; a binary message is read as
+/// the text it holds.
+fn as_text(message: &Message) -> Option<&str> {
     match message {
-        Message::Text(text) => policy::inspect(text.as_str()),
-        Message::Binary(bytes) => match std::str::from_utf8(bytes) {
-            Ok(text) => policy::inspect(text),
-            Err(_) => Verdict::Forward,
-        },
-        _ => Verdict::Forward,
+        Message::Text(text) => Some(text.as_str()),
+        Message::Binary(bytes) => std::str::from_utf8(bytes).ok(),
+        _ => None,
     }
 }
 

@@ -310,7 +310,7 @@ impl Engine {
             id,
             Route {
                 token,
-                upstream: browser.ws_url().to_owned(),
+                browser: browser.pipe().clone(),
                 closed: CancellationToken::new(),
                 presence: presence.clone(),
             },

@@ -8,12 +8,14 @@ use tokio_util::sync::CancellationToken;
 use super::Engine;
 use super::model::SessionId;
 use super::presence::Presence;
+use crate::browser::pipe::Pipe;
 
 /// How the CDP relay reaches a live session's browser.
 #[derive(Debug, Clone)]
 pub struct Route {
     pub token: String,
-    pub upstream: String,
+    /// The session's browser, shared with browserd's own calls.
+    pub browser: Pipe,
     /// Cancelled when the session ends: every relayed connection closes.
     pub closed: CancellationToken,
     /// Where the relay reports clients and their activity.

@@ -4,6 +4,7 @@
 
 mod binary;
 mod cli;
+mod devtools;
 mod errors;
 mod events;
 mod faults;

@@ -11,6 +11,7 @@
 //!
 //! One file per section, in the order a full run measures them.
 
+mod bare;
 mod report;
 mod sections;
 
@@ -23,7 +24,6 @@ use browserd::harness::{ChildServer, Server};
 use browserd::pb;
 use clap::{Parser, ValueEnum};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use report::Report;
@@ -85,8 +85,6 @@ struct Bench {
     report: Report,
     /// A server with no warm pool, on SQLite.
     cold: Server,
-    /// Launches floor browsers, as browserd would but with no session.
-    launcher: browserd::browser::Launcher,
     /// The floor's p50, once the start section has measured it.
     floor_p50: Option<f64>,
 }
@@ -122,14 +120,6 @@ async fn main() -> Result<()> {
         std::env::temp_dir().join(format!("browserd-bench-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&work)?;
     let started = Instant::now();
-    let tracker = TaskTracker::new();
-    let reaper_stop = CancellationToken::new();
-    let launcher = browserd::browser::Launcher::start(
-        chrome.clone(),
-        Duration::from_secs(30),
-        &tracker,
-        reaper_stop.clone(),
-    )?;
     let cold = Server::start(config(&work.join("cold"), &chrome)).await;
     let mut bench = Bench {
         args,
@@ -137,7 +127,6 @@ async fn main() -> Result<()> {
         work,
         report: Report::default(),
         cold,
-        launcher,
         floor_p50: None,
     };
     let outcome = sections::run_all(&mut bench).await;
@@ -149,9 +138,6 @@ async fn main() -> Result<()> {
         ..
     } = bench;
     cold.stop().await;
-    reaper_stop.cancel();
-    tracker.close();
-    tracker.wait().await;
     std::fs::remove_dir_all(&work)?;
     outcome?;
     report.print();

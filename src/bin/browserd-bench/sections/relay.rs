@@ -1,22 +1,19 @@
-//! Relay overhead: page-level round trips, direct to a browser and through
-//! the relay, in interleaved blocks.
+//! Relay overhead: page-level round trips, direct to a bare Chromium's
+//! DevTools port and through the relay, in interleaved blocks.
 
 use std::time::Instant;
 
 use anyhow::Result;
-use browserd::browser::LaunchOptions;
 use browserd::browser::cdp::CdpClient;
 use serde_json::json;
 
+use crate::bare::Bare;
 use crate::report::Series;
 use crate::{Bench, CDP_WAIT, cdp, create, release};
 
 pub async fn run(bench: &mut Bench) -> Result<()> {
-    let direct_browser = bench
-        .launcher
-        .launch(&bench.work.join("direct"), &LaunchOptions::default())
-        .await?;
-    let direct = cdp(direct_browser.ws_url()).await?;
+    let direct_browser = Bare::launch(&bench.chrome, &bench.work.join("direct")).await?;
+    let direct = cdp(&direct_browser.ws_url).await?;
     let direct_page = open_page(&direct).await?;
     let session = create(&bench.cold).await?;
     let relayed = cdp(&session.connect_url).await?;
@@ -40,7 +37,7 @@ pub async fn run(bench: &mut Bench) -> Result<()> {
         }
     }
     drop((direct, relayed));
-    direct_browser.destroy().await;
+    drop(direct_browser);
     release(&bench.cold, &session.id).await?;
     let direct_p50 = direct_rt.p(50.0);
     let report = &mut bench.report;

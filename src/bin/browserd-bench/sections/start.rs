@@ -4,25 +4,25 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use browserd::browser::LaunchOptions;
+use serde_json::json;
 
+use crate::bare::Bare;
 use crate::report::Series;
-use crate::{Bench, release, session_to_first_answer};
+use crate::{Bench, CDP_WAIT, cdp, release, session_to_first_answer};
 
 pub async fn run(bench: &mut Bench) -> Result<()> {
     let (mut floor, mut cold_live, mut cold_cdp) =
         (Series::default(), Series::default(), Series::default());
     for round in 0..=bench.args.sessions {
         let started = Instant::now();
-        let browser = bench
-            .launcher
-            .launch(
-                &bench.work.join(format!("floor-{round}")),
-                &LaunchOptions::default(),
-            )
+        let browser =
+            Bare::launch(&bench.chrome, &bench.work.join(format!("floor-{round}"))).await?;
+        cdp(&browser.ws_url)
+            .await?
+            .call("Browser.getVersion", json!({}), CDP_WAIT)
             .await?;
         let spent = started.elapsed();
-        browser.destroy().await;
+        drop(browser);
         let (live, answered, id) = session_to_first_answer(&bench.cold).await?;
         release(&bench.cold, &id).await?;
         if round > 0 {
@@ -37,7 +37,7 @@ pub async fn run(bench: &mut Bench) -> Result<()> {
     report.section("session start (create -> first CDP answer)");
     report.latency(
         "floor",
-        "floor: spawn Chromium -> getVersion",
+        "floor: spawn bare Chromium -> getVersion",
         &floor,
         floor_p50,
     );
