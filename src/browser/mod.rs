@@ -393,19 +393,10 @@ impl Browser {
                 "browser process group outlived its kill grace"
             );
         }
-        let deadline = tokio::time::Instant::now() + KILL_GRACE;
-        loop {
-            helpers.extend(process_table::mentioning(&self.user_data_dir));
-            helpers.retain(|&pid| process::exists(pid));
-            if helpers.is_empty() {
-                break;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                tracing::warn!(?helpers, "browser helpers outlived their kill grace");
-                break;
-            }
-            kill_all(helpers.iter().copied());
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        // Reaped by browserd's reaper (they are its children), so a
+        // zombie is not gone yet.
+        if !kill_mentioning(&self.user_data_dir, helpers, |pid| !process::exists(pid)).await {
+            tracing::warn!("browser helpers outlived their kill grace");
         }
         remove_profile(&self.user_data_dir);
     }
@@ -450,10 +441,41 @@ pub fn temp_dir(user_data_dir: &Path) -> PathBuf {
 
 /// Removes what a dead browserd left of a browser: every process whose
 /// command line names `user_data_dir` (so an unrelated process that reused a
-/// recorded pid is never touched), then the directory.
-pub fn remove_leftover(user_data_dir: &Path) {
-    kill_all(process_table::mentioning(user_data_dir));
+/// recorded pid is never touched), then the directory, once none of them
+/// runs (a killed browser's last writes would otherwise land after the
+/// removal). They are not browserd's children: an exited one may stay a
+/// zombie of its parent's.
+pub async fn remove_leftover(user_data_dir: &Path) {
+    let gone =
+        |pid| !process::exists(pid) || process_table::stat(pid).is_none_or(|s| s.state == 'Z');
+    if !kill_mentioning(user_data_dir, BTreeSet::new(), gone).await {
+        tracing::warn!(dir = %user_data_dir.display(), "a leftover browser outlived its kill grace");
+    }
     remove_profile(user_data_dir);
+}
+
+/// SIGKILLs `pids` and every process whose command line names `profile`,
+/// again until each is `gone`, for up to [`KILL_GRACE`]. Returns whether
+/// they all are.
+async fn kill_mentioning(
+    profile: &Path,
+    mut pids: BTreeSet<i32>,
+    gone: impl Fn(i32) -> bool,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + KILL_GRACE;
+    loop {
+        pids.extend(process_table::mentioning(profile));
+        pids.retain(|&pid| !gone(pid));
+        if pids.is_empty() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::debug!(?pids, "processes outlived their kill grace");
+            return false;
+        }
+        kill_all(pids.iter().copied());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 fn kill_all(pids: impl IntoIterator<Item = i32>) {

@@ -159,7 +159,7 @@ impl Engine {
             .await?;
         for session in &unfinished {
             if let Some(dir) = &session.user_data_dir {
-                browser::remove_leftover(std::path::Path::new(dir));
+                browser::remove_leftover(std::path::Path::new(dir)).await;
             }
             let error = "browserd stopped without ending this session".to_owned();
             self.commit(session.id, end_change(EndReason::NodeLost, Some(error)))
@@ -167,7 +167,7 @@ impl Engine {
         }
         if let Ok(entries) = std::fs::read_dir(&self.inner.config.profiles_dir) {
             for entry in entries.flatten() {
-                browser::remove_leftover(&entry.path());
+                browser::remove_leftover(&entry.path()).await;
             }
         }
         Ok(unfinished.len())
