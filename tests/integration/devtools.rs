@@ -61,8 +61,8 @@ async fn another_sessions_browser_has_no_devtools_port(backend: Backend) {
     app.stop().await;
 }
 
-/// Two clients of one session: each sees only its own attached pages, and
-/// neither can send on a session the other attached.
+/// Two clients of one session: neither can send on a session the other
+/// attached, and each can attach on its own.
 async fn a_client_cannot_use_another_clients_sessions(backend: Backend) {
     let mut app = spawn_app(backend).await;
     let session = app.create(pb::CreateSessionRequest::default()).await;
@@ -73,22 +73,10 @@ async fn a_client_cannot_use_another_clients_sessions(backend: Backend) {
         .await
         .expect("a page");
     let attached = first.attach(&target, EVENT_WAIT).await.expect("attach");
-    first
-        .call_in(
-            &attached,
-            "Runtime.evaluate",
-            json!({"expression": "1"}),
-            EVENT_WAIT,
-        )
+    one(&first, &attached)
         .await
         .expect("the client that attached uses its session");
-    let refused = second
-        .call_in(
-            &attached,
-            "Runtime.evaluate",
-            json!({"expression": "1"}),
-            EVENT_WAIT,
-        )
+    let refused = one(&second, &attached)
         .await
         .expect_err("another client's session");
     assert!(
@@ -99,18 +87,21 @@ async fn a_client_cannot_use_another_clients_sessions(backend: Backend) {
     );
     // Its own attachment to the same page works, and both still answer.
     let own = second.attach(&target, EVENT_WAIT).await.expect("attach");
-    second
-        .call_in(
-            &own,
-            "Runtime.evaluate",
-            json!({"expression": "1"}),
-            EVENT_WAIT,
-        )
-        .await
-        .expect("a session of its own");
+    one(&second, &own).await.expect("a session of its own");
     round_trip(&first).await;
     app.release(&session.id).await;
     app.stop().await;
+}
+
+/// `1` evaluated on `session`.
+async fn one(
+    client: &browserd::browser::cdp::CdpClient,
+    session: &str,
+) -> Result<serde_json::Value, browserd::browser::CdpError> {
+    let expression = json!({"expression": "1"});
+    client
+        .call_in(session, "Runtime.evaluate", expression, EVENT_WAIT)
+        .await
 }
 
 /// TCP ports in LISTEN state held by any of `pids`.
