@@ -3,6 +3,7 @@
 //! nothing of sessions, statuses or the database.
 
 pub mod cdp;
+pub mod jail;
 mod options;
 pub mod process;
 pub mod process_table;
@@ -10,7 +11,6 @@ pub mod process_table;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use cdp::CdpClient;
 pub use cdp::CdpError;
+use jail::{Identity, Jail};
 pub use options::{LaunchOptions, Viewport};
 use process::{Group, ProcessGroups};
 
@@ -39,13 +40,12 @@ const EXIT_AFTER_CLOSE: Duration = Duration::from_millis(500);
 /// How long a killed browser's process group may take to be reaped.
 const KILL_GRACE: Duration = Duration::from_secs(5);
 
-/// The flags every browser is launched with. Headless, no sandbox (browserd
-/// commonly runs as root in a container, where Chromium's sandbox cannot
-/// start), and nothing that phones home: these machines may have no route
-/// out, and a session should not pay for background traffic.
+/// The flags every browser is launched with. Headless, and nothing that
+/// phones home: these machines may have no route out, and a session should
+/// not pay for background traffic. Whether Chromium's sandbox is on is the
+/// jail's call ([`jail::Jail::command`]).
 const BASE_FLAGS: &[&str] = &[
     "--headless",
-    "--no-sandbox",
     "--disable-gpu",
     "--disable-quic",
     "--no-first-run",
@@ -53,7 +53,7 @@ const BASE_FLAGS: &[&str] = &[
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    // Otherwise the first tab gets an infobar warning of --no-sandbox, which
+    // Otherwise, unjailed, the first tab gets an infobar warning of --no-sandbox, which
     // takes 56 px off that page's viewport for its whole life. The switch
     // turns off Chromium's startup infobars; ChromeDriver passes it to every
     // Chrome it starts.
@@ -98,6 +98,7 @@ pub struct PageInfo {
 #[derive(Clone)]
 pub struct Launcher {
     chrome: PathBuf,
+    jail: Jail,
     launch_timeout: Duration,
     groups: ProcessGroups,
     tracker: TaskTracker,
@@ -110,6 +111,8 @@ pub struct Browser {
     ws_url: String,
     version: String,
     user_data_dir: PathBuf,
+    /// The uid the browser runs as, held until it is dropped.
+    _identity: Option<Identity>,
 }
 
 /// Finds a browser: the configured path, else Debian's `/usr/bin/chromium`,
@@ -138,12 +141,14 @@ pub fn find_chrome(configured: Option<&Path>) -> Option<PathBuf> {
 impl Launcher {
     pub fn start(
         chrome: PathBuf,
+        jail: Jail,
         launch_timeout: Duration,
         tracker: &TaskTracker,
         stop: CancellationToken,
     ) -> std::io::Result<Self> {
         Ok(Self {
             chrome,
+            jail,
             launch_timeout,
             groups: ProcessGroups::start(tracker, stop)?,
             tracker: tracker.clone(),
@@ -165,7 +170,14 @@ impl Launcher {
                 return Err(LaunchError::BrowserDir { dir, source });
             }
         }
-        let mut command = Command::new(&self.chrome);
+        let (mut command, identity) = match self.jail.command(&self.chrome, user_data_dir, &tmp) {
+            Ok(jailed) => (jailed.command, jailed.identity),
+            Err(source) => {
+                remove_profile(user_data_dir);
+                let dir = user_data_dir.to_owned();
+                return Err(LaunchError::BrowserDir { dir, source });
+            }
+        };
         // A clean environment: the browser runs its users' code and must not
         // inherit browserd's (database URL, BROWSERD_*, OTEL_* headers).
         // HOME is the profile, so nothing lands in browserd's home either.
@@ -235,6 +247,7 @@ impl Launcher {
                 ws_url,
                 version,
                 user_data_dir: user_data_dir.to_owned(),
+                _identity: identity,
             }),
             Err(e) => {
                 group.kill(KILL_GRACE).await;
@@ -368,11 +381,16 @@ impl Browser {
 }
 
 fn describe_exit(status: i32) -> String {
-    if libc::WIFSIGNALED(status) {
-        format!(
-            "the browser process was killed by signal {}",
+    // A jailed browser's exit is told by bwrap, which exits 128 + N when
+    // the browser was killed by signal N.
+    let code = libc::WEXITSTATUS(status);
+    if libc::WIFSIGNALED(status) || (libc::WIFEXITED(status) && code > 128) {
+        let signal = if libc::WIFSIGNALED(status) {
             libc::WTERMSIG(status)
-        )
+        } else {
+            code - 128
+        };
+        format!("the browser process was killed by signal {signal}")
     } else {
         format!(
             "the browser process exited with code {}",
