@@ -85,8 +85,10 @@ struct Bench {
     report: Report,
     /// A server with no warm pool, on SQLite.
     cold: Server,
-    /// Launches floor browsers, as browserd would but with no session.
+    /// Launches floor browsers: Chromium itself, unjailed, with no session.
     launcher: browserd::browser::Launcher,
+    /// Launches floor browsers in browserd's jail, to price the jail.
+    jailed: browserd::browser::Launcher,
     /// The floor's p50, once the start section has measured it.
     floor_p50: Option<f64>,
 }
@@ -126,6 +128,14 @@ async fn main() -> Result<()> {
     let reaper_stop = CancellationToken::new();
     let launcher = browserd::browser::Launcher::start(
         chrome.clone(),
+        browserd::browser::jail::Jail::none(),
+        Duration::from_secs(30),
+        &tracker,
+        reaper_stop.clone(),
+    )?;
+    let jailed = browserd::browser::Launcher::start(
+        chrome.clone(),
+        browserd::browser::jail::Jail::build(None)?,
         Duration::from_secs(30),
         &tracker,
         reaper_stop.clone(),
@@ -138,6 +148,7 @@ async fn main() -> Result<()> {
         report: Report::default(),
         cold,
         launcher,
+        jailed,
         floor_p50: None,
     };
     let outcome = sections::run_all(&mut bench).await;
