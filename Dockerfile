@@ -5,11 +5,18 @@ COPY . .
 RUN cargo build --release --locked --bin browserd
 
 FROM debian:bookworm-slim
-# fonts: pages render text; ca-certificates: HTTPS from the browser.
+# fonts: pages render text; ca-certificates: HTTPS from the browser;
+# bubblewrap: the jail every browser runs in.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends chromium ca-certificates fonts-liberation fonts-noto-color-emoji \
+    && apt-get install -y --no-install-recommends chromium ca-certificates fonts-liberation fonts-noto-color-emoji bubblewrap \
     && rm -rf /var/lib/apt/lists/*
+# browserd never runs as root: its browsers then run as this user too,
+# each jailed in a user namespace of its own. The data dir is made here,
+# owned by it, so a fresh named volume inherits that owner.
+RUN useradd --system --uid 10001 --home-dir /var/lib/browserd --shell /usr/sbin/nologin browserd \
+    && install -d -o browserd -g browserd -m 0700 /var/lib/browserd
 COPY --from=build /src/target/release/browserd /usr/local/bin/browserd
+USER browserd
 ENV BROWSERD_LISTEN=0.0.0.0:50051 \
     BROWSERD_CDP_LISTEN=0.0.0.0:50052 \
     BROWSERD_DATA_DIR=/var/lib/browserd

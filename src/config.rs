@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,6 +48,16 @@ pub struct Config {
     /// chromium, chromium-browser, google-chrome, chrome on PATH.
     #[arg(long, env = "BROWSERD_CHROME_PATH")]
     pub chrome_path: Option<PathBuf>,
+    /// How browsers are kept from the host and from each other: `jail`
+    /// runs each in a bubblewrap jail that sees only the system and its own
+    /// profile, never as root; browserd refuses to start if it cannot make
+    /// one. `none` runs them as plain children of browserd: every session's
+    /// client can then read and write whatever browserd's user can.
+    #[arg(long, env = "BROWSERD_ISOLATION", value_enum, default_value_t = Isolation::Jail)]
+    pub isolation: Isolation,
+    /// bubblewrap binary for `--isolation jail`. Default: `bwrap` on PATH.
+    #[arg(long, env = "BROWSERD_BWRAP_PATH")]
+    pub bwrap_path: Option<PathBuf>,
     /// Most sessions with a browser at once (each idle browser takes about
     /// 150-400 MiB).
     #[arg(long, env = "BROWSERD_MAX_SESSIONS", default_value_t = 16)]
@@ -103,6 +113,13 @@ pub struct Config {
         default_value_t = 32
     )]
     pub cdp_max_connections_per_session: usize,
+}
+
+/// `--isolation`: see [`Config::isolation`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Isolation {
+    Jail,
+    None,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -73,6 +73,10 @@ pub enum StartError {
     NoBrowser,
     #[error("the configured --chrome-path {0} is not a file")]
     BadChromePath(std::path::PathBuf),
+    #[error(
+        "cannot jail browsers: {0}. Install bubblewrap (Debian/Ubuntu: `apt-get install -y bubblewrap`) and allow unprivileged user namespaces (`sysctl -w kernel.unprivileged_userns_clone=1`; Ubuntu 23.10+: `sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`; Docker: run with the seccomp profile in deploy/seccomp.json, as docker-compose.yml does), or pass --isolation none to run browsers unjailed, where every session's client can read and write the host's files as browserd's user"
+    )]
+    Jail(#[from] browser::jail::JailError),
     #[error("cannot prepare the data directory {dir}: {source}")]
     DataDir {
         dir: std::path::PathBuf,
@@ -118,6 +122,15 @@ pub async fn run(
             source,
         })?;
     }
+    let jail = match config.isolation {
+        config::Isolation::Jail => browser::jail::Jail::build(config.bwrap_path.as_deref())?,
+        config::Isolation::None => {
+            tracing::warn!(
+                "--isolation none: browsers run unjailed, and every session's client can read and write what browserd's user can, other sessions and the database included"
+            );
+            browser::jail::Jail::none()
+        }
+    };
     let database_url = config.database_url(&data_dir);
     let store = store::Store::connect(&database_url).await?;
     if let Some(file) = database_url
@@ -142,6 +155,7 @@ pub async fn run(
     let reaper_stop = CancellationToken::new();
     let launcher = browser::Launcher::start(
         chrome.clone(),
+        jail,
         config.launch_timeout,
         config.cdp_max_message_size,
         &tracker,

@@ -4,6 +4,7 @@
 //! sessions, statuses or the database.
 
 pub mod cdp;
+pub mod jail;
 mod options;
 pub mod pipe;
 pub mod process;
@@ -14,7 +15,6 @@ use std::io::{BufRead, BufReader};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use cdp::CdpError;
+use jail::{Identity, Jail};
 pub use options::{LaunchOptions, Viewport};
 use pipe::Pipe;
 use process::{Group, ProcessGroups};
@@ -43,13 +44,12 @@ const EXIT_AFTER_CLOSE: Duration = Duration::from_millis(500);
 /// How long a killed browser's process group may take to be reaped.
 const KILL_GRACE: Duration = Duration::from_secs(5);
 
-/// The flags every browser is launched with. Headless, no sandbox (browserd
-/// commonly runs as root in a container, where Chromium's sandbox cannot
-/// start), and nothing that phones home: these machines may have no route
-/// out, and a session should not pay for background traffic.
+/// The flags every browser is launched with. Headless, and nothing that
+/// phones home: these machines may have no route out, and a session should
+/// not pay for background traffic. Whether Chromium's sandbox is on is the
+/// jail's call ([`jail::Jail::command`]).
 const BASE_FLAGS: &[&str] = &[
     "--headless",
-    "--no-sandbox",
     "--disable-gpu",
     "--disable-quic",
     "--no-first-run",
@@ -57,7 +57,7 @@ const BASE_FLAGS: &[&str] = &[
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    // Otherwise the first tab gets an infobar warning of --no-sandbox, which
+    // Otherwise, unjailed, the first tab gets an infobar warning of --no-sandbox, which
     // takes 56 px off that page's viewport for its whole life. The switch
     // turns off Chromium's startup infobars; ChromeDriver passes it to every
     // Chrome it starts.
@@ -105,6 +105,7 @@ pub struct PageInfo {
 #[derive(Clone)]
 pub struct Launcher {
     chrome: PathBuf,
+    jail: Jail,
     launch_timeout: Duration,
     /// The largest CDP message carried either way.
     max_message_size: usize,
@@ -118,6 +119,8 @@ pub struct Browser {
     pipe: Pipe,
     version: String,
     user_data_dir: PathBuf,
+    /// The uid the browser runs as, held until it is dropped.
+    _identity: Option<Identity>,
 }
 
 /// Finds a browser: the configured path, else Debian's `/usr/bin/chromium`,
@@ -146,6 +149,7 @@ pub fn find_chrome(configured: Option<&Path>) -> Option<PathBuf> {
 impl Launcher {
     pub fn start(
         chrome: PathBuf,
+        jail: Jail,
         launch_timeout: Duration,
         max_message_size: usize,
         tracker: &TaskTracker,
@@ -153,6 +157,7 @@ impl Launcher {
     ) -> std::io::Result<Self> {
         Ok(Self {
             chrome,
+            jail,
             launch_timeout,
             max_message_size,
             groups: ProcessGroups::start(tracker, stop)?,
@@ -175,7 +180,14 @@ impl Launcher {
                 return Err(LaunchError::BrowserDir { dir, source });
             }
         }
-        let mut command = Command::new(&self.chrome);
+        let (mut command, identity) = match self.jail.command(&self.chrome, user_data_dir, &tmp) {
+            Ok(jailed) => (jailed.command, jailed.identity),
+            Err(source) => {
+                remove_profile(user_data_dir);
+                let dir = user_data_dir.to_owned();
+                return Err(LaunchError::BrowserDir { dir, source });
+            }
+        };
         // A clean environment: the browser runs its users' code and must not
         // inherit browserd's (database URL, BROWSERD_*, OTEL_* headers).
         // HOME is the profile, so nothing lands in browserd's home either.
@@ -272,6 +284,7 @@ impl Launcher {
                 pipe,
                 version,
                 user_data_dir: user_data_dir.to_owned(),
+                _identity: identity,
             }),
             Err(e) => {
                 group.kill(KILL_GRACE).await;
@@ -384,7 +397,7 @@ impl Browser {
     /// profile directory.
     pub async fn destroy(&self) {
         // Found before the kill: a zombie's command line is empty.
-        let mut helpers: BTreeSet<i32> = process_table::mentioning(&self.user_data_dir)
+        let helpers: BTreeSet<i32> = process_table::mentioning(&self.user_data_dir)
             .into_iter()
             .collect();
         if !self.group.kill(KILL_GRACE).await {
@@ -403,11 +416,16 @@ impl Browser {
 }
 
 fn describe_exit(status: i32) -> String {
-    if libc::WIFSIGNALED(status) {
-        format!(
-            "the browser process was killed by signal {}",
+    // A jailed browser's exit is told by bwrap, which exits 128 + N when
+    // the browser was killed by signal N.
+    let code = libc::WEXITSTATUS(status);
+    if libc::WIFSIGNALED(status) || (libc::WIFEXITED(status) && code > 128) {
+        let signal = if libc::WIFSIGNALED(status) {
             libc::WTERMSIG(status)
-        )
+        } else {
+            code - 128
+        };
+        format!("the browser process was killed by signal {signal}")
     } else {
         format!(
             "the browser process exited with code {}",

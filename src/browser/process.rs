@@ -1,7 +1,7 @@
 //! Browser processes as process groups: spawn, watch, kill, reap.
 //!
-//! Each browser leads its own process group, so one `killpg` reaches every
-//! helper it forked. browserd makes itself a child subreaper, so helpers
+//! Each browser leads its own session and process group, so one `killpg`
+//! reaches every helper it forked. browserd makes itself a child subreaper, so helpers
 //! orphaned when the browser dies are re-parented to it rather than to PID 1
 //! (which, in many containers, never reaps them), and reaps them per group
 //! with `waitpid(-pgid)`: it never touches a child it did not spawn here.
@@ -87,12 +87,15 @@ impl ProcessGroups {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        // SAFETY: setpgid and prctl are async-signal-safe and touch only the
+        // A session of its own, not only a process group: the browser
+        // leaves browserd's controlling terminal, which it could otherwise
+        // open as /dev/tty and type into (TIOCSTI).
+        // SAFETY: setsid and prctl are async-signal-safe and touch only the
         // child. PDEATHSIG fires when the spawning thread exits; tokio worker
         // threads live as long as the runtime, which is browserd's lifetime.
         unsafe {
             command.pre_exec(|| {
-                if libc::setpgid(0, 0) != 0 {
+                if libc::setsid() < 0 {
                     return Err(io::Error::last_os_error());
                 }
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {

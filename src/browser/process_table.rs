@@ -78,7 +78,8 @@ pub fn mentioning(dir: &Path) -> Vec<i32> {
 }
 
 /// Browser processes themselves, not their helpers (which carry
-/// `--type=`), whose profile (`--user-data-dir`) starts with `dir`.
+/// `--type=`) nor the jail around them (bwrap, whose command line ends
+/// with the browser's), whose profile (`--user-data-dir`) starts with `dir`.
 pub fn browser_mains(dir: &Path) -> BTreeSet<i32> {
     let prefix = format!("--user-data-dir={}", dir.display()).into_bytes();
     let mains: BTreeSet<i32> = pids()
@@ -87,6 +88,7 @@ pub fn browser_mains(dir: &Path) -> BTreeSet<i32> {
             let args = args(pid);
             args.iter().any(|a| a.starts_with(&prefix))
                 && !args.iter().any(|a| a.starts_with(b"--type="))
+                && stat(pid).is_some_and(|s| s.comm != "bwrap")
         })
         .collect();
     // A child the browser has forked but not yet exec'd still shows the
@@ -95,6 +97,16 @@ pub fn browser_mains(dir: &Path) -> BTreeSet<i32> {
         .iter()
         .copied()
         .filter(|&pid| !stat(pid).is_some_and(|s| mains.contains(&s.ppid)))
+        .collect()
+}
+
+/// The uid each process runs as (its effective uid, the owner of its
+/// `/proc` entry), for every process in the table.
+pub fn uids() -> BTreeSet<u32> {
+    use std::os::unix::fs::MetadataExt;
+    pids()
+        .into_iter()
+        .filter_map(|pid| Some(std::fs::metadata(format!("/proc/{pid}")).ok()?.uid()))
         .collect()
 }
 

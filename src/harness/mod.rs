@@ -34,6 +34,8 @@ pub fn config(data_dir: &Path, database_url: Option<String>) -> Config {
         data_dir: data_dir.to_owned(),
         database_url,
         chrome_path: None,
+        isolation: crate::config::Isolation::Jail,
+        bwrap_path: None,
         max_sessions: 8,
         default_timeout: Duration::from_secs(300),
         max_timeout: Duration::from_secs(3600),

@@ -309,6 +309,8 @@ async fn session_limit_is_resource_exhausted(backend: Backend) {
 /// does: it prints a cause and exits, or hangs without opening DevTools.
 fn broken_browser(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
     use std::os::unix::fs::PermissionsExt;
+    // The browser's uid, in its jail, must be able to run it.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
     let path = dir.join("broken-chrome");
     std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");

@@ -24,6 +24,7 @@ use browserd::harness::{ChildServer, Server};
 use browserd::pb;
 use clap::{Parser, ValueEnum};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use report::Report;
@@ -85,6 +86,10 @@ struct Bench {
     report: Report,
     /// A server with no warm pool, on SQLite.
     cold: Server,
+    /// Launches browsers as browserd does, unjailed and with no session.
+    launcher: browserd::browser::Launcher,
+    /// The same in browserd's jail, to price the jail.
+    jailed: browserd::browser::Launcher,
     /// The floor's p50, once the start section has measured it.
     floor_p50: Option<f64>,
 }
@@ -120,6 +125,25 @@ async fn main() -> Result<()> {
         std::env::temp_dir().join(format!("browserd-bench-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&work)?;
     let started = Instant::now();
+    let max_message_size = config(&work, &chrome).cdp_max_message_size;
+    let tracker = TaskTracker::new();
+    let reaper_stop = CancellationToken::new();
+    let launcher = browserd::browser::Launcher::start(
+        chrome.clone(),
+        browserd::browser::jail::Jail::none(),
+        Duration::from_secs(30),
+        max_message_size,
+        &tracker,
+        reaper_stop.clone(),
+    )?;
+    let jailed = browserd::browser::Launcher::start(
+        chrome.clone(),
+        browserd::browser::jail::Jail::build(None)?,
+        Duration::from_secs(30),
+        max_message_size,
+        &tracker,
+        reaper_stop.clone(),
+    )?;
     let cold = Server::start(config(&work.join("cold"), &chrome)).await;
     let mut bench = Bench {
         args,
@@ -127,6 +151,8 @@ async fn main() -> Result<()> {
         work,
         report: Report::default(),
         cold,
+        launcher,
+        jailed,
         floor_p50: None,
     };
     let outcome = sections::run_all(&mut bench).await;
@@ -138,6 +164,9 @@ async fn main() -> Result<()> {
         ..
     } = bench;
     cold.stop().await;
+    reaper_stop.cancel();
+    tracker.close();
+    tracker.wait().await;
     std::fs::remove_dir_all(&work)?;
     outcome?;
     report.print();

@@ -1,9 +1,10 @@
-//! Floor and cold session start, interleaved; one unmeasured round warms
-//! caches.
+//! Floor (unjailed and jailed) and cold session start, interleaved; one
+//! unmeasured round warms caches.
 
 use std::time::Instant;
 
 use anyhow::Result;
+use browserd::browser::LaunchOptions;
 use serde_json::json;
 
 use crate::bare::Bare;
@@ -11,8 +12,13 @@ use crate::report::Series;
 use crate::{Bench, CDP_WAIT, cdp, release, session_to_first_answer};
 
 pub async fn run(bench: &mut Bench) -> Result<()> {
-    let (mut floor, mut cold_live, mut cold_cdp) =
-        (Series::default(), Series::default(), Series::default());
+    let [
+        mut floor,
+        mut unjailed,
+        mut jailed,
+        mut cold_live,
+        mut cold_cdp,
+    ] = std::array::from_fn(|_| Series::default());
     for round in 0..=bench.args.sessions {
         let started = Instant::now();
         let browser =
@@ -21,12 +27,25 @@ pub async fn run(bench: &mut Bench) -> Result<()> {
             .await?
             .call("Browser.getVersion", json!({}), CDP_WAIT)
             .await?;
-        let spent = started.elapsed();
+        let mut spent = vec![started.elapsed()];
         drop(browser);
+        for (launcher, name) in [(&bench.launcher, "unjailed"), (&bench.jailed, "jailed")] {
+            let started = Instant::now();
+            let browser = launcher
+                .launch(
+                    &bench.work.join(format!("{name}-{round}")),
+                    &LaunchOptions::default(),
+                )
+                .await?;
+            spent.push(started.elapsed());
+            browser.destroy().await;
+        }
         let (live, answered, id) = session_to_first_answer(&bench.cold).await?;
         release(&bench.cold, &id).await?;
         if round > 0 {
-            floor.0.push(spent);
+            floor.0.push(spent[0]);
+            unjailed.0.push(spent[1]);
+            jailed.0.push(spent[2]);
             cold_live.0.push(live);
             cold_cdp.0.push(answered);
         }
@@ -40,6 +59,26 @@ pub async fn run(bench: &mut Bench) -> Result<()> {
         "floor: spawn bare Chromium -> getVersion",
         &floor,
         floor_p50,
+    );
+    report.latency(
+        "launch_unjailed",
+        "browserd's launch, --isolation none -> getVersion",
+        &unjailed,
+        floor_p50,
+    );
+    report.latency(
+        "launch_jailed",
+        "browserd's launch, jailed -> getVersion",
+        &jailed,
+        floor_p50,
+    );
+    report.line(
+        "jail_cost_ratio",
+        format!(
+            "jailed / unjailed launch p50: {:.2}",
+            jailed.p(50.0) / unjailed.p(50.0)
+        ),
+        json!(jailed.p(50.0) / unjailed.p(50.0)),
     );
     report.latency(
         "cold_live",
