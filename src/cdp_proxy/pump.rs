@@ -1,6 +1,7 @@
 //! The frame pump: one relayed client, both ways, until either side closes
 //! or the session ends. Client messages pass the [`policy`](super::policy)
-//! first; that is the only work per frame beyond relaying it.
+//! and [`files`](super::files) first, and browser messages `files`; that is
+//! the only work per frame beyond relaying it.
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
@@ -10,6 +11,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 
+use super::files::Files;
 use super::policy::{self, Verdict};
 use super::{READ_CHUNK, Relay};
 use crate::sessions::Route;
@@ -22,6 +24,7 @@ impl Relay {
         client: WebSocketStream<TcpStream>,
         id: SessionId,
         route: Route,
+        mut files: Files,
     ) {
         let upstream = tokio_tungstenite::connect_async_with_config(
             &route.upstream,
@@ -48,9 +51,18 @@ impl Relay {
                 frame = client_rx.next() => match frame {
                     Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
                         route.presence.touch();
-                        match verdict(&message) {
+                        let verdict = match verdict(&message) {
+                            Verdict::Forward => files.judge(&message).await,
+                            verdict => verdict,
+                        };
+                        match verdict {
                             Verdict::Forward => {
                                 if browser_tx.send(message).await.is_err() {
+                                    break;
+                                }
+                            }
+                            Verdict::Replace(call) => {
+                                if browser_tx.send(Message::text(call)).await.is_err() {
                                     break;
                                 }
                             }
@@ -87,7 +99,7 @@ impl Relay {
                 },
                 frame = browser_rx.next() => match frame {
                     Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
-                        if client_tx.send(message).await.is_err() {
+                        if files.relays(&message).await && client_tx.send(message).await.is_err() {
                             break;
                         }
                     }

@@ -311,6 +311,7 @@ impl Engine {
             Route {
                 token,
                 upstream: browser.ws_url().to_owned(),
+                profile: browser.profile().to_owned(),
                 closed: CancellationToken::new(),
                 presence: presence.clone(),
             },
