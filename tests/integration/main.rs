@@ -7,6 +7,7 @@ mod cli;
 mod errors;
 mod events;
 mod faults;
+mod files;
 mod isolation;
 mod lifecycle;
 mod pool;
