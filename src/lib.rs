@@ -219,6 +219,7 @@ pub async fn run(
             handshake_timeout: config.cdp_handshake_timeout,
             max_connections: config.cdp_max_connections,
             max_connections_per_session: config.cdp_max_connections_per_session,
+            own_user_paths: config.cdp_own_user_paths,
         },
         stopping.clone(),
         tracker.clone(),

@@ -55,9 +55,9 @@ static NEXT_DIR: AtomicU64 = AtomicU64::new(1);
 /// One relayed connection's file exchange.
 pub(super) struct Files {
     profile: PathBuf,
-    /// The relay's end and the client's end of the connection.
-    relay_addr: SocketAddr,
-    peer: SocketAddr,
+    /// The relay's end and the client's end of the connection, when a
+    /// client of browserd's own user may name paths.
+    connection: Option<(SocketAddr, SocketAddr)>,
     /// Decided on the first call that needs it: most clients never do.
     trusted: Option<bool>,
     /// Per download scope (a browserContextId, `""` for the default
@@ -118,11 +118,10 @@ impl Call {
 }
 
 impl Files {
-    pub(super) fn new(profile: PathBuf, relay_addr: SocketAddr, peer: SocketAddr) -> Self {
+    pub(super) fn new(profile: PathBuf, connection: Option<(SocketAddr, SocketAddr)>) -> Self {
         Self {
             profile,
-            relay_addr,
-            peer,
+            connection,
             trusted: None,
             scopes: HashMap::new(),
             names: HashMap::new(),
@@ -229,12 +228,15 @@ impl Files {
         if let Some(trusted) = self.trusted {
             return trusted;
         }
-        let (peer, relay_addr) = (self.peer, self.relay_addr);
-        let owner =
-            tokio::task::spawn_blocking(move || process_table::socket_owner(peer, relay_addr))
-                .await
-                .ok()
-                .flatten();
+        let owner = match self.connection {
+            Some((relay_addr, peer)) => {
+                tokio::task::spawn_blocking(move || process_table::socket_owner(peer, relay_addr))
+                    .await
+                    .ok()
+                    .flatten()
+            }
+            None => None,
+        };
         // SAFETY: geteuid has no preconditions.
         let trusted = owner == Some(unsafe { libc::geteuid() });
         tracing::debug!(?owner, trusted, "cdp client: may it exchange files by path");
@@ -575,7 +577,7 @@ mod tests {
     fn untrusted() -> Files {
         // No socket has these addresses: the client is not of this host.
         let nowhere: SocketAddr = "192.0.2.1:9".parse().expect("addr");
-        Files::new(std::env::temp_dir(), nowhere, nowhere)
+        Files::new(std::env::temp_dir(), Some((nowhere, nowhere)))
     }
 
     fn reply(verdict: Option<Verdict>) -> Value {
@@ -634,8 +636,7 @@ mod tests {
     #[tokio::test]
     async fn download_paths_always_land_in_the_profile() {
         let profile = tempfile::tempdir().expect("a profile");
-        let nowhere: SocketAddr = "192.0.2.1:9".parse().expect("addr");
-        let mut files = Files::new(profile.path().to_owned(), nowhere, nowhere);
+        let mut files = Files::new(profile.path().to_owned(), None);
         let text = r#"{"id":3,"method":"Browser.setDownloadBehavior","params":{"behavior":"allow","downloadPath":"/etc"}}"#;
         let Some(Verdict::Replace(text)) = files.on_client(text).await else {
             panic!("the call is relayed, rewritten");

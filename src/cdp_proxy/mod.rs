@@ -73,6 +73,9 @@ pub struct RelayConfig {
     pub handshake_timeout: Duration,
     pub max_connections: usize,
     pub max_connections_per_session: usize,
+    /// Clients of browserd's own user on this host may name host paths
+    /// (see [`files`]).
+    pub own_user_paths: bool,
 }
 
 struct Relay {
@@ -208,7 +211,8 @@ impl Relay {
                 )
                 .await;
                 let span = tracing::info_span!("cdp_client", session.id = %id, %peer);
-                let files = Files::new(route.profile.clone(), relay_addr, peer);
+                let peer_of_own_user = self.config.own_user_paths.then_some((relay_addr, peer));
+                let files = Files::new(route.profile.clone(), peer_of_own_user);
                 self.pump(client, id, route, files).instrument(span).await;
                 drop(session_slot);
             }

@@ -357,7 +357,29 @@ async fn other_clients_name_no_host_path(backend: Backend) {
     app.stop().await;
 }
 
+/// Behind a proxy that runs as browserd's user, every client would look
+/// local: the operator turns paths off for everyone.
+async fn paths_can_be_refused_to_browserds_own_user(backend: Backend) {
+    let mut app = spawn_app_with(backend, |c| c.cdp_own_user_paths = false).await;
+    let session = app.create(pb::CreateSessionRequest::default()).await;
+    let mut client = Client::connect(&session.connect_url, None).await;
+    let page = client.page().await;
+    let host = tempfile::tempdir().expect("the client's files");
+    let file = host.path().join("report.txt");
+    std::fs::write(&file, "by path").expect("a file");
+    let reply = client.set_input_files(&page, &[&file]).await;
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("by contents")),
+        "{reply}"
+    );
+    app.release(&session.id).await;
+    app.stop().await;
+}
+
 on_both_backends!(
     a_client_of_browserds_user_uploads_and_downloads_by_path,
     other_clients_name_no_host_path,
+    paths_can_be_refused_to_browserds_own_user,
 );
