@@ -113,6 +113,14 @@ pub struct Config {
         default_value_t = 32
     )]
     pub cdp_max_connections_per_session: usize,
+    /// Whether a relay client on this host whose socket belongs to
+    /// browserd's own user may upload and download by host path (browserd
+    /// copies the files in and out for it: such a client can read and write
+    /// everything browserd can anyway). Every other client sends contents.
+    /// Turn off when a proxy running as browserd's user forwards remote
+    /// clients to the relay: they would look local.
+    #[arg(long, env = "BROWSERD_CDP_OWN_USER_PATHS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub cdp_own_user_paths: bool,
 }
 
 /// `--isolation`: see [`Config::isolation`].
@@ -243,6 +251,8 @@ mod tests {
         assert!(defaults.check().is_ok());
         assert_eq!(defaults.cdp_max_message_size, 256 << 20);
         assert_eq!(defaults.cdp_handshake_timeout.as_secs(), 10);
+        assert!(defaults.cdp_own_user_paths);
+        assert!(!serve(&["--cdp-own-user-paths", "false"]).cdp_own_user_paths);
         for bad in [
             &["--cdp-max-message-size", "1KiB"][..],
             &["--cdp-handshake-timeout", "0s"],

@@ -6,7 +6,8 @@
 //! - [`api`]: the tonic `SessionService`: protos in, domain types out,
 //!   errors to gRPC status codes. No business logic.
 //! - [`cdp_proxy`]: the WebSocket relay behind every `connect_url`: limits,
-//!   HTTP discovery, and the per-session CDP rules (client `Browser.close`).
+//!   HTTP discovery, and the per-session CDP rules (client `Browser.close`;
+//!   uploads and downloads by path stay inside the session's profile).
 //! - [`sessions`]: the lifecycle engine, the only writer of session status,
 //!   one file per question: `engine` (state, locks, the commit path),
 //!   `create`, `supervise` (timeouts, crashes, inactivity, extend),
@@ -233,6 +234,7 @@ pub async fn run(
             handshake_timeout: config.cdp_handshake_timeout,
             max_connections: config.cdp_max_connections,
             max_connections_per_session: config.cdp_max_connections_per_session,
+            own_user_paths: config.cdp_own_user_paths,
         },
         stopping.clone(),
         tracker.clone(),

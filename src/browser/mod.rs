@@ -346,6 +346,11 @@ impl Browser {
         &self.version
     }
 
+    /// Its `--user-data-dir`.
+    pub fn profile(&self) -> &Path {
+        &self.user_data_dir
+    }
+
     /// Neither its process nor browserd's CDP link to it has gone away.
     pub fn is_alive(&self) -> bool {
         self.group.is_running() && !self.pipe.is_closed()

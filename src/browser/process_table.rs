@@ -1,11 +1,14 @@
 //! browserd's one reader of the OS process table (`/proc`), shared by
-//! teardown, the reaper, the tests and the bench: a fix to how a field is
-//! parsed is a fix everywhere.
+//! teardown, the reaper, the relay, the tests and the bench: a fix to how
+//! a field is parsed is a fix everywhere. Besides processes it reads who
+//! owns a local TCP socket (`/proc/net/tcp{,6}`), which is how the relay
+//! tells a client of browserd's own user.
 //!
 //! It only reads. Whether to kill or reap what it finds is its callers'
 //! decision, made on what it reports about each process.
 
 use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
@@ -127,9 +130,81 @@ pub fn memory_kib(pid: i32, file: &str, key: &str) -> Option<u64> {
         .and_then(|value| value.split_whitespace().next()?.parse().ok())
 }
 
+/// The uid owning the TCP socket of this network namespace whose own
+/// address is `local` and whose peer is `remote`: for a connection accepted
+/// from a process on this host, `socket_owner(peer, own_address)` is the
+/// uid that made the client's socket. `None` when no such socket is here
+/// (a client on another host, or one gone meanwhile).
+pub fn socket_owner(local: SocketAddr, remote: SocketAddr) -> Option<u32> {
+    let wanted = (canonical(local), canonical(remote));
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .into_iter()
+        .find_map(|table| {
+            let text = std::fs::read_to_string(table).ok()?;
+            text.lines().skip(1).find_map(|line| {
+                let (local, remote, uid) = tcp_row(line)?;
+                ((local, remote) == wanted).then_some(uid)
+            })
+        })
+}
+
+/// An IPv4 client of an IPv6 listener is seen as `::ffff:a.b.c.d` there
+/// and as `a.b.c.d` in its own table.
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+/// `sl local rem st tx:rx tr:when retrnsmt uid …`, addresses as hex words
+/// in host byte order and ports as hex numbers.
+fn tcp_row(line: &str) -> Option<(SocketAddr, SocketAddr, u32)> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let address = |field: &str| -> Option<SocketAddr> {
+        let (ip, port) = field.split_once(':')?;
+        let port = u16::from_str_radix(port, 16).ok()?;
+        let mut bytes = Vec::with_capacity(16);
+        for word in ip.as_bytes().chunks(8) {
+            let word = u32::from_str_radix(std::str::from_utf8(word).ok()?, 16).ok()?;
+            bytes.extend_from_slice(&word.to_ne_bytes());
+        }
+        let ip = match bytes.len() {
+            4 => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(bytes).ok()?)),
+            16 => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(bytes).ok()?)),
+            _ => return None,
+        };
+        Some(canonical(SocketAddr::new(ip, port)))
+    };
+    Some((
+        address(fields.get(1)?)?,
+        address(fields.get(2)?)?,
+        fields.get(7)?.parse().ok()?,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_the_owner_of_a_local_connection() {
+        for host in ["127.0.0.1", "[::1]"] {
+            let listener = std::net::TcpListener::bind(format!("{host}:0")).expect("bind");
+            let client = std::net::TcpStream::connect(listener.local_addr().expect("addr"))
+                .expect("connect");
+            let (_, peer) = listener.accept().expect("accept");
+            // SAFETY: geteuid has no preconditions.
+            let me = unsafe { libc::geteuid() };
+            assert_eq!(
+                socket_owner(peer, listener.local_addr().expect("addr")),
+                Some(me)
+            );
+            assert_eq!(client.local_addr().expect("addr"), peer);
+            let elsewhere = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), peer.port());
+            assert_eq!(
+                socket_owner(elsewhere, listener.local_addr().expect("addr")),
+                None
+            );
+        }
+    }
 
     #[test]
     fn reads_this_process() {

@@ -12,7 +12,8 @@
 //! failures back off ([`limits`]), messages and frames are bounded (an
 //! oversized one closes that connection with 1009), and every client
 //! message passes the per-session rules of [`policy`] (a client's
-//! `Browser.close` releases the session with END_REASON_CLIENT_CLOSED) on
+//! `Browser.close` releases the session with END_REASON_CLIENT_CLOSED) and
+//! [`files`] (uploads and downloads stay inside the session's profile) on
 //! its way through the frame [`pump`].
 //! Every request that is not a WebSocket gets a real HTTP response.
 //!
@@ -20,6 +21,7 @@
 //! session itself. When a session ends, its route's token is cancelled and
 //! every relayed connection is closed. It never logs a token.
 
+mod files;
 mod http;
 mod limits;
 mod policy;
@@ -41,6 +43,7 @@ use tracing::Instrument;
 
 use crate::sessions::model::SessionId;
 use crate::sessions::{Engine, Route};
+use files::Files;
 use http::{Head, HeadError, Target};
 use limits::{AcceptBackoff, Connections};
 use pump::ws_config;
@@ -70,6 +73,9 @@ pub struct RelayConfig {
     pub handshake_timeout: Duration,
     pub max_connections: usize,
     pub max_connections_per_session: usize,
+    /// Clients of browserd's own user on this host may name host paths
+    /// (see [`files`]).
+    pub own_user_paths: bool,
 }
 
 struct Relay {
@@ -189,6 +195,9 @@ impl Relay {
                 let Some(key) = head.ws_key.as_deref() else {
                     return;
                 };
+                let Ok(relay_addr) = stream.local_addr() else {
+                    return;
+                };
                 let switched = http::switching_protocols(key);
                 match tokio::time::timeout(within, stream.write_all(&switched)).await {
                     Ok(Ok(())) => {}
@@ -202,7 +211,9 @@ impl Relay {
                 )
                 .await;
                 let span = tracing::info_span!("cdp_client", session.id = %id, %peer);
-                self.pump(client, id, route).instrument(span).await;
+                let peer_of_own_user = self.config.own_user_paths.then_some((relay_addr, peer));
+                let files = Files::new(route.profile.clone(), peer_of_own_user);
+                self.pump(client, id, route, files).instrument(span).await;
                 drop(session_slot);
             }
             Err(Answer::Http(response)) => {

@@ -19,9 +19,9 @@ use serde::Deserialize;
 pub enum Verdict {
     /// Relay it to the browser unchanged.
     Forward,
+    /// Relay this instead (the same call, with paths the browser can use).
+    Replace(String),
     /// Do not relay it; send this reply (a CDP error) to the client.
-    // The isolation work's rules refuse; the relay already handles it.
-    #[allow(dead_code)]
     Refuse(String),
     /// Do not relay it; send this reply to the client, then end the session
     /// as the client asked (`Browser.close`).
@@ -45,8 +45,8 @@ struct Rule {
     decide: fn(&Call<'_>) -> Option<Verdict>,
 }
 
-/// The rules, checked in order; the first verdict wins. The isolation work
-/// adds `Browser.setDownloadBehavior` and `DOM.setFileInputFiles` here.
+/// The rules, checked in order; the first verdict wins. Calls that name
+/// files need the connection's state: [`files`](super::files) judges them.
 const RULES: &[Rule] = &[Rule {
     needle: "\"Browser.close\"",
     decide: browser_close,
@@ -83,27 +83,34 @@ fn browser_close(call: &Call<'_>) -> Option<Verdict> {
 
 /// The empty result a call gets when browserd answers it itself.
 fn success(call: &Call<'_>) -> String {
-    reply(call, "result", serde_json::json!({}))
+    reply(
+        call.id,
+        call.session_id.as_deref(),
+        "result",
+        serde_json::json!({}),
+    )
 }
 
 /// The CDP error a refused call gets; `rule` says which rule refused it and
 /// what the client may do instead.
-// Used by the rules of the isolation work; exercised by the tests now.
-#[allow(dead_code)]
+#[cfg(test)]
 fn refusal(call: &Call<'_>, rule: &str) -> String {
-    reply(
-        call,
-        "error",
-        serde_json::json!({ "code": -32000, "message": format!("browserd: {rule}") }),
-    )
+    error_reply(call.id, call.session_id.as_deref(), rule)
 }
 
-fn reply(call: &Call<'_>, key: &str, value: serde_json::Value) -> String {
+/// The CDP error for call `id` (on `session_id`); `rule` says which rule
+/// refused it and what the client may do instead.
+pub(super) fn error_reply(id: Option<u64>, session_id: Option<&str>, rule: &str) -> String {
+    let error = serde_json::json!({ "code": -32000, "message": format!("browserd: {rule}") });
+    reply(id, session_id, "error", error)
+}
+
+fn reply(id: Option<u64>, session_id: Option<&str>, key: &str, value: serde_json::Value) -> String {
     let mut reply = serde_json::Map::new();
-    reply.insert("id".into(), call.id.into());
+    reply.insert("id".into(), id.into());
     reply.insert(key.into(), value);
-    if let Some(session_id) = &call.session_id {
-        reply.insert("sessionId".into(), session_id.as_ref().into());
+    if let Some(session_id) = session_id {
+        reply.insert("sessionId".into(), session_id.into());
     }
     serde_json::Value::Object(reply).to_string()
 }

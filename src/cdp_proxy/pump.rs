@@ -1,7 +1,10 @@
 //! The pump: one relayed client, both ways, until either side closes or the
-//! session ends. Client messages pass the [`policy`](super::policy), then
-//! go to the client's own session on the browser's pipe
-//! ([`crate::browser::pipe`]), which routes the browser's answers back.
+//! session ends. Client messages pass the [`policy`](super::policy) and
+//! [`files`](super::files), then go to the client's own session on the browser's pipe
+//! ([`crate::browser::pipe`]), which routes the browser's answers back; those pass `files` too (a
+//! finished download is copied out before the client hears of it).
+
+use std::borrow::Cow;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
@@ -11,6 +14,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 
+use super::files::Files;
 use super::policy::{self, Verdict};
 use super::{READ_CHUNK, Relay};
 use crate::browser::pipe::{Delivery, Refusal};
@@ -25,6 +29,7 @@ impl Relay {
         client: WebSocketStream<TcpStream>,
         id: SessionId,
         route: Route,
+        mut files: Files,
     ) {
         let (mut client_tx, mut client_rx) = client.split();
         let mut browser = match route.browser.connect(self.config.handshake_timeout).await {
@@ -55,17 +60,14 @@ impl Relay {
                             }
                             continue;
                         };
-                        let refusal = match policy::inspect(text) {
-                            Verdict::Forward => match browser.send(text).await {
-                                Ok(()) => None,
-                                Err(Refusal::Reply(reply)) => Some(reply),
-                                Err(Refusal::Closed) => {
-                                    browser_closed = true;
-                                    let _ = client_tx.send(browser_gone(&route)).await;
-                                    break;
-                                }
-                            },
-                            Verdict::Refuse(reply) => Some(reply),
+                        let verdict = match policy::inspect(text) {
+                            Verdict::Forward => files.judge(text).await,
+                            verdict => verdict,
+                        };
+                        let outgoing = match verdict {
+                            Verdict::Forward => Ok(Cow::Borrowed(text)),
+                            Verdict::Replace(call) => Ok(Cow::Owned(call)),
+                            Verdict::Refuse(reply) => Err(reply),
                             Verdict::CloseSession(reply) => {
                                 // Ended before the reply, so a client whose
                                 // close() returned finds the session RELEASED;
@@ -80,6 +82,18 @@ impl Relay {
                                 let _ = client_tx.send(session_ended()).await;
                                 break;
                             }
+                        };
+                        let refusal = match outgoing {
+                            Ok(text) => match browser.send(&text).await {
+                                Ok(()) => None,
+                                Err(Refusal::Reply(reply)) => Some(reply),
+                                Err(Refusal::Closed) => {
+                                    browser_closed = true;
+                                    let _ = client_tx.send(browser_gone(&route)).await;
+                                    break;
+                                }
+                            },
+                            Err(reply) => Some(reply),
                         };
                         if let Some(reply) = refusal
                             && client_tx.send(Message::text(reply)).await.is_err()
@@ -99,7 +113,7 @@ impl Relay {
                 },
                 delivery = browser.recv() => match delivery {
                     Some(Delivery::Message(text)) => {
-                        if client_tx.send(Message::text(text)).await.is_err() {
+                        if files.relays(&text).await && client_tx.send(Message::text(text)).await.is_err() {
                             break;
                         }
                     }

@@ -48,6 +48,7 @@ pub fn config(data_dir: &Path, database_url: Option<String>) -> Config {
         cdp_handshake_timeout: Duration::from_secs(10),
         cdp_max_connections: 512,
         cdp_max_connections_per_session: 32,
+        cdp_own_user_paths: true,
         node_id: Some("test-node".into()),
     }
 }

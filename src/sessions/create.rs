@@ -311,6 +311,7 @@ impl Engine {
             Route {
                 token,
                 browser: browser.pipe().clone(),
+                profile: browser.profile().to_owned(),
                 closed: CancellationToken::new(),
                 presence: presence.clone(),
             },

@@ -1,6 +1,7 @@
 //! Where the CDP relay finds a live session's browser, and the check of
 //! the session token it is given.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
@@ -16,6 +17,9 @@ pub struct Route {
     pub token: String,
     /// The session's browser, shared with browserd's own calls.
     pub browser: Pipe,
+    /// The browser's profile directory: the one place on the host where
+    /// the relay puts files for it and takes its downloads from.
+    pub profile: PathBuf,
     /// Cancelled when the session ends: every relayed connection closes.
     pub closed: CancellationToken,
     /// Where the relay reports clients and their activity.

@@ -8,6 +8,7 @@ mod devtools;
 mod errors;
 mod events;
 mod faults;
+mod files;
 mod isolation;
 mod lifecycle;
 mod pool;

@@ -1,0 +1,636 @@
+//! Files that cross between a relayed client and its session's browser by
+//! path: uploads (`DOM.setFileInputFiles`, `Input.dispatchDragEvent`) and
+//! downloads (`Browser.`/`Page.setDownloadBehavior`).
+//!
+//! A path a client names is a path on the client's host, which means
+//! nothing to a jailed browser and, unchecked, lets any client read or
+//! write any file browserd's browsers can. So the browser only ever sees
+//! paths inside its own profile:
+//! - a download path is always rewritten to a directory of the profile;
+//! - a client of browserd's own user on this host (its socket, found in
+//!   `/proc/net/tcp`, belongs to browserd's uid) can already read and write
+//!   everything browserd can, so browserd copies for it: named uploads into
+//!   the profile, finished downloads out to the directory it asked for,
+//!   before the browser's `downloadProgress` "completed" reaches it (what
+//!   Playwright's `save_as` waits for);
+//! - anyone else gets a CDP error for uploads by path (send contents
+//!   instead) and finds its downloads only in the session's directory.
+//!
+//! Everything it makes in a profile belongs to the profile's owner (the
+//! browser's user) and is reached without following symlinks, since the
+//! browser may have replaced any of it; a copy out is written only as a
+//! plain name inside the requested directory.
+//!
+//! It judges and rewrites messages and copies files; the pump sends them.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustix::fs::{Gid, Mode, OFlags, Uid};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::policy::{self, Verdict};
+use crate::browser::process_table;
+
+/// Calls whose parameters name files on the client's host.
+const UPLOADS: [&str; 2] = ["DOM.setFileInputFiles", "Input.dispatchDragEvent"];
+const DOWNLOADS: [&str; 2] = ["Browser.setDownloadBehavior", "Page.setDownloadBehavior"];
+/// The non-flattened way to talk to a target: a whole call inside a string.
+const NESTED: &str = "Target.sendMessageToTarget";
+
+/// Directories of the profile that browserd fills or has the browser fill.
+const UPLOAD_DIR: &str = "browserd-uploads";
+const DOWNLOAD_DIR: &str = "browserd-downloads";
+
+/// Names the directories made in profiles: one per upload, one per
+/// download scope, unique across every connection.
+static NEXT_DIR: AtomicU64 = AtomicU64::new(1);
+
+/// One relayed connection's file exchange.
+pub(super) struct Files {
+    profile: PathBuf,
+    /// The relay's end and the client's end of the connection, when a
+    /// client of browserd's own user may name paths.
+    connection: Option<(SocketAddr, SocketAddr)>,
+    /// Decided on the first call that needs it: most clients never do.
+    trusted: Option<bool>,
+    /// Per download scope (a browserContextId, `""` for the default
+    /// context, `page:<sessionId>` for `Page.setDownloadBehavior`).
+    scopes: HashMap<String, Scope>,
+    /// `suggestedFilename` by download guid, for a browser that does not
+    /// say where it put a finished file.
+    names: HashMap<String, String>,
+    /// Downloads already copied out (Browser. and Page.downloadProgress
+    /// both report a completion).
+    delivered: HashSet<String>,
+    /// browserd turned download events on for its copies; the client did
+    /// not ask for them, so they are not relayed.
+    hide_events: bool,
+    /// The client asked for download events itself.
+    wants_events: bool,
+}
+
+struct Scope {
+    /// The profile directory the browser writes this scope's files to.
+    dir: String,
+    /// Where a trusted client asked for them.
+    requested: Option<PathBuf>,
+}
+
+/// What is needed of a client call. Unknown fields are dropped; a
+/// duplicated known one makes the call unreadable, and it is refused.
+#[derive(Deserialize)]
+struct Call {
+    id: Option<u64>,
+    method: Option<String>,
+    #[serde(rename = "sessionId")]
+    session_id: Option<String>,
+    params: Option<Value>,
+}
+
+impl Call {
+    fn refuse(&self, rule: &str) -> Verdict {
+        Verdict::Refuse(policy::error_reply(
+            self.id,
+            self.session_id.as_deref(),
+            rule,
+        ))
+    }
+
+    /// The call as the browser gets it: re-serialized from what was
+    /// judged, so that no duplicate key or escape reads differently there.
+    fn forward(&self) -> Verdict {
+        let mut call = json!({ "id": self.id, "method": self.method });
+        if let Some(session_id) = &self.session_id {
+            call["sessionId"] = json!(session_id);
+        }
+        if let Some(params) = &self.params {
+            call["params"] = params.clone();
+        }
+        Verdict::Replace(call.to_string())
+    }
+}
+
+impl Files {
+    pub(super) fn new(profile: PathBuf, connection: Option<(SocketAddr, SocketAddr)>) -> Self {
+        Self {
+            profile,
+            connection,
+            trusted: None,
+            scopes: HashMap::new(),
+            names: HashMap::new(),
+            delivered: HashSet::new(),
+            hide_events: false,
+            wants_events: false,
+        }
+    }
+
+    /// The verdict on one client message: [`Verdict::Forward`] unless it
+    /// names files.
+    pub(super) async fn judge(&mut self, text: &str) -> Verdict {
+        self.on_client(text).await.unwrap_or(Verdict::Forward)
+    }
+
+    /// Whether one browser message goes on to the client; a finished
+    /// download is copied out first.
+    pub(super) async fn relays(&mut self, text: &str) -> bool {
+        self.on_browser(text).await
+    }
+
+    /// The verdict on a client message that names files; `None` for every
+    /// other message, which costs a few substring searches.
+    async fn on_client(&mut self, text: &str) -> Option<Verdict> {
+        if !may_name_files(text) {
+            return None;
+        }
+        let Ok(mut call) = serde_json::from_str::<Call>(text) else {
+            // Chromium might read it as a call this module guards.
+            return Some(Verdict::Refuse(policy::error_reply(
+                None,
+                None,
+                "a message that names a file or download call must be one JSON object without \
+                 duplicate keys",
+            )));
+        };
+        let method = call.method.clone()?;
+        if UPLOADS.contains(&method.as_str()) {
+            return Some(self.upload(call).await);
+        }
+        if DOWNLOADS.contains(&method.as_str()) {
+            return Some(self.download_behavior(&mut call).await);
+        }
+        if method == NESTED {
+            let inner = call
+                .params
+                .as_ref()
+                .and_then(|p| p.get("message"))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let guarded = may_name_files(inner)
+                && serde_json::from_str::<Call>(inner).map_or(true, |inner| {
+                    inner.method.is_some_and(|m| {
+                        UPLOADS.contains(&m.as_str())
+                            || DOWNLOADS.contains(&m.as_str())
+                            || m == NESTED
+                    })
+                });
+            if guarded {
+                return Some(call.refuse(
+                    "file and download calls go on a flattened session (Target.attachToTarget \
+                     with flatten: true), not inside Target.sendMessageToTarget",
+                ));
+            }
+        }
+        None
+    }
+
+    async fn on_browser(&mut self, text: &str) -> bool {
+        if self.scopes.is_empty()
+            || !(text.contains("\"Browser.download") || text.contains("\"Page.download"))
+        {
+            return true;
+        }
+        let Ok(event) = serde_json::from_str::<Value>(text) else {
+            return true;
+        };
+        let method = event["method"].as_str().unwrap_or_default();
+        let params = &event["params"];
+        let guid = params["guid"].as_str().unwrap_or_default();
+        match method {
+            "Browser.downloadWillBegin" | "Page.downloadWillBegin" => {
+                if let Some(name) = params["suggestedFilename"].as_str() {
+                    self.names.insert(guid.to_owned(), name.to_owned());
+                }
+            }
+            "Browser.downloadProgress" | "Page.downloadProgress" => {
+                if params["state"] == "completed" && self.delivered.insert(guid.to_owned()) {
+                    self.deliver(guid, params["filePath"].as_str()).await;
+                }
+            }
+            _ => return true,
+        }
+        !(self.hide_events && !self.wants_events && method.starts_with("Browser."))
+    }
+
+    async fn trusted(&mut self) -> bool {
+        if let Some(trusted) = self.trusted {
+            return trusted;
+        }
+        let owner = match self.connection {
+            Some((relay_addr, peer)) => {
+                tokio::task::spawn_blocking(move || process_table::socket_owner(peer, relay_addr))
+                    .await
+                    .ok()
+                    .flatten()
+            }
+            None => None,
+        };
+        // SAFETY: geteuid has no preconditions.
+        let trusted = owner == Some(unsafe { libc::geteuid() });
+        tracing::debug!(?owner, trusted, "cdp client: may it exchange files by path");
+        self.trusted = Some(trusted);
+        trusted
+    }
+
+    /// Uploads by path: copied into the profile for a trusted client,
+    /// refused for anyone else.
+    async fn upload(&mut self, mut call: Call) -> Verdict {
+        let drag = call.method.as_deref() == Some("Input.dispatchDragEvent");
+        let files = call.params.as_mut().and_then(|params| {
+            let params = if drag {
+                params.get_mut("data")?
+            } else {
+                params
+            };
+            params.get_mut("files")
+        });
+        let Some(Value::Array(files)) = files else {
+            return call.forward();
+        };
+        if files.is_empty() {
+            return call.forward();
+        }
+        if !self.trusted().await {
+            return call.refuse(
+                "files are uploaded by contents, not by path, except by a client of browserd's \
+                 own user on its host (Playwright: set_input_files with {name, mimeType, buffer})",
+            );
+        }
+        for file in files.iter_mut() {
+            let Some(source) = file.as_str().map(PathBuf::from) else {
+                return call.refuse("files must be paths");
+            };
+            let profile = self.profile.clone();
+            let copied = tokio::task::spawn_blocking(move || copy_in(&profile, &source))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+            match copied {
+                Ok(path) => *file = Value::String(path),
+                Err(e) => return call.refuse(&e),
+            }
+        }
+        call.forward()
+    }
+
+    /// A download path becomes a directory of the profile; a trusted
+    /// client's own is remembered for the copy out.
+    async fn download_behavior(&mut self, call: &mut Call) -> Verdict {
+        let page = call.method.as_deref() == Some("Page.setDownloadBehavior");
+        let scope = match (&call.params, page) {
+            (_, true) => format!("page:{}", call.session_id.as_deref().unwrap_or_default()),
+            (Some(params), false) => params["browserContextId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            (None, false) => String::new(),
+        };
+        let Some(requested) = call
+            .params
+            .as_ref()
+            .and_then(|p| p.get("downloadPath"))
+            .cloned()
+        else {
+            return call.forward();
+        };
+        let Some(requested) = requested.as_str().map(PathBuf::from) else {
+            return call.refuse("downloadPath must be a string");
+        };
+        if !requested.is_absolute() {
+            return call.refuse("downloadPath must be an absolute path");
+        }
+        let trusted = self.trusted().await;
+        let dir = match self.scopes.get(&scope) {
+            Some(known) => known.dir.clone(),
+            None => match make_download_dir(&self.profile) {
+                Ok(dir) => dir,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot make a download directory in the profile");
+                    return call.refuse("the session cannot take downloads now");
+                }
+            },
+        };
+        let params = call.params.get_or_insert_with(|| json!({}));
+        params["downloadPath"] = json!(dir);
+        if trusted && !page {
+            if params["eventsEnabled"] == true {
+                self.wants_events = true;
+            } else {
+                // Completions are what browserd copies on.
+                params["eventsEnabled"] = json!(true);
+                self.hide_events = true;
+            }
+        }
+        self.scopes.insert(
+            scope,
+            Scope {
+                dir,
+                requested: trusted.then_some(requested),
+            },
+        );
+        call.forward()
+    }
+
+    /// Copies a finished download of a trusted client's scope to the
+    /// directory it asked for, under the name the browser gave it.
+    async fn deliver(&self, guid: &str, reported: Option<&str>) {
+        let candidates: Vec<(&Scope, String)> = self
+            .scopes
+            .values()
+            .filter(|scope| scope.requested.is_some())
+            .flat_map(|scope| {
+                let names: Vec<String> = match reported.map(Path::new) {
+                    Some(path) => path
+                        .parent()
+                        .filter(|parent| *parent == Path::new(&scope.dir))
+                        .and_then(|_| path.file_name()?.to_str())
+                        .map(str::to_owned)
+                        .into_iter()
+                        .collect(),
+                    None => [Some(guid), self.names.get(guid).map(String::as_str)]
+                        .into_iter()
+                        .flatten()
+                        .map(str::to_owned)
+                        .collect(),
+                };
+                names.into_iter().map(move |name| (scope, name))
+            })
+            .filter(|(_, name)| plain_name(name))
+            .collect();
+        for (scope, name) in candidates {
+            let (profile, dir, requested) = (
+                self.profile.clone(),
+                scope.dir.clone(),
+                scope.requested.clone().unwrap_or_default(),
+            );
+            let copy = name.clone();
+            let copied = tokio::task::spawn_blocking(move || {
+                copy_out(&profile, Path::new(&dir), &copy, &requested)
+            })
+            .await;
+            match copied {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) if e.kind() == io::ErrorKind::NotFound => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot copy a finished download to the client's directory");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the download copy did not finish");
+                    return;
+                }
+            }
+        }
+        tracing::debug!(guid, "a finished download was not found to copy");
+    }
+}
+
+/// Whether a message may be one of the guarded calls. A JSON escape can
+/// spell a method name without its bytes, so any message with one is read.
+fn may_name_files(text: &str) -> bool {
+    text.contains("setFileInputFiles")
+        || text.contains("dispatchDragEvent")
+        || text.contains("DownloadBehavior")
+        || text.contains(NESTED)
+        || text.contains("\\u")
+}
+
+/// A single file name: no directory part, nothing relative.
+fn plain_name(name: &str) -> bool {
+    let mut components = Path::new(name).components();
+    matches!(components.next(), Some(Component::Normal(_))) && components.next().is_none()
+}
+
+/// Copies one file a trusted client named into a new directory of the
+/// profile; returns the copy's path. The source is read with browserd's
+/// rights, which the client has too.
+fn copy_in(profile: &Path, source: &Path) -> Result<String, String> {
+    let shown = source.display();
+    if !source.is_absolute() {
+        return Err(format!("{shown}: upload paths must be absolute"));
+    }
+    let name = source
+        .file_name()
+        .ok_or_else(|| format!("{shown}: not a file"))?;
+    let mut from = std::fs::File::open(source).map_err(|e| format!("{shown}: {e}"))?;
+    if from.metadata().is_ok_and(|m| !m.is_file()) {
+        return Err(format!("{shown}: only regular files are uploaded by path"));
+    }
+    let fail = |e: io::Error| {
+        tracing::warn!(error = %e, "cannot copy an upload into the profile");
+        "the session cannot take uploads now".to_owned()
+    };
+    let (root, owner) = open_profile(profile).map_err(fail)?;
+    let uploads = make_dir(&root, UPLOAD_DIR, owner).map_err(fail)?;
+    let number = NEXT_DIR.fetch_add(1, Ordering::Relaxed).to_string();
+    let dir = make_dir(&uploads, &number, owner).map_err(fail)?;
+    let to = rustix::fs::openat(
+        &dir,
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(|e| fail(e.into()))?;
+    rustix::fs::fchown(&to, Some(owner.0), Some(owner.1)).map_err(|e| fail(e.into()))?;
+    io::copy(&mut from, &mut std::fs::File::from(to)).map_err(|e| format!("{shown}: {e}"))?;
+    let path = profile.join(UPLOAD_DIR).join(number).join(name);
+    path.into_os_string()
+        .into_string()
+        .map_err(|_| format!("{shown}: not a UTF-8 path"))
+}
+
+/// Makes a new download directory in the profile; returns its path.
+fn make_download_dir(profile: &Path) -> io::Result<String> {
+    let (root, owner) = open_profile(profile)?;
+    let downloads = make_dir(&root, DOWNLOAD_DIR, owner)?;
+    let number = NEXT_DIR.fetch_add(1, Ordering::Relaxed).to_string();
+    make_dir(&downloads, &number, owner)?;
+    profile
+        .join(DOWNLOAD_DIR)
+        .join(number)
+        .into_os_string()
+        .into_string()
+        .map_err(|_| io::Error::other("the profile path is not UTF-8"))
+}
+
+/// Copies `<dir>/<name>` (a download directory of the profile) to
+/// `<requested>/<name>`, replacing a file of that name but never writing
+/// through a symlink.
+fn copy_out(profile: &Path, dir: &Path, name: &str, requested: &Path) -> io::Result<()> {
+    let (root, _) = open_profile(profile)?;
+    let relative = dir
+        .strip_prefix(profile)
+        .map_err(|_| io::Error::other("a download directory outside the profile"))?;
+    let mut at = root;
+    for part in relative.components() {
+        let Component::Normal(part) = part else {
+            return Err(io::Error::other("an odd download directory"));
+        };
+        at = open_dir(&at, part)?;
+    }
+    let from = rustix::fs::openat(
+        &at,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    if !rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(&from)?.st_mode).is_file() {
+        return Err(io::Error::other("the download is not a regular file"));
+    }
+    std::fs::create_dir_all(requested)?;
+    let target = rustix::fs::open(
+        requested,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let to = rustix::fs::openat(
+        &target,
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )?;
+    io::copy(&mut std::fs::File::from(from), &mut std::fs::File::from(to))?;
+    Ok(())
+}
+
+/// The profile directory, and its owner, who is given what is made in it.
+fn open_profile(profile: &Path) -> io::Result<(OwnedFd, (Uid, Gid))> {
+    let root = rustix::fs::open(
+        profile,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let stat = rustix::fs::fstat(&root)?;
+    let owner = (Uid::from_raw(stat.st_uid), Gid::from_raw(stat.st_gid));
+    Ok((root, owner))
+}
+
+/// A subdirectory, made if missing, never through a symlink.
+fn make_dir(parent: &OwnedFd, name: &str, owner: (Uid, Gid)) -> io::Result<OwnedFd> {
+    match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o700)) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let dir = open_dir(parent, name.as_ref())?;
+    rustix::fs::fchown(&dir, Some(owner.0), Some(owner.1))?;
+    Ok(dir)
+}
+
+fn open_dir(parent: &OwnedFd, name: &std::ffi::OsStr) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::openat(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_names_are_written_out() {
+        for name in ["a.pdf", "3f2a-guid", "report (1).csv"] {
+            assert!(plain_name(name), "{name}");
+        }
+        for name in ["", ".", "..", "../x", "a/b", "/etc/passwd"] {
+            assert!(!plain_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn escapes_and_nested_calls_are_read() {
+        for text in [
+            r#"{"id":1,"method":"DOM.setFileInput\u0046iles","params":{"files":["/x"]}}"#,
+            r#"{"id":1,"method":"Target.sendMessageToTarget","params":{"message":"{}"}}"#,
+            r#"{"id":1,"method":"Browser.setDownloadBehavior"}"#,
+        ] {
+            assert!(may_name_files(text), "{text}");
+        }
+        assert!(!may_name_files(
+            r#"{"id":1,"method":"Runtime.evaluate","params":{"expression":"1"}}"#
+        ));
+    }
+
+    fn untrusted() -> Files {
+        // No socket has these addresses: the client is not of this host.
+        let nowhere: SocketAddr = "192.0.2.1:9".parse().expect("addr");
+        Files::new(std::env::temp_dir(), Some((nowhere, nowhere)))
+    }
+
+    fn reply(verdict: Option<Verdict>) -> Value {
+        match verdict {
+            Some(Verdict::Refuse(reply)) => serde_json::from_str(&reply).expect("JSON"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn uploads_by_path_are_refused_to_others_however_spelled() {
+        let mut files = untrusted();
+        for text in [
+            r#"{"id":4,"sessionId":"S","method":"DOM.setFileInputFiles","params":{"files":["/etc/shadow"],"nodeId":3}}"#,
+            r#"{"id":4,"sessionId":"S","method":"DOM.setFileInput\u0046iles","params":{"files":["/etc/shadow"]}}"#,
+            r#"{"id":4,"sessionId":"S","method":"Input.dispatchDragEvent","params":{"type":"drop","x":1,"y":1,"data":{"items":[],"files":["/etc/shadow"],"dragOperationsMask":1}}}"#,
+        ] {
+            let reply = reply(files.on_client(text).await);
+            assert_eq!(reply["id"], 4, "{text}");
+            assert_eq!(reply["sessionId"], "S", "{text}");
+            assert!(
+                reply["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("by contents")),
+                "{reply}"
+            );
+        }
+        let duplicated = r#"{"id":4,"method":"Runtime.evaluate","method":"DOM.setFileInputFiles","params":{"files":["/etc/shadow"]}}"#;
+        assert!(reply(files.on_client(duplicated).await)["error"].is_object());
+        let nested = json!({"id": 5, "method": NESTED, "params": {"sessionId": "T", "message":
+            r#"{"id":1,"method":"DOM.setFileInputFiles","params":{"files":["/etc/shadow"]}}"#}});
+        assert!(reply(files.on_client(&nested.to_string()).await)["error"].is_object());
+    }
+
+    #[tokio::test]
+    async fn calls_without_files_pass() {
+        let mut files = untrusted();
+        assert!(
+            files
+                .on_client(r#"{"id":1,"method":"Page.navigate","params":{"url":"about:blank"}}"#)
+                .await
+                .is_none()
+        );
+        let Some(Verdict::Replace(text)) = files
+            .on_client(
+                r#"{"id":2,"method":"DOM.setFileInputFiles","params":{"files":[],"nodeId":1}}"#,
+            )
+            .await
+        else {
+            panic!("clearing a file input is relayed");
+        };
+        let call: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(call["params"], json!({"files": [], "nodeId": 1}));
+    }
+
+    #[tokio::test]
+    async fn download_paths_always_land_in_the_profile() {
+        let profile = tempfile::tempdir().expect("a profile");
+        let mut files = Files::new(profile.path().to_owned(), None);
+        let text = r#"{"id":3,"method":"Browser.setDownloadBehavior","params":{"behavior":"allow","downloadPath":"/etc"}}"#;
+        let Some(Verdict::Replace(text)) = files.on_client(text).await else {
+            panic!("the call is relayed, rewritten");
+        };
+        let call: Value = serde_json::from_str(&text).expect("JSON");
+        let path = PathBuf::from(call["params"]["downloadPath"].as_str().expect("a path"));
+        assert!(
+            path.starts_with(profile.path().join(DOWNLOAD_DIR)),
+            "{path:?}"
+        );
+        assert!(path.is_dir());
+        assert_eq!(call["params"]["behavior"], "allow");
+    }
+}
