@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -55,6 +57,24 @@ pub struct CdpClient {
 impl CdpClient {
     pub async fn connect(ws_url: &str, tracker: &TaskTracker) -> Result<Self, CdpError> {
         let (socket, _) = tokio_tungstenite::connect_async_with_config(ws_url, None, true).await?;
+        Ok(Self::over(socket, tracker))
+    }
+
+    /// Connects to `ws_url` over a TCP connection the caller made, e.g.
+    /// from a socket of another user.
+    pub async fn connect_on(
+        stream: tokio::net::TcpStream,
+        ws_url: &str,
+        tracker: &TaskTracker,
+    ) -> Result<Self, CdpError> {
+        let (socket, _) = tokio_tungstenite::client_async_with_config(ws_url, stream, None).await?;
+        Ok(Self::over(socket, tracker))
+    }
+
+    fn over<S>(socket: WebSocketStream<S>, tracker: &TaskTracker) -> Self
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let (commands, mut rx) = mpsc::channel::<Command>(64);
         let closed = CancellationToken::new();
         let close_reason = Arc::new(OnceLock::new());
@@ -112,11 +132,11 @@ impl CdpClient {
             }
             done.cancel();
         });
-        Ok(Self {
+        Self {
             commands,
             closed,
             close_reason,
-        })
+        }
     }
 
     /// A browser-level command.

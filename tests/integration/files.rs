@@ -15,9 +15,6 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::on_both_backends;
 use crate::support::*;
 
-/// A user a client may run as that is not browserd's (root here).
-const NOBODY: u32 = 65534;
-
 type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
 /// A raw CDP client that keeps the events it reads past.
@@ -28,32 +25,9 @@ struct Client {
 }
 
 impl Client {
-    /// Connects to `connect_url` from a socket made as user `uid`: the
-    /// kernel records the maker's fs uid as the socket's owner, which is
-    /// what browserd reads. setfsuid changes only the calling thread.
+    /// Connects to `connect_url` from a socket made as user `uid`.
     async fn connect(connect_url: &str, uid: Option<u32>) -> Self {
-        let addr = connect_url
-            .strip_prefix("ws://")
-            .and_then(|rest| rest.split('/').next())
-            .expect("a ws:// connect_url")
-            .to_owned();
-        let stream = std::thread::spawn(move || {
-            if let Some(uid) = uid {
-                // SAFETY: setfsuid has no memory preconditions; it is
-                // undone below, on this thread, the only one it affects.
-                unsafe { libc::setfsuid(uid) };
-            }
-            let stream = std::net::TcpStream::connect(&addr);
-            if uid.is_some() {
-                // SAFETY: as above.
-                unsafe { libc::setfsuid(0) };
-            }
-            stream.expect("connect to the relay")
-        })
-        .join()
-        .expect("the connecting thread");
-        stream.set_nonblocking(true).expect("nonblocking");
-        let stream = tokio::net::TcpStream::from_std(stream).expect("a tokio stream");
+        let stream = relay_socket(connect_url, uid);
         let (socket, _) = tokio_tungstenite::client_async(connect_url, stream)
             .await
             .expect("a WebSocket through the relay");
@@ -188,23 +162,10 @@ impl Client {
 
 /// Every regular file under `dir` holding `content`.
 fn files_holding(dir: &Path, content: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut dirs = vec![dir.to_owned()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let Ok(kind) = entry.file_type() else {
-                continue;
-            };
-            if kind.is_dir() {
-                dirs.push(entry.path());
-            } else if kind.is_file()
-                && std::fs::read(entry.path()).is_ok_and(|bytes| bytes == content.as_bytes())
-            {
-                found.push(entry.path());
-            }
-        }
-    }
-    found
+    files_under(dir)
+        .into_iter()
+        .filter(|path| std::fs::read(path).is_ok_and(|bytes| bytes == content.as_bytes()))
+        .collect()
 }
 
 async fn a_client_of_browserds_user_uploads_and_downloads_by_path(backend: Backend) {
@@ -307,7 +268,7 @@ async fn other_clients_name_no_host_path(backend: Backend) {
         app.profiles_dir().join(&a.id),
         app.profiles_dir().join(&b.id),
     );
-    let mut client = Client::connect(&a.connect_url, Some(NOBODY)).await;
+    let mut client = Client::connect(&a.connect_url, Some(FOREIGN_UID)).await;
     let page = client.page().await;
 
     // The database (SQLite's file; a file of the data dir either way).

@@ -364,6 +364,63 @@ pub async fn cdp_client(url: &str) -> CdpClient {
         .expect("connect through the relay")
 }
 
+/// Every regular file under `dir`, recursively (symlinks not followed).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => dirs.push(entry.path()),
+                Ok(kind) if kind.is_file() => found.push(entry.path()),
+                _ => {}
+            }
+        }
+    }
+    found
+}
+
+/// The uid of a client that is not browserd's user: `nobody`.
+pub const FOREIGN_UID: u32 = 65534;
+
+/// A TCP connection to the relay behind `connect_url`, from a socket made
+/// as user `uid` (browserd's own when `None`): the kernel records the
+/// maker's fs uid as the socket's owner, which is how the relay tells a
+/// client of browserd's own user. setfsuid changes only the calling thread.
+pub fn relay_socket(connect_url: &str, uid: Option<u32>) -> tokio::net::TcpStream {
+    let addr = connect_url
+        .strip_prefix("ws://")
+        .and_then(|rest| rest.split('/').next())
+        .expect("a ws:// connect_url")
+        .to_owned();
+    let stream = std::thread::spawn(move || {
+        if let Some(uid) = uid {
+            // SAFETY: setfsuid has no memory preconditions; it is undone
+            // below, on this thread, the only one it affects.
+            unsafe { libc::setfsuid(uid) };
+        }
+        let stream = std::net::TcpStream::connect(&addr);
+        if uid.is_some() {
+            // SAFETY: as above.
+            unsafe { libc::setfsuid(0) };
+        }
+        stream.expect("connect to the relay")
+    })
+    .join()
+    .expect("the connecting thread");
+    stream.set_nonblocking(true).expect("nonblocking");
+    tokio::net::TcpStream::from_std(stream).expect("a tokio stream")
+}
+
+/// browserd's minimal CDP client, connected as a client of another user
+/// (one the relay treats as remote: no file exchange by path).
+pub async fn foreign_cdp_client(url: &str) -> CdpClient {
+    let stream = relay_socket(url, Some(FOREIGN_UID));
+    CdpClient::connect_on(stream, url, &tokio_util::task::TaskTracker::new())
+        .await
+        .expect("connect through the relay")
+}
+
 /// `Browser.getVersion` answered: proof the relay works for this client.
 pub async fn round_trip(client: &CdpClient) {
     client
