@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_init;
 mod m20261129_000001_event_kind;
+mod m20261129_000002_no_connect_url;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_init::Migration),
             Box::new(m20261129_000001_event_kind::Migration),
+            Box::new(m20261129_000002_no_connect_url::Migration),
         ]
     }
 }

@@ -6,6 +6,7 @@ pub mod cdp;
 mod options;
 pub mod process;
 pub mod process_table;
+mod proxy_hop;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -20,8 +21,9 @@ use tokio_util::task::TaskTracker;
 
 use cdp::CdpClient;
 pub use cdp::CdpError;
-pub use options::{LaunchOptions, Viewport};
+pub use options::{LaunchOptions, Proxy, ProxyCredentials, Viewport};
 use process::{Group, ProcessGroups};
+use proxy_hop::ProxyHop;
 
 /// Height of Chromium's own UI in each window (tab strip and toolbar), in
 /// CSS pixels. Headless Chromium is the whole browser drawn off-screen:
@@ -80,6 +82,8 @@ pub enum LaunchError {
         chrome: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot start the browser's local proxy hop: {0}")]
+    ProxyHop(std::io::Error),
     #[error("the browser exited before opening DevTools; its last output: {0}")]
     Exited(String),
     #[error("the browser did not become ready within {0:?}")]
@@ -110,6 +114,9 @@ pub struct Browser {
     ws_url: String,
     version: String,
     user_data_dir: PathBuf,
+    /// Where the browser's proxy traffic goes when its proxy needs
+    /// credentials; stopped with the browser.
+    proxy_hop: Option<ProxyHop>,
 }
 
 /// Finds a browser: the configured path, else Debian's `/usr/bin/chromium`,
@@ -157,6 +164,9 @@ impl Launcher {
         user_data_dir: &Path,
         options: &LaunchOptions,
     ) -> Result<Browser, LaunchError> {
+        let proxy_hop = ProxyHop::for_proxy(options.proxy.as_ref(), &self.tracker)
+            .await
+            .map_err(LaunchError::ProxyHop)?;
         let tmp = temp_dir(user_data_dir);
         for dir in [user_data_dir, &tmp] {
             if let Err(source) = std::fs::create_dir_all(dir) {
@@ -198,8 +208,12 @@ impl Launcher {
         if let Some(agent) = &options.user_agent {
             command.arg(format!("--user-agent={agent}"));
         }
-        if let Some(proxy) = &options.proxy_url {
-            command.arg(format!("--proxy-server={proxy}"));
+        let proxy_server = match (&proxy_hop, &options.proxy) {
+            (Some(hop), _) => Some(hop.proxy_server()),
+            (None, proxy) => proxy.as_ref().map(|p| p.server.clone()),
+        };
+        if let Some(server) = proxy_server {
+            command.arg(format!("--proxy-server={server}"));
         }
         command.arg("about:blank");
         let (group, stderr) = match self.groups.spawn(command) {
@@ -212,6 +226,9 @@ impl Launcher {
                 });
             }
         };
+        if let Some(hop) = &proxy_hop {
+            hop.serve_group(group.pid as i32);
+        }
         let devtools = read_devtools_url(stderr);
         let ready = async {
             let ws_url = devtools
@@ -235,6 +252,7 @@ impl Launcher {
                 ws_url,
                 version,
                 user_data_dir: user_data_dir.to_owned(),
+                proxy_hop,
             }),
             Err(e) => {
                 group.kill(KILL_GRACE).await;
@@ -348,6 +366,9 @@ impl Browser {
                 pid = self.group.pid,
                 "browser process group outlived its kill grace"
             );
+        }
+        if let Some(hop) = &self.proxy_hop {
+            hop.stop();
         }
         let deadline = tokio::time::Instant::now() + KILL_GRACE;
         loop {

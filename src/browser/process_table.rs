@@ -6,6 +6,7 @@
 //! decision, made on what it reports about each process.
 
 use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
@@ -15,6 +16,9 @@ pub struct Stat {
     /// `R`, `S`, `Z` (a zombie, exited and not yet reaped), …
     pub state: char,
     pub ppid: i32,
+    /// The process group: a browser leads its own, and its helpers (the
+    /// network service among them) stay in it.
+    pub pgrp: i32,
     /// The executable's name, cut to 15 bytes by the kernel.
     pub comm: String,
     /// User plus system CPU time, in clock ticks.
@@ -44,6 +48,7 @@ pub fn stat(pid: i32) -> Option<Stat> {
     Some(Stat {
         state: fields.first()?.chars().next()?,
         ppid: fields.get(1)?.parse().ok()?,
+        pgrp: fields.get(2)?.parse().ok()?,
         comm,
         cpu_ticks: ticks(11)? + ticks(12)?,
     })
@@ -98,6 +103,81 @@ pub fn browser_mains(dir: &Path) -> BTreeSet<i32> {
         .collect()
 }
 
+/// Whether a process of group `pgid` holds the local end of the TCP
+/// connection from `peer` to `local` (as the side that accepted it sees
+/// them): the kernel's socket table names the socket's inode, and a
+/// process holds it if one of its descriptors links to it.
+pub fn tcp_peer_in_group(peer: SocketAddr, local: SocketAddr, pgid: i32) -> bool {
+    let Some(inode) = tcp_socket_inode(peer, local) else {
+        return false;
+    };
+    let link = format!("socket:[{inode}]");
+    pids()
+        .into_iter()
+        .filter(|&pid| stat(pid).is_some_and(|s| s.pgrp == pgid))
+        .any(|pid| holds(pid, &link))
+}
+
+fn holds(pid: i32, link: &str) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten()
+        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == link))
+}
+
+/// The inode of the TCP socket whose own address is `local` and whose
+/// peer is `remote`, from `/proc/net/tcp` and `/proc/net/tcp6`.
+fn tcp_socket_inode(local: SocketAddr, remote: SocketAddr) -> Option<u64> {
+    let (local, remote) = (unmapped(local), unmapped(remote));
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .find_map(|table| {
+            let text = std::fs::read_to_string(table).ok()?;
+            text.lines().skip(1).find_map(|line| {
+                // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let matches = parse_socket_addr(fields.get(1)?)? == local
+                    && parse_socket_addr(fields.get(2)?)? == remote;
+                matches.then(|| fields.get(9)?.parse().ok()).flatten()
+            })
+        })
+}
+
+/// `0100007F:1F90` (IPv4) or 32 hex digits and a port (IPv6): the address
+/// as the kernel prints it, in 32-bit words of host byte order.
+fn parse_socket_addr(field: &str) -> Option<SocketAddr> {
+    let (addr, port) = field.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let word = |i: usize| -> Option<[u8; 4]> {
+        let hex = addr.get(i * 8..i * 8 + 8)?;
+        Some(u32::from_str_radix(hex, 16).ok()?.to_ne_bytes())
+    };
+    let ip = match addr.len() {
+        8 => IpAddr::V4(Ipv4Addr::from(word(0)?)),
+        32 => {
+            let mut bytes = [0u8; 16];
+            for i in 0..4 {
+                bytes[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
+            }
+            IpAddr::V6(Ipv6Addr::from(bytes))
+        }
+        _ => return None,
+    };
+    Some(unmapped(SocketAddr::new(ip, port)))
+}
+
+/// An IPv4 peer of an IPv6 socket shows as `::ffff:a.b.c.d`.
+fn unmapped(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), addr.port()),
+            None => addr,
+        },
+        IpAddr::V4(_) => addr,
+    }
+}
+
 /// User plus system CPU time of a process, all its threads.
 pub fn cpu_time(pid: i32) -> Option<Duration> {
     // SAFETY: sysconf has no preconditions.
@@ -129,5 +209,39 @@ mod tests {
         assert!(!args(me).is_empty());
         assert!(memory_kib(me, "status", "VmRSS").is_some_and(|kib| kib > 0));
         assert!(cpu_time(me).is_some());
+        // SAFETY: getpgrp has no preconditions.
+        assert_eq!(stat.pgrp, unsafe { libc::getpgrp() });
+    }
+
+    #[test]
+    fn finds_the_group_that_holds_a_connection() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let local = listener.local_addr().expect("address");
+        let _client = std::net::TcpStream::connect(local).expect("connect");
+        let (_accepted, peer) = listener.accept().expect("accept");
+        // SAFETY: getpgrp has no preconditions.
+        let mine = unsafe { libc::getpgrp() };
+        assert!(tcp_peer_in_group(peer, local, mine));
+        assert!(!tcp_peer_in_group(peer, local, mine + 1));
+        // The accepting side's own socket is not the peer's.
+        assert!(!tcp_peer_in_group(local, peer, mine + 1));
+    }
+
+    #[test]
+    fn parses_the_kernels_socket_addresses() {
+        let v4 = u32::from_ne_bytes([127, 0, 0, 1]);
+        assert_eq!(
+            parse_socket_addr(&format!("{v4:08X}:1F90")),
+            Some("127.0.0.1:8080".parse().expect("literal"))
+        );
+        let mapped: String = [0u32, 0, u32::from_ne_bytes([0, 0, 0xff, 0xff]), v4]
+            .iter()
+            .map(|w| format!("{w:08X}"))
+            .collect();
+        assert_eq!(
+            parse_socket_addr(&format!("{mapped}:0050")),
+            Some("127.0.0.1:80".parse().expect("literal"))
+        );
+        assert_eq!(parse_socket_addr("zz:1"), None);
     }
 }

@@ -38,7 +38,6 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 pub enum Change {
     Live {
         started_at: SystemTime,
-        connect_url: String,
         browser_version: String,
         browser_pid: u32,
     },
@@ -165,7 +164,6 @@ impl Store {
             user_agent: session.user_agent.clone(),
             proxy_url: session.proxy_url.clone(),
             idempotency_key: idempotency_key.map(str::to_owned),
-            connect_url: None,
             browser_version: None,
             node_id: node_id.to_owned(),
             browser_pid: None,
@@ -226,12 +224,10 @@ impl Store {
         match change {
             Change::Live {
                 started_at,
-                connect_url,
                 browser_version,
                 browser_pid,
             } => {
                 update.started_at = Set(Some(millis(*started_at)));
-                update.connect_url = Set(Some(connect_url.clone()));
                 update.browser_version = Set(Some(browser_version.clone()));
                 update.browser_pid = Set(Some(*browser_pid as i32));
             }
@@ -239,7 +235,6 @@ impl Store {
                 update.end_reason = Set(Some(reason.as_str().to_owned()));
                 update.error = Set(error.clone());
                 update.ended_at = Set(Some(millis(*at)));
-                update.connect_url = Set(None);
             }
             Change::Extend { timeout, .. } => {
                 update.timeout_ms = Set(duration_ms(*timeout));
