@@ -11,11 +11,12 @@ mod rows;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use migrations::{Migrator, MigratorTrait};
+use migrations::{ERASING_SECRETS, Migrator, MigratorTrait};
 use sea_orm::sea_query::Query;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectOptions, Database, DatabaseConnection,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database,
+    DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
+    TransactionTrait,
 };
 
 use crate::sessions::model::{
@@ -133,7 +134,17 @@ impl Store {
             });
         }
         let db = Database::connect(opts).await?;
+        let erasing = Migrator::get_pending_migrations(&db)
+            .await?
+            .iter()
+            .any(|m| ERASING_SECRETS.contains(&m.name()));
         Migrator::up(&db, None).await?;
+        if erasing && url.starts_with("sqlite:") {
+            // What a migration deleted must not stay readable in the file.
+            db.execute_unprepared("VACUUM").await?;
+            db.execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)")
+                .await?;
+        }
         Ok(Self { db })
     }
 
@@ -354,10 +365,7 @@ impl Store {
 /// re-prepares (parses and plans anew) a statement whose LIMIT is a bound
 /// parameter on every execution, which was most of a GetSession's cost. A
 /// primary key matches one row at most anyway.
-async fn session_row(
-    db: &impl sea_orm::ConnectionTrait,
-    id: SessionId,
-) -> Result<Option<sessions::Model>> {
+async fn session_row(db: &impl ConnectionTrait, id: SessionId) -> Result<Option<sessions::Model>> {
     let mut rows = sessions::Entity::find_by_id(id.to_string()).all(db).await?;
     Ok(rows.pop())
 }

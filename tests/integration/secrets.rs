@@ -61,6 +61,72 @@ async fn no_connect_token_is_stored(backend: Backend) {
     app.stop().await;
 }
 
+/// Tokens stored by an older browserd (its sessions table and the
+/// snapshots in its event log) are gone once the migration has run, and
+/// those events still replay.
+async fn the_migration_removes_stored_tokens(backend: Backend) {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let database = TestDatabase::new(backend, data_dir.path()).await;
+    let db = sea_orm::Database::connect(&database.url)
+        .await
+        .expect("connect");
+    // The schema as the last browserd that stored connect_url left it.
+    <migrations::Migrator as migrations::MigratorTrait>::up(&db, Some(2))
+        .await
+        .expect("the migrations before the change");
+    db.close().await.expect("close");
+    let id = uuid::Uuid::new_v4().to_string();
+    let token = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+    let connect_url = format!("ws://127.0.0.1:1/devtools/browser/{id}?token={token}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as i64;
+    let expires = now + 300_000;
+    database
+        .execute(&format!(
+            "INSERT INTO sessions (id, status, created_at, started_at, expires_at, timeout_ms, \
+             keep_alive, metadata, viewport_width, viewport_height, node_id, connect_url) \
+             VALUES ('{id}', 'LIVE', {now}, {now}, {expires}, 300000, false, '{{}}', 1280, 720, \
+             'old-node', '{connect_url}')"
+        ))
+        .await;
+    let snapshot = json!({
+        "id": id, "status": "LIVE", "end_reason": null, "error": null,
+        "created_at": now, "started_at": now, "ended_at": null, "expires_at": expires,
+        "timeout_ms": 300000, "inactivity_timeout_ms": null, "keep_alive": false,
+        "metadata": "{}", "viewport_width": 1280, "viewport_height": 720,
+        "user_agent": null, "proxy_url": null, "idempotency_key": null,
+        "connect_url": connect_url, "browser_version": null, "node_id": "old-node",
+        "browser_pid": null, "user_data_dir": null,
+    });
+    database
+        .execute(&format!(
+            "INSERT INTO session_events (session_id, occurred_at, to_status, snapshot, kind) \
+             VALUES ('{id}', {now}, 'LIVE', '{snapshot}', 'STATUS_CHANGED')"
+        ))
+        .await;
+    assert!(
+        database
+            .raw_contents()
+            .await
+            .windows(token.len())
+            .any(|w| w == token.as_bytes()),
+        "the old token was stored"
+    );
+
+    // browserd migrates at start.
+    let mut app = spawn_app_on(database, data_dir, |_| {}).await;
+    let replayed = app.events_of(&id).await;
+    assert_eq!(replayed.len(), 1, "the old event still replays");
+    let contents = app.database_contents().await;
+    assert!(
+        !contents.windows(token.len()).any(|w| w == token.as_bytes()),
+        "the old token survived the migration"
+    );
+    app.stop().await;
+}
+
 async fn a_short_or_unreadable_secret_refuses_to_start(backend: Backend) {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let database = TestDatabase::new(backend, data_dir.path()).await;
@@ -489,6 +555,7 @@ async fn proxy_one(mut socket: tokio::net::TcpStream, seen: mpsc::UnboundedSende
 
 on_both_backends!(
     no_connect_token_is_stored,
+    the_migration_removes_stored_tokens,
     a_short_or_unreadable_secret_refuses_to_start,
     authenticated_proxies_work_and_the_password_leaks_nowhere,
     a_proxy_hop_serves_its_own_browser_only,
