@@ -41,6 +41,11 @@ pub struct Config {
     /// Where browser profiles and the default SQLite database live.
     #[arg(long, env = "BROWSERD_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+    /// The key that signs every connect_url's token: at least 32 bytes,
+    /// the same file on every node of a cluster. Made (32 random bytes,
+    /// mode 0600) on first start when missing. Default: `<data dir>/secret`.
+    #[arg(long, env = "BROWSERD_SECRET_FILE")]
+    pub secret_file: Option<PathBuf>,
     /// `sqlite://…` or `postgres://…`. Default: SQLite in the data dir.
     #[arg(long, env = "BROWSERD_DATABASE_URL")]
     pub database_url: Option<String>,
@@ -189,6 +194,13 @@ impl Config {
                 data_dir.join("browserd.db").display()
             )
         })
+    }
+
+    /// The configured secret file, or `<data dir>/secret`.
+    pub fn secret_file(&self, data_dir: &std::path::Path) -> PathBuf {
+        self.secret_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join("secret"))
     }
 
     pub fn node_id(&self) -> String {

@@ -21,6 +21,8 @@
 //! - [`browser`]: Chromium processes, profiles and temp directories, the
 //!   minimal CDP client ([`browser::cdp`]) and the one reader of the OS
 //!   process table ([`browser::process_table`]).
+//! - [`secret`]: the server secret and the connect tokens signed with it
+//!   (nothing per session is stored to check one).
 //! - [`telemetry`]: tracing, and OpenTelemetry traces and metrics.
 //! - [`cli`]: `browserd sessions …`, a client of a running server.
 //! - [`harness`]: a real server on ephemeral ports and fresh databases, for
@@ -37,6 +39,7 @@ pub mod cli;
 pub mod config;
 pub mod events;
 pub mod harness;
+pub mod secret;
 pub mod sessions;
 pub mod store;
 pub mod telemetry;
@@ -85,6 +88,8 @@ pub enum StartError {
     },
     #[error("a listener has no local address: {0}")]
     Listener(std::io::Error),
+    #[error(transparent)]
+    Secret(#[from] secret::SecretError),
     #[error("cannot open the database: {0}")]
     Store(#[from] store::StoreError),
     #[error("cannot reconcile sessions left by a previous run: {0}")]
@@ -132,6 +137,7 @@ pub async fn run(
             browser::jail::Jail::none()
         }
     };
+    let secret = secret::ServerSecret::load_or_create(&config.secret_file(&data_dir))?;
     let database_url = config.database_url(&data_dir);
     let store = store::Store::connect(&database_url).await?;
     if let Some(file) = database_url
@@ -174,6 +180,7 @@ pub async fn run(
             node_id: config.node_id(),
             profiles_dir,
             cdp_base_url: cdp_base_url.clone(),
+            secret: std::sync::Arc::new(secret),
             default_timeout: config.default_timeout,
             max_timeout: config.max_timeout,
             max_sessions: config.max_sessions,

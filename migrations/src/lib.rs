@@ -6,6 +6,12 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_init;
 mod m20261129_000001_event_kind;
+mod m20261129_000002_no_connect_url;
+
+/// Migrations that delete secrets. On SQLite the deleted bytes stay in
+/// the file's free pages and in WAL frames until the database is vacuumed
+/// and its WAL truncated, which the store does after running one of these.
+pub const ERASING_SECRETS: &[&str] = &["m20261129_000002_no_connect_url"];
 
 pub struct Migrator;
 
@@ -15,6 +21,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_init::Migration),
             Box::new(m20261129_000001_event_kind::Migration),
+            Box::new(m20261129_000002_no_connect_url::Migration),
         ]
     }
 }

@@ -125,7 +125,8 @@ pub(crate) fn pb_duration(d: Duration) -> prost_types::Duration {
     }
 }
 
-pub fn to_pb_session(session: &Session) -> pb::Session {
+/// `connect_url`: the session's, from the engine (it is never stored).
+pub fn to_pb_session(session: &Session, connect_url: Option<String>) -> pb::Session {
     let Session {
         id,
         status,
@@ -141,7 +142,6 @@ pub fn to_pb_session(session: &Session) -> pb::Session {
         viewport,
         user_agent,
         proxy_url,
-        connect_url,
         browser_version,
     } = session;
     pb::Session {
@@ -162,14 +162,14 @@ pub fn to_pb_session(session: &Session) -> pb::Session {
             height: viewport.height,
         }),
         user_agent: user_agent.clone().unwrap_or_default(),
-        connect_url: connect_url.clone().unwrap_or_default(),
+        connect_url: connect_url.unwrap_or_default(),
         browser_version: browser_version.clone().unwrap_or_default(),
         usage: Some(pb_duration(session.usage(SystemTime::now()))),
         proxy_url: proxy_url.clone().unwrap_or_default(),
     }
 }
 
-pub fn to_pb_event(event: &SessionEvent) -> pb::SessionEvent {
+pub fn to_pb_event(event: &SessionEvent, connect_url: Option<String>) -> pb::SessionEvent {
     let SessionEvent {
         sequence,
         kind,
@@ -189,7 +189,7 @@ pub fn to_pb_event(event: &SessionEvent) -> pb::SessionEvent {
             .into(),
         to_status: pb_status(*to_status).into(),
         end_reason: pb_reason(*end_reason).into(),
-        session: Some(to_pb_session(session)),
+        session: Some(to_pb_session(session, connect_url)),
         kind: match kind {
             EventKind::StatusChanged => pb::EventKind::StatusChanged,
             EventKind::Extended => pb::EventKind::Extended,

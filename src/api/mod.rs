@@ -35,6 +35,10 @@ impl SessionServiceHandler {
     pub fn into_server(self) -> SessionServiceServer<Self> {
         SessionServiceServer::new(self)
     }
+
+    fn show(&self, session: &crate::sessions::model::Session) -> pb::Session {
+        to_pb_session(session, self.engine.connect_url(session))
+    }
 }
 
 pub type WatchSessionsStream =
@@ -72,7 +76,7 @@ impl SessionService for SessionServiceHandler {
         let session = self.engine.create(request).await?;
         tracing::Span::current().record("session.id", session.id.to_string());
         Ok(Response::new(pb::CreateSessionResponse {
-            session: Some(to_pb_session(&session)),
+            session: Some(self.show(&session)),
         }))
     }
 
@@ -84,7 +88,7 @@ impl SessionService for SessionServiceHandler {
         let pb::GetSessionRequest { session_id: id } = request.into_inner();
         let session = self.engine.get(session_id("session_id", &id)?).await?;
         Ok(Response::new(pb::GetSessionResponse {
-            session: Some(to_pb_session(&session)),
+            session: Some(self.show(&session)),
         }))
     }
 
@@ -106,7 +110,7 @@ impl SessionService for SessionServiceHandler {
         };
         let (sessions, next_page_token) = self.engine.list(filter, page_size, &page_token).await?;
         Ok(Response::new(pb::ListSessionsResponse {
-            sessions: sessions.iter().map(to_pb_session).collect(),
+            sessions: sessions.iter().map(|s| self.show(s)).collect(),
             next_page_token,
         }))
     }
@@ -119,7 +123,7 @@ impl SessionService for SessionServiceHandler {
         let pb::ReleaseSessionRequest { session_id: id } = request.into_inner();
         let session = self.engine.release(session_id("session_id", &id)?).await?;
         Ok(Response::new(pb::ReleaseSessionResponse {
-            session: Some(to_pb_session(&session)),
+            session: Some(self.show(&session)),
         }))
     }
 
@@ -149,7 +153,7 @@ impl SessionService for SessionServiceHandler {
             .ok_or_else(|| Error::invalid("timeout", "required"))?;
         let session = self.engine.extend(id, timeout).await?;
         Ok(Response::new(pb::ExtendSessionResponse {
-            session: Some(to_pb_session(&session)),
+            session: Some(self.show(&session)),
         }))
     }
 
@@ -202,9 +206,10 @@ impl SessionService for SessionServiceHandler {
         };
         let events = self.engine.watch(filter, after_sequence).await?;
         let span = tracing::Span::current();
+        let engine = self.engine.clone();
         let stream = events.map(move |item| match item {
             Ok(event) => Ok(pb::WatchSessionsResponse {
-                event: Some(to_pb_event(&event)),
+                event: Some(to_pb_event(&event, engine.connect_url(&event.session))),
             }),
             Err(end) => Err(span.in_scope(|| watch_end(end))),
         });

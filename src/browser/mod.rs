@@ -9,6 +9,7 @@ mod options;
 pub mod pipe;
 pub mod process;
 pub mod process_table;
+mod proxy_hop;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -24,9 +25,10 @@ use tokio_util::task::TaskTracker;
 
 pub use cdp::CdpError;
 use jail::{Identity, Jail};
-pub use options::{LaunchOptions, Viewport};
+pub use options::{LaunchOptions, Proxy, ProxyCredentials, Viewport};
 use pipe::Pipe;
 use process::{Group, ProcessGroups};
+use proxy_hop::ProxyHop;
 
 /// Height of Chromium's own UI in each window (tab strip and toolbar), in
 /// CSS pixels. Headless Chromium is the whole browser drawn off-screen:
@@ -87,6 +89,8 @@ pub enum LaunchError {
     },
     #[error("cannot create the browser's CDP pipe: {0}")]
     Pipe(std::io::Error),
+    #[error("cannot start the browser's local proxy hop: {0}")]
+    ProxyHop(std::io::Error),
     #[error("the browser exited before answering CDP; its last output: {0}")]
     Exited(String),
     #[error("the browser did not become ready within {0:?}")]
@@ -121,6 +125,9 @@ pub struct Browser {
     user_data_dir: PathBuf,
     /// The uid the browser runs as, held until it is dropped.
     _identity: Option<Identity>,
+    /// Where the browser's proxy traffic goes when its proxy needs
+    /// credentials; stopped with the browser.
+    proxy_hop: Option<ProxyHop>,
 }
 
 /// Finds a browser: the configured path, else Debian's `/usr/bin/chromium`,
@@ -172,6 +179,9 @@ impl Launcher {
         user_data_dir: &Path,
         options: &LaunchOptions,
     ) -> Result<Browser, LaunchError> {
+        let proxy_hop = ProxyHop::for_proxy(options.proxy.as_ref(), &self.tracker)
+            .await
+            .map_err(LaunchError::ProxyHop)?;
         let tmp = temp_dir(user_data_dir);
         for dir in [user_data_dir, &tmp] {
             if let Err(source) = std::fs::create_dir_all(dir) {
@@ -220,8 +230,12 @@ impl Launcher {
         if let Some(agent) = &options.user_agent {
             command.arg(format!("--user-agent={agent}"));
         }
-        if let Some(proxy) = &options.proxy_url {
-            command.arg(format!("--proxy-server={proxy}"));
+        let proxy_server = match (&proxy_hop, &options.proxy) {
+            (Some(hop), _) => Some(hop.proxy_server()),
+            (None, proxy) => proxy.as_ref().map(|p| p.server.clone()),
+        };
+        if let Some(server) = proxy_server {
+            command.arg(format!("--proxy-server={server}"));
         }
         command.arg("about:blank");
         let ends = match pipe::Ends::new() {
@@ -250,6 +264,9 @@ impl Launcher {
                 });
             }
         };
+        if let Some(hop) = &proxy_hop {
+            hop.serve_group(group.pid as i32);
+        }
         // The child has its own copies now; browserd's must go, or the
         // browser's exit would never read as the pipe's end.
         let pipe::Ends {
@@ -285,6 +302,7 @@ impl Launcher {
                 version,
                 user_data_dir: user_data_dir.to_owned(),
                 _identity: identity,
+                proxy_hop,
             }),
             Err(e) => {
                 group.kill(KILL_GRACE).await;
@@ -410,6 +428,9 @@ impl Browser {
                 pid = self.group.pid,
                 "browser process group outlived its kill grace"
             );
+        }
+        if let Some(hop) = &self.proxy_hop {
+            hop.stop();
         }
         // Reaped by browserd's reaper (they are its children), so a
         // zombie is not gone yet.

@@ -18,6 +18,9 @@ pub struct Stat {
     /// `R`, `S`, `Z` (a zombie, exited and not yet reaped), …
     pub state: char,
     pub ppid: i32,
+    /// The process group: a browser leads its own, and its helpers (the
+    /// network service among them) stay in it.
+    pub pgrp: i32,
     /// The executable's name, cut to 15 bytes by the kernel.
     pub comm: String,
     /// User plus system CPU time, in clock ticks.
@@ -47,6 +50,7 @@ pub fn stat(pid: i32) -> Option<Stat> {
     Some(Stat {
         state: fields.first()?.chars().next()?,
         ppid: fields.get(1)?.parse().ok()?,
+        pgrp: fields.get(2)?.parse().ok()?,
         comm,
         cpu_ticks: ticks(11)? + ticks(12)?,
     })
@@ -136,48 +140,89 @@ pub fn memory_kib(pid: i32, file: &str, key: &str) -> Option<u64> {
 /// uid that made the client's socket. `None` when no such socket is here
 /// (a client on another host, or one gone meanwhile).
 pub fn socket_owner(local: SocketAddr, remote: SocketAddr) -> Option<u32> {
+    tcp_socket(local, remote).map(|row| row.uid)
+}
+
+/// Whether a process of group `pgid` holds the local end of the TCP
+/// connection from `peer` to `local` (as the side that accepted it sees
+/// them): the kernel's socket table names the socket's inode, and a
+/// process holds it if one of its descriptors links to it.
+pub fn tcp_peer_in_group(peer: SocketAddr, local: SocketAddr, pgid: i32) -> bool {
+    let Some(row) = tcp_socket(peer, local) else {
+        return false;
+    };
+    let link = format!("socket:[{}]", row.inode);
+    pids()
+        .into_iter()
+        .filter(|&pid| stat(pid).is_some_and(|s| s.pgrp == pgid))
+        .any(|pid| holds(pid, &link))
+}
+
+fn holds(pid: i32, link: &str) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten()
+        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == link))
+}
+
+/// What browserd reads of a row of `/proc/net/tcp{,6}`.
+struct TcpSocket {
+    uid: u32,
+    inode: u64,
+}
+
+/// The TCP socket whose own address is `local` and whose peer is `remote`.
+fn tcp_socket(local: SocketAddr, remote: SocketAddr) -> Option<TcpSocket> {
     let wanted = (canonical(local), canonical(remote));
     ["/proc/net/tcp", "/proc/net/tcp6"]
         .into_iter()
         .find_map(|table| {
             let text = std::fs::read_to_string(table).ok()?;
             text.lines().skip(1).find_map(|line| {
-                let (local, remote, uid) = tcp_row(line)?;
-                ((local, remote) == wanted).then_some(uid)
+                // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let found = (
+                    parse_socket_addr(fields.get(1)?)?,
+                    parse_socket_addr(fields.get(2)?)?,
+                );
+                (found == wanted).then(|| {
+                    Some(TcpSocket {
+                        uid: fields.get(7)?.parse().ok()?,
+                        inode: fields.get(9)?.parse().ok()?,
+                    })
+                })?
             })
         })
 }
 
-/// An IPv4 client of an IPv6 listener is seen as `::ffff:a.b.c.d` there
-/// and as `a.b.c.d` in its own table.
-fn canonical(addr: SocketAddr) -> SocketAddr {
-    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+/// `0100007F:1F90` (IPv4) or 32 hex digits and a port (IPv6): the address
+/// as the kernel prints it, in 32-bit words of host byte order.
+fn parse_socket_addr(field: &str) -> Option<SocketAddr> {
+    let (addr, port) = field.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let word = |i: usize| -> Option<[u8; 4]> {
+        let hex = addr.get(i * 8..i * 8 + 8)?;
+        Some(u32::from_str_radix(hex, 16).ok()?.to_ne_bytes())
+    };
+    let ip = match addr.len() {
+        8 => IpAddr::V4(Ipv4Addr::from(word(0)?)),
+        32 => {
+            let mut bytes = [0u8; 16];
+            for i in 0..4 {
+                bytes[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
+            }
+            IpAddr::V6(Ipv6Addr::from(bytes))
+        }
+        _ => return None,
+    };
+    Some(canonical(SocketAddr::new(ip, port)))
 }
 
-/// `sl local rem st tx:rx tr:when retrnsmt uid …`, addresses as hex words
-/// in host byte order and ports as hex numbers.
-fn tcp_row(line: &str) -> Option<(SocketAddr, SocketAddr, u32)> {
-    let fields: Vec<&str> = line.split_whitespace().collect();
-    let address = |field: &str| -> Option<SocketAddr> {
-        let (ip, port) = field.split_once(':')?;
-        let port = u16::from_str_radix(port, 16).ok()?;
-        let mut bytes = Vec::with_capacity(16);
-        for word in ip.as_bytes().chunks(8) {
-            let word = u32::from_str_radix(std::str::from_utf8(word).ok()?, 16).ok()?;
-            bytes.extend_from_slice(&word.to_ne_bytes());
-        }
-        let ip = match bytes.len() {
-            4 => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(bytes).ok()?)),
-            16 => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(bytes).ok()?)),
-            _ => return None,
-        };
-        Some(canonical(SocketAddr::new(ip, port)))
-    };
-    Some((
-        address(fields.get(1)?)?,
-        address(fields.get(2)?)?,
-        fields.get(7)?.parse().ok()?,
-    ))
+/// An IPv4 peer of an IPv6 socket shows as `::ffff:a.b.c.d` there and as
+/// `a.b.c.d` in its own table.
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
 #[cfg(test)]
@@ -216,5 +261,39 @@ mod tests {
         assert!(!args(me).is_empty());
         assert!(memory_kib(me, "status", "VmRSS").is_some_and(|kib| kib > 0));
         assert!(cpu_time(me).is_some());
+        // SAFETY: getpgrp has no preconditions.
+        assert_eq!(stat.pgrp, unsafe { libc::getpgrp() });
+    }
+
+    #[test]
+    fn finds_the_group_that_holds_a_connection() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let local = listener.local_addr().expect("address");
+        let _client = std::net::TcpStream::connect(local).expect("connect");
+        let (_accepted, peer) = listener.accept().expect("accept");
+        // SAFETY: getpgrp has no preconditions.
+        let mine = unsafe { libc::getpgrp() };
+        assert!(tcp_peer_in_group(peer, local, mine));
+        assert!(!tcp_peer_in_group(peer, local, mine + 1));
+        // The accepting side's own socket is not the peer's.
+        assert!(!tcp_peer_in_group(local, peer, mine + 1));
+    }
+
+    #[test]
+    fn parses_the_kernels_socket_addresses() {
+        let v4 = u32::from_ne_bytes([127, 0, 0, 1]);
+        assert_eq!(
+            parse_socket_addr(&format!("{v4:08X}:1F90")),
+            Some("127.0.0.1:8080".parse().expect("literal"))
+        );
+        let mapped: String = [0u32, 0, u32::from_ne_bytes([0, 0, 0xff, 0xff]), v4]
+            .iter()
+            .map(|w| format!("{w:08X}"))
+            .collect();
+        assert_eq!(
+            parse_socket_addr(&format!("{mapped}:0050")),
+            Some("127.0.0.1:80".parse().expect("literal"))
+        );
+        assert_eq!(parse_socket_addr("zz:1"), None);
     }
 }

@@ -226,7 +226,6 @@ mod tests {
                 viewport: Viewport::DEFAULT,
                 user_agent: None,
                 proxy_url: None,
-                connect_url: None,
                 browser_version: None,
             },
         }

@@ -32,6 +32,7 @@ pub fn config(data_dir: &Path, database_url: Option<String>) -> Config {
         cdp_listen: "127.0.0.1:0".parse().expect("literal address"),
         cdp_public_url: None,
         data_dir: data_dir.to_owned(),
+        secret_file: None,
         database_url,
         chrome_path: None,
         isolation: crate::config::Isolation::Jail,

@@ -85,6 +85,52 @@ impl TestDatabase {
         conn.close().await.expect("close test db connection");
     }
 
+    /// Everything the database holds, as an attacker who can read it
+    /// would see it: SQLite's files byte for byte (the WAL and its index
+    /// included, where fresh writes live), or every row of every table of
+    /// a PostgreSQL database as JSON text.
+    pub async fn raw_contents(&self) -> Vec<u8> {
+        if let Some(rest) = self.url.strip_prefix("sqlite://") {
+            let file = rest.split('?').next().unwrap_or(rest);
+            let mut bytes = Vec::new();
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                if let Ok(content) = std::fs::read(format!("{file}{suffix}")) {
+                    bytes.extend(content);
+                }
+            }
+            return bytes;
+        }
+        let conn = Database::connect(&self.url)
+            .await
+            .expect("test db connection");
+        let backend = conn.get_database_backend();
+        let tables = conn
+            .query_all_raw(sea_orm::Statement::from_string(
+                backend,
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'",
+            ))
+            .await
+            .expect("list tables");
+        let mut bytes = Vec::new();
+        for table in tables {
+            let name: String = table.try_get("", "tablename").expect("table name");
+            let rows = conn
+                .query_all_raw(sea_orm::Statement::from_string(
+                    backend,
+                    format!("SELECT row_to_json(t)::text AS row FROM \"{name}\" t"),
+                ))
+                .await
+                .expect("dump a table");
+            for row in rows {
+                let text: String = row.try_get("", "row").expect("row as JSON");
+                bytes.extend(text.into_bytes());
+                bytes.push(b'\n');
+            }
+        }
+        conn.close().await.expect("close test db connection");
+        bytes
+    }
+
     /// The newest event's sequence (0 when there is none), read from the
     /// database itself rather than through browserd.
     pub async fn newest_sequence(&self) -> u64 {

@@ -56,7 +56,8 @@ impl Engine {
         {
             return self.settled(existing).await;
         }
-        let reservation = self.reserve(&params).await?;
+        let options = LaunchOptions::from(&params);
+        let reservation = self.reserve(&options).await?;
         let from_pool = reservation.warm.is_some();
         let slot = Arc::new(Slot {
             state: Arc::new(tokio::sync::Mutex::new(SlotState::Pending)),
@@ -86,7 +87,10 @@ impl Engine {
             session.status = tracing::field::Empty,
             session.end_reason = tracing::field::Empty,
         );
-        let browser = match self.launch(&created, reservation.warm, &span).await {
+        let browser = match self
+            .launch(&created, &options, reservation.warm, &span)
+            .await
+        {
             Ok(browser) => browser,
             Err(cause) => {
                 let id = created.id;
@@ -131,7 +135,7 @@ impl Engine {
                 request.user_agent,
                 validate::USER_AGENT_MAX_BYTES,
             )?,
-            proxy_url: validate::proxy_url(request.proxy_url)?,
+            proxy: validate::proxy_url(request.proxy_url)?,
             idempotency_key: validate::text(
                 "idempotency_key",
                 request.idempotency_key,
@@ -141,8 +145,8 @@ impl Engine {
     }
 
     /// A warm browser when one fits, else capacity for a cold launch.
-    async fn reserve(&self, params: &CreateParams) -> Result<Reservation> {
-        let pooled = if LaunchOptions::from(params).is_default() {
+    async fn reserve(&self, options: &LaunchOptions) -> Result<Reservation> {
+        let pooled = if options.is_default() {
             self.take_pooled().await
         } else {
             None
@@ -203,8 +207,9 @@ impl Engine {
             metadata: params.metadata,
             viewport: params.viewport,
             user_agent: params.user_agent,
-            proxy_url: params.proxy_url,
-            connect_url: None,
+            // Never with its password: a session is stored, returned and
+            // put in events as it is.
+            proxy_url: params.proxy.as_ref().map(crate::browser::Proxy::shown),
             browser_version: None,
         };
         let _order = self.inner.commit_order.lock().await;
@@ -237,6 +242,7 @@ impl Engine {
     async fn launch(
         &self,
         session: &Session,
+        options: &LaunchOptions,
         warm: Option<Arc<Browser>>,
         span: &tracing::Span,
     ) -> Result<Arc<Browser>, String> {
@@ -246,7 +252,7 @@ impl Engine {
         let launched = self
             .inner
             .launcher
-            .launch(&self.profile(session.id), &LaunchOptions::from(session))
+            .launch(&self.profile(session.id), options)
             .instrument(span.clone())
             .await;
         launched.map(Arc::new).map_err(|e| {
@@ -266,17 +272,11 @@ impl Engine {
         state: &mut SlotGuard,
     ) -> Result<Session> {
         let id = created.id;
-        let token = uuid::Uuid::new_v4().simple().to_string();
-        let connect_url = format!(
-            "{}/devtools/browser/{id}?token={token}",
-            self.inner.config.cdp_base_url
-        );
         let live = self
             .commit(
                 id,
                 Change::Live {
                     started_at: now_ms(),
-                    connect_url,
                     browser_version: browser.version().to_owned(),
                     browser_pid: browser.pid(),
                 },
@@ -309,7 +309,6 @@ impl Engine {
         self.routes().insert(
             id,
             Route {
-                token,
                 browser: browser.pipe().clone(),
                 profile: browser.profile().to_owned(),
                 closed: CancellationToken::new(),
@@ -381,17 +380,7 @@ impl From<&CreateParams> for LaunchOptions {
         Self {
             viewport: params.viewport,
             user_agent: params.user_agent.clone(),
-            proxy_url: params.proxy_url.clone(),
-        }
-    }
-}
-
-impl From<&Session> for LaunchOptions {
-    fn from(session: &Session) -> Self {
-        Self {
-            viewport: session.viewport,
-            user_agent: session.user_agent.clone(),
-            proxy_url: session.proxy_url.clone(),
+            proxy: params.proxy.clone(),
         }
     }
 }

@@ -29,6 +29,8 @@ pub struct EngineConfig {
     pub profiles_dir: PathBuf,
     /// Base of every connect_url, e.g. `ws://127.0.0.1:50052`.
     pub cdp_base_url: String,
+    /// Signs each live session's connect token.
+    pub secret: Arc<crate::secret::ServerSecret>,
     pub default_timeout: Duration,
     pub max_timeout: Duration,
     pub max_sessions: usize,

@@ -156,7 +156,8 @@ pub struct CreateParams {
     pub metadata: Metadata,
     pub viewport: Viewport,
     pub user_agent: Option<String>,
-    pub proxy_url: Option<String>,
+    /// With its credentials: only the launch sees them.
+    pub proxy: Option<crate::browser::Proxy>,
     pub idempotency_key: Option<String>,
 }
 
@@ -176,7 +177,6 @@ pub struct Session {
     pub viewport: Viewport,
     pub user_agent: Option<String>,
     pub proxy_url: Option<String>,
-    pub connect_url: Option<String>,
     pub browser_version: Option<String>,
 }
 

@@ -46,7 +46,7 @@ impl Engine {
             None => None,
         };
         let session = self.get(id).await?;
-        let (Some(browser), Some(connect_url)) = (live, session.connect_url) else {
+        let (Some(browser), Some(connect_url)) = (live, self.connect_url(&session)) else {
             return Err(Error::NotLive {
                 id,
                 status: session.status,

@@ -1,5 +1,5 @@
-//! Where the CDP relay finds a live session's browser, and the check of
-//! the session token it is given.
+//! Where the CDP relay finds a live session's browser, the check of the
+//! token it is given, and the connect_url that carries that token.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,14 +7,13 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::Engine;
-use super::model::SessionId;
+use super::model::{Session, SessionId, SessionStatus};
 use super::presence::Presence;
 use crate::browser::pipe::Pipe;
 
 /// How the CDP relay reaches a live session's browser.
 #[derive(Debug, Clone)]
 pub struct Route {
-    pub token: String,
     /// The session's browser, shared with browserd's own calls.
     pub browser: Pipe,
     /// The browser's profile directory: the one place on the host where
@@ -27,16 +26,30 @@ pub struct Route {
 }
 
 impl Engine {
-    /// The relay target of a live session, if the token is right.
+    /// The relay target of a live session, if the token is right. A
+    /// token is recomputed, never looked up: it works only while the
+    /// session is live here, and nothing stored reveals it.
     pub fn route(&self, id: SessionId, token: &str) -> Option<Route> {
-        let routes = self.inner.routes.read().expect("routes lock poisoned");
-        let route = routes.get(&id)?;
-        constant_time_eq(route.token.as_bytes(), token.as_bytes()).then(|| route.clone())
+        let route = {
+            let routes = self.inner.routes.read().expect("routes lock poisoned");
+            routes.get(&id)?.clone()
+        };
+        let secret = &self.inner.config.secret;
+        secret
+            .verify_connect_token(&id.to_string(), token)
+            .then_some(route)
     }
-}
 
-/// Compares without an early exit, so the time taken does not tell how
-/// much of a guessed token was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    /// The URL CDP clients connect to while `session` is LIVE, built
+    /// whenever a session is shown: it is never stored.
+    pub fn connect_url(&self, session: &Session) -> Option<String> {
+        (session.status == SessionStatus::Live).then(|| {
+            let id = session.id.to_string();
+            format!(
+                "{}/devtools/browser/{id}?token={}",
+                self.inner.config.cdp_base_url,
+                self.inner.config.secret.connect_token(&id)
+            )
+        })
+    }
 }

@@ -9,6 +9,7 @@ use super::error::{Error, Result, is_forbidden, untrusted};
 use super::model::{
     METADATA_MAX_ENTRIES, METADATA_MAX_KEY_BYTES, METADATA_MAX_VALUE_BYTES, Metadata, Viewport,
 };
+use crate::browser::{Proxy, ProxyCredentials};
 
 pub const USER_AGENT_MAX_BYTES: usize = 512;
 pub const PROXY_URL_MAX_BYTES: usize = 2048;
@@ -103,7 +104,11 @@ pub fn text(field: &str, value: String, max_bytes: usize) -> Result<Option<Strin
     Ok(Some(value))
 }
 
-pub fn proxy_url(value: String) -> Result<Option<String>> {
+/// A proxy URL, `scheme://[user[:password]@]host:port`. Credentials are
+/// taken for `http://` proxies only (browserd's local hop adds them; it
+/// speaks no TLS or SOCKS to the upstream proxy). Never quoted back: it
+/// may hold a password.
+pub fn proxy_url(value: String) -> Result<Option<Proxy>> {
     let Some(url) = text("proxy_url", value, PROXY_URL_MAX_BYTES)? else {
         return Ok(None);
     };
@@ -117,26 +122,45 @@ pub fn proxy_url(value: String) -> Result<Option<String>> {
         ));
     }
     let authority = rest.trim_end_matches('/');
-    if authority.contains('@') {
-        // Chromium ignores credentials in --proxy-server (the proxy answers
-        // 407), while browserd would store them, return them and show them
-        // on the browser's command line to every local user. Refused, and
-        // never quoted back, until browserd can answer the proxy itself.
-        return Err(Error::invalid(
-            "proxy_url",
-            "credentials (user:password@) are not supported yet: Chromium ignores them and the proxy would answer 407; allow browserd's address at the proxy instead",
-        ));
-    }
-    let port_ok = authority
+    let (userinfo, host_port) = match authority.rsplit_once('@') {
+        Some((userinfo, host_port)) => (Some(userinfo), host_port),
+        None => (None, authority),
+    };
+    let port_ok = host_port
         .rsplit_once(':')
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
-    if !port_ok || authority.contains(['/', ' ', ',', ';']) {
+    if !port_ok || host_port.contains(['/', ' ', ',', ';']) {
         return Err(Error::invalid(
             "proxy_url",
             "must look like scheme://host:port",
         ));
     }
-    Ok(Some(url))
+    let credentials = match userinfo {
+        None => None,
+        Some(_) if scheme != "http" => {
+            return Err(Error::invalid(
+                "proxy_url",
+                "credentials (user:password@) are supported for http:// proxies only",
+            ));
+        }
+        Some(userinfo) => {
+            let (username, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+            if username.is_empty() || userinfo.contains(['/', ' ', ',', ';']) {
+                return Err(Error::invalid(
+                    "proxy_url",
+                    "credentials must look like user:password@, percent-encoded",
+                ));
+            }
+            Some(ProxyCredentials {
+                username: username.to_owned(),
+                password: password.to_owned(),
+            })
+        }
+    };
+    Ok(Some(Proxy {
+        server: format!("{scheme}://{host_port}"),
+        credentials,
+    }))
 }
 
 #[cfg(test)]
@@ -153,6 +177,15 @@ mod tests {
                 .is_some()
         );
         assert!(proxy_url(String::new()).unwrap().is_none());
+        let authenticated = proxy_url("http://us%40er:pa:ss@proxy:3128/".into())
+            .unwrap()
+            .expect("a proxy");
+        assert_eq!(authenticated.server, "http://proxy:3128");
+        let credentials = authenticated.credentials.expect("credentials");
+        assert_eq!(
+            (credentials.username.as_str(), credentials.password.as_str()),
+            ("us%40er", "pa:ss")
+        );
         for bad in [
             "ftp://h:1",
             "http://h",
@@ -160,6 +193,10 @@ mod tests {
             "h:80",
             "http://h:0",
             "http://h:80/x",
+            "http://@h:80",
+            "http://:pw@h:80",
+            "https://u:p@h:443",
+            "socks5://u:p@h:1080",
         ] {
             assert!(proxy_url(bad.into()).is_err(), "{bad} must be refused");
         }

@@ -28,7 +28,6 @@ pub mod sessions {
         pub user_agent: Option<String>,
         pub proxy_url: Option<String>,
         pub idempotency_key: Option<String>,
-        pub connect_url: Option<String>,
         pub browser_version: Option<String>,
         pub node_id: String,
         pub browser_pid: Option<i32>,

@@ -11,11 +11,12 @@ mod rows;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use migrations::{Migrator, MigratorTrait};
+use migrations::{ERASING_SECRETS, Migrator, MigratorTrait};
 use sea_orm::sea_query::Query;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectOptions, Database, DatabaseConnection,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database,
+    DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
+    TransactionTrait,
 };
 
 use crate::sessions::model::{
@@ -38,7 +39,6 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 pub enum Change {
     Live {
         started_at: SystemTime,
-        connect_url: String,
         browser_version: String,
         browser_pid: u32,
     },
@@ -134,7 +134,17 @@ impl Store {
             });
         }
         let db = Database::connect(opts).await?;
+        let erasing = Migrator::get_pending_migrations(&db)
+            .await?
+            .iter()
+            .any(|m| ERASING_SECRETS.contains(&m.name()));
         Migrator::up(&db, None).await?;
+        if erasing && url.starts_with("sqlite:") {
+            // What a migration deleted must not stay readable in the file.
+            db.execute_unprepared("VACUUM").await?;
+            db.execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)")
+                .await?;
+        }
         Ok(Self { db })
     }
 
@@ -165,7 +175,6 @@ impl Store {
             user_agent: session.user_agent.clone(),
             proxy_url: session.proxy_url.clone(),
             idempotency_key: idempotency_key.map(str::to_owned),
-            connect_url: None,
             browser_version: None,
             node_id: node_id.to_owned(),
             browser_pid: None,
@@ -226,12 +235,10 @@ impl Store {
         match change {
             Change::Live {
                 started_at,
-                connect_url,
                 browser_version,
                 browser_pid,
             } => {
                 update.started_at = Set(Some(millis(*started_at)));
-                update.connect_url = Set(Some(connect_url.clone()));
                 update.browser_version = Set(Some(browser_version.clone()));
                 update.browser_pid = Set(Some(*browser_pid as i32));
             }
@@ -239,7 +246,6 @@ impl Store {
                 update.end_reason = Set(Some(reason.as_str().to_owned()));
                 update.error = Set(error.clone());
                 update.ended_at = Set(Some(millis(*at)));
-                update.connect_url = Set(None);
             }
             Change::Extend { timeout, .. } => {
                 update.timeout_ms = Set(duration_ms(*timeout));
@@ -359,10 +365,7 @@ impl Store {
 /// re-prepares (parses and plans anew) a statement whose LIMIT is a bound
 /// parameter on every execution, which was most of a GetSession's cost. A
 /// primary key matches one row at most anyway.
-async fn session_row(
-    db: &impl sea_orm::ConnectionTrait,
-    id: SessionId,
-) -> Result<Option<sessions::Model>> {
+async fn session_row(db: &impl ConnectionTrait, id: SessionId) -> Result<Option<sessions::Model>> {
     let mut rows = sessions::Entity::find_by_id(id.to_string()).all(db).await?;
     Ok(rows.pop())
 }

@@ -76,7 +76,6 @@ pub(super) fn to_session(row: &sessions::Model) -> Result<Session> {
         },
         user_agent: row.user_agent.clone(),
         proxy_url: row.proxy_url.clone(),
-        connect_url: row.connect_url.clone(),
         browser_version: row.browser_version.clone(),
     })
 }

@@ -13,6 +13,7 @@ mod isolation;
 mod lifecycle;
 mod pool;
 mod relay;
+mod secrets;
 mod sessions;
 mod soak;
 mod support;

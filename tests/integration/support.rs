@@ -176,6 +176,11 @@ impl TestApp {
         self.database.newest_sequence().await
     }
 
+    /// Every byte the database holds (see [`TestDatabase::raw_contents`]).
+    pub async fn database_contents(&self) -> Vec<u8> {
+        self.database.raw_contents().await
+    }
+
     /// Waits until the warm pool's health is `wanted`.
     pub async fn pool_health(&self, wanted: ServingStatus) {
         self.server.pool_health(wanted).await

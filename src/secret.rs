@@ -1,0 +1,198 @@
+//! The server secret, and the connect tokens signed with it.
+//!
+//! A connect token is HMAC-SHA256 over the session id, keyed with a secret
+//! that every node of a cluster shares: any node can check a token by
+//! recomputing it, and nothing per session is stored, so a reader of the
+//! database (or its WAL, or a backup) learns no token. The secret itself
+//! lives in a file only browserd's user can read, made on first start.
+//!
+//! This module never decides whether a session may be reached: the relay
+//! checks a token only for a session that is live on this node.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+/// Fewer bytes than the HMAC's output would make the secret, not the
+/// hash, the weak point.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// What each token signs before the session id, so a MAC made with the
+/// same secret for another purpose (issue 15's API keys, expiring tokens)
+/// is never a valid connect token.
+const CONNECT_CONTEXT: &[u8] = b"browserd connect token v1\0";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error(
+        "cannot read the server secret {path}: {source}; browserd's user must be able to read it (or remove it to have a new one made)"
+    )]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the server secret {path} holds {len} bytes, fewer than {MIN_SECRET_BYTES}: write at least {MIN_SECRET_BYTES} random bytes to it (e.g. `head -c 32 /dev/urandom > {path}`), the same file on every node"
+    )]
+    Short { path: PathBuf, len: usize },
+    #[error("cannot create the server secret {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The key of every connect token. Its `Debug` never shows the key.
+pub struct ServerSecret {
+    key: Vec<u8>,
+}
+
+impl std::fmt::Debug for ServerSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerSecret(..)")
+    }
+}
+
+impl ServerSecret {
+    /// Reads the secret at `path`, or makes one there (32 bytes from the
+    /// OS, mode 0600) when no file exists.
+    pub fn load_or_create(path: &Path) -> Result<Self, SecretError> {
+        match std::fs::read(path) {
+            Ok(key) => Self::checked(path, key),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::create(path),
+            Err(source) => Err(SecretError::Read {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    fn checked(path: &Path, key: Vec<u8>) -> Result<Self, SecretError> {
+        if key.len() < MIN_SECRET_BYTES {
+            return Err(SecretError::Short {
+                path: path.to_owned(),
+                len: key.len(),
+            });
+        }
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                path = %path.display(),
+                "the server secret is readable by other users: whoever reads it can connect to every session (chmod 600 it)"
+            );
+        }
+        Ok(Self { key })
+    }
+
+    fn create(path: &Path) -> Result<Self, SecretError> {
+        let failed = |source| SecretError::Create {
+            path: path.to_owned(),
+            source,
+        };
+        let mut key = vec![0u8; MIN_SECRET_BYTES];
+        getrandom::fill(&mut key).map_err(|e| failed(std::io::Error::other(e)))?;
+        // `create_new`: two nodes starting at once on a shared directory
+        // never overwrite each other's secret; the loser reads the winner's.
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+        let mut file = match created {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Self::load_or_create(path);
+            }
+            Err(e) => return Err(failed(e)),
+        };
+        if let Err(e) = file.write_all(&key).and_then(|()| file.sync_all()) {
+            // A half-written secret would refuse every later start.
+            let _ = std::fs::remove_file(path);
+            return Err(failed(e));
+        }
+        tracing::info!(path = %path.display(), "created the server secret");
+        Ok(Self { key })
+    }
+
+    /// A secret from bytes already in hand (tests, benches).
+    pub fn from_bytes(key: Vec<u8>) -> Self {
+        Self { key }
+    }
+
+    /// The connect token of session `id`: base64url of the MAC, 43
+    /// characters.
+    pub fn connect_token(&self, id: &str) -> String {
+        URL_SAFE_NO_PAD.encode(self.connect_mac(id).finalize().into_bytes())
+    }
+
+    /// Whether `token` is session `id`'s, compared in constant time.
+    pub fn verify_connect_token(&self, id: &str, token: &str) -> bool {
+        let Ok(given) = URL_SAFE_NO_PAD.decode(token) else {
+            return false;
+        };
+        self.connect_mac(id).verify_slice(&given).is_ok()
+    }
+
+    fn connect_mac(&self, id: &str) -> Hmac<Sha256> {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any size");
+        mac.update(CONNECT_CONTEXT);
+        mac.update(id.as_bytes());
+        mac
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_verify_for_their_session_and_secret_only() {
+        let secret = ServerSecret::from_bytes(vec![7; 32]);
+        let token = secret.connect_token("a");
+        assert_eq!(token.len(), 43);
+        assert!(secret.verify_connect_token("a", &token));
+        assert!(!secret.verify_connect_token("b", &token));
+        assert!(!secret.verify_connect_token("a", &token[..42]));
+        assert!(!secret.verify_connect_token("a", ""));
+        assert!(!secret.verify_connect_token("a", "not base64 !"));
+        let other = ServerSecret::from_bytes(vec![8; 32]);
+        assert!(!other.verify_connect_token("a", &token));
+    }
+
+    #[test]
+    fn a_secret_is_made_private_once_and_then_read() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("secret");
+        let made = ServerSecret::load_or_create(&path).expect("created");
+        let mode = std::fs::metadata(&path)
+            .expect("exists")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let read = ServerSecret::load_or_create(&path).expect("read");
+        assert_eq!(made.connect_token("x"), read.connect_token("x"));
+    }
+
+    #[test]
+    fn a_short_or_unreadable_secret_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let short = dir.path().join("short");
+        std::fs::write(&short, b"too short").expect("write");
+        assert!(matches!(
+            ServerSecret::load_or_create(&short),
+            Err(SecretError::Short { len: 9, .. })
+        ));
+        // A directory where the file should be: unreadable as a secret.
+        assert!(matches!(
+            ServerSecret::load_or_create(dir.path()),
+            Err(SecretError::Read { .. })
+        ));
+    }
+}
