@@ -20,7 +20,8 @@
 //!   the `migrations` crate.
 //! - [`browser`]: Chromium processes, profiles and temp directories, the
 //!   minimal CDP client ([`browser::cdp`]) and the one reader of the OS
-//!   process table ([`browser::process_table`]).
+//!   process table ([`browser::process_table`]), and the local hop that
+//!   adds credentials for an authenticating proxy (`browser::proxy_hop`).
 //! - [`secret`]: the server secret and the connect tokens signed with it
 //!   (nothing per session is stored to check one).
 //! - [`telemetry`]: tracing, and OpenTelemetry traces and metrics.

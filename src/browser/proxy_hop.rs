@@ -161,7 +161,8 @@ async fn serve(mut browser: TcpStream, peer: SocketAddr, mut forward: Forward) {
             .await
             .unwrap_or(false);
     if !owned {
-        tracing::warn!(%peer, "proxy hop refused a connection from outside its browser");
+        // Not a warning: any session's client can cause these at will.
+        tracing::debug!(%peer, "proxy hop refused a connection from outside its browser");
         return;
     }
     let Ok(Ok((head, rest))) = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut browser)).await
