@@ -187,15 +187,7 @@ async fn authenticated_proxies_work_and_the_password_leaks_nowhere(backend: Back
     // Plain HTTP (absolute-form) and a CONNECT tunnel, both authorised.
     let cdp = cdp_client(&session.connect_url).await;
     let page = Page::open(&cdp, None).await;
-    assert_eq!(page.navigate("http://target.test/").await, None);
-    assert_eq!(page.title().await, TARGET_TITLE);
-    assert_eq!(
-        proxy.next().await,
-        Seen::Request {
-            target: "http://target.test/".into(),
-            authorized: true
-        }
-    );
+    loads_through(&page, &mut proxy).await;
     page.navigate("https://target.test/").await;
     // Chromium may open more than one tunnel at once: every one must be
     // authorised, and one carries a TLS ClientHello.
@@ -320,16 +312,8 @@ async fn a_proxy_hop_serves_its_own_browser_only(backend: Backend) {
     // The owner's own browser is served, through the same hop.
     let owner_cdp = cdp_client(&owner.connect_url).await;
     let page = Page::open(&owner_cdp, None).await;
-    assert_eq!(page.navigate("http://target.test/").await, None);
-    assert_eq!(page.title().await, TARGET_TITLE);
-    assert_eq!(
-        proxy.next().await,
-        Seen::Request {
-            target: "http://target.test/".into(),
-            authorized: true
-        },
-        "the rider's request never reached the proxy"
-    );
+    // The rider's request never reached the proxy: this is its next.
+    loads_through(&page, &mut proxy).await;
 
     // The hop goes with its browser.
     app.release(&owner.id).await;
@@ -342,6 +326,19 @@ async fn a_proxy_hop_serves_its_own_browser_only(backend: Backend) {
 }
 
 /// A page of a session, attached in flat mode.
+/// `page` loads http://target.test/ and the proxy saw it, authorised.
+async fn loads_through(page: &Page<'_>, proxy: &mut TestProxy) {
+    assert_eq!(page.navigate("http://target.test/").await, None);
+    assert_eq!(page.title().await, TARGET_TITLE);
+    assert_eq!(
+        proxy.next().await,
+        Seen::Request {
+            target: "http://target.test/".into(),
+            authorized: true
+        }
+    );
+}
+
 struct Page<'a> {
     cdp: &'a CdpClient,
     session: String,
