@@ -18,10 +18,13 @@
 //! - [`events`]: live fan-out of committed events and WatchSessions replay.
 //! - [`store`]: SeaORM persistence (SQLite or PostgreSQL); migrations live in
 //!   the `migrations` crate.
-//! - [`browser`]: Chromium processes, profiles and temp directories, the
-//!   minimal CDP client ([`browser::cdp`]) and the one reader of the OS
-//!   process table ([`browser::process_table`]), and the local hop that
-//!   adds credentials for an authenticating proxy (`browser::proxy_hop`).
+//! - [`browser`]: Chromium processes, profiles and temp directories: the
+//!   jail each runs in ([`browser::jail`]), the CDP pipe to each, shared by
+//!   browserd and every relayed client ([`browser::pipe`]), the one reader
+//!   of the OS process table ([`browser::process_table`]), and the local
+//!   hop that adds credentials for an authenticating proxy
+//!   (`browser::proxy_hop`); plus a minimal WebSocket CDP client for the
+//!   tests and the bench ([`browser::cdp`]).
 //! - [`secret`]: the server secret and the connect tokens signed with it
 //!   (nothing per session is stored to check one).
 //! - [`telemetry`]: tracing, and OpenTelemetry traces and metrics.
