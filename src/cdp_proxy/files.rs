@@ -32,6 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::fs::{Gid, Mode, OFlags, Uid};
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 
 use super::policy::{self, Verdict};
@@ -93,6 +94,30 @@ struct Call {
     params: Option<Value>,
 }
 
+/// A client call's head alone, its params skipped.
+#[derive(Deserialize)]
+struct Head {
+    method: Option<String>,
+    // Read so that a duplicate is an error here as in [`Call`].
+    #[serde(rename = "id")]
+    _id: Option<u64>,
+    #[serde(rename = "sessionId")]
+    _session_id: Option<String>,
+    #[serde(rename = "params")]
+    _params: Option<IgnoredAny>,
+}
+
+/// The reply to a message that may name a guarded call but cannot be read
+/// as one JSON object: Chromium might read it as that call.
+fn unreadable() -> Verdict {
+    Verdict::Refuse(policy::error_reply(
+        None,
+        None,
+        "a message that names a file or download call must be one JSON object without \
+         duplicate keys",
+    ))
+}
+
 impl Call {
     fn refuse(&self, rule: &str) -> Verdict {
         Verdict::Refuse(policy::error_reply(
@@ -148,16 +173,21 @@ impl Files {
         if !may_name_files(text) {
             return None;
         }
-        let Ok(mut call) = serde_json::from_str::<Call>(text) else {
-            // Chromium might read it as a call this module guards.
-            return Some(Verdict::Refuse(policy::error_reply(
-                None,
-                None,
-                "a message that names a file or download call must be one JSON object without \
-                 duplicate keys",
-            )));
+        // Most messages that get here only hold an escape: their params
+        // are skipped, not built.
+        let method = match serde_json::from_str::<Head>(text) {
+            Ok(head) => head.method?,
+            Err(_) => return Some(unreadable()),
         };
-        let method = call.method.clone()?;
+        if !UPLOADS.contains(&method.as_str())
+            && !DOWNLOADS.contains(&method.as_str())
+            && method != NESTED
+        {
+            return None;
+        }
+        let Ok(mut call) = serde_json::from_str::<Call>(text) else {
+            return Some(unreadable());
+        };
         if UPLOADS.contains(&method.as_str()) {
             return Some(self.upload(call).await);
         }
@@ -190,7 +220,10 @@ impl Files {
     }
 
     async fn on_browser(&mut self, text: &str) -> bool {
+        // Replies, the large messages (screenshots, evaluate results), start
+        // with their id and are never download events.
         if self.scopes.is_empty()
+            || text.starts_with("{\"id\":")
             || !(text.contains("\"Browser.download") || text.contains("\"Page.download"))
         {
             return true;
