@@ -1,7 +1,7 @@
 //! Browser processes as process groups: spawn, watch, kill, reap.
 //!
-//! Each browser leads its own session and process group, so one `killpg`
-//! reaches every helper it forked. browserd makes itself a child subreaper, so helpers
+//! Each browser leads its own process group, so one `killpg` reaches every
+//! helper it forked. browserd makes itself a child subreaper, so helpers
 //! orphaned when the browser dies are re-parented to it rather than to PID 1
 //! (which, in many containers, never reaps them), and reaps them per group
 //! with `waitpid(-pgid)`: it never touches a child it did not spawn here.
@@ -17,6 +17,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// How often a kill asks the reaper whether the group is empty yet.
+const KILL_POLL: Duration = Duration::from_millis(10);
 
 /// What is known about a spawned group.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -87,15 +90,12 @@ impl ProcessGroups {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        // A session of its own, not only a process group: the browser
-        // leaves browserd's controlling terminal, which it could otherwise
-        // open as /dev/tty and type into (TIOCSTI).
-        // SAFETY: setsid and prctl are async-signal-safe and touch only the
+        // SAFETY: setpgid and prctl are async-signal-safe and touch only the
         // child. PDEATHSIG fires when the spawning thread exits; tokio worker
         // threads live as long as the runtime, which is browserd's lifetime.
         unsafe {
             command.pre_exec(|| {
-                if libc::setsid() < 0 {
+                if libc::setpgid(0, 0) != 0 {
                     return Err(io::Error::last_os_error());
                 }
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
@@ -231,9 +231,20 @@ impl Group {
     /// is reaped. Returns whether the group is gone.
     pub async fn kill(&self, grace: Duration) -> bool {
         kill_group(self.pid as i32);
-        self.owner.inner.wake.notify_one();
+        let deadline = tokio::time::Instant::now() + grace;
         let mut state = self.state.clone();
-        let gone = tokio::time::timeout(grace, state.wait_for(|s| s.empty)).await;
-        matches!(gone, Ok(Ok(_))) || !group_alive(self.pid as i32)
+        // A jailed browser's processes die in its pid namespace, reaped by
+        // its init, not by browserd: no SIGCHLD says when the last is gone,
+        // so the reaper is asked again until the group is empty.
+        while tokio::time::Instant::now() < deadline {
+            self.owner.inner.wake.notify_one();
+            let poll = tokio::time::timeout(KILL_POLL, state.wait_for(|s| s.empty)).await;
+            match poll {
+                Ok(Ok(_)) => return true,
+                Ok(Err(_)) => break, // the reaper stopped (shutdown)
+                Err(_) => {}
+            }
+        }
+        !group_alive(self.pid as i32)
     }
 }

@@ -229,8 +229,10 @@ async fn a_postgres_outage_loses_nothing() {
     unsafe { libc::kill(pid, libc::SIGKILL) };
     for ended in [&released, &crashed, &timed_out] {
         let profile = profiles.join(&ended.id);
+        // The profile goes last, a moment before the end is recorded: its
+        // time is then surely inside the outage.
         wait_until("the session's browser is gone", || {
-            browser_processes(&profile).is_empty()
+            browser_processes(&profile).is_empty() && !profile.exists()
         })
         .await;
     }
