@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the session service.
-    Serve(Config),
+    Serve(Box<Config>),
     /// Manage the sessions of a running browserd (a gRPC client).
     Sessions(crate::cli::SessionsArgs),
 }
@@ -252,7 +252,7 @@ mod tests {
     fn serve(args: &[&str]) -> super::Config {
         let argv = ["browserd", "serve"].iter().chain(args);
         match Cli::try_parse_from(argv).expect("flags parse").command {
-            Command::Serve(config) => config,
+            Command::Serve(config) => *config,
             Command::Sessions(_) => unreachable!("serve was given"),
         }
     }

@@ -13,7 +13,7 @@ use browserd::config::{Cli, Command};
 async fn main() -> ExitCode {
     let Cli { command } = Cli::parse();
     match command {
-        Command::Serve(config) => serve(config).await,
+        Command::Serve(config) => serve(*config).await,
         Command::Sessions(args) => match browserd::cli::run(args).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
