@@ -189,6 +189,8 @@ async fn serve_child(data_dir: &Path, chrome: &Path) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter("warn,browserd=info")
         .with_writer(std::io::stderr)
+        // The parent reads the listening line's fields.
+        .with_ansi(false)
         .init();
     let config = config(data_dir, chrome);
     let grpc = tokio::net::TcpListener::bind(config.listen).await?;

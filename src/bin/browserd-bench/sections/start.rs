@@ -62,13 +62,13 @@ pub async fn run(bench: &mut Bench) -> Result<()> {
     );
     report.latency(
         "launch_unjailed",
-        "browserd's launch, --isolation none -> getVersion",
+        "launch, --isolation none -> getVersion",
         &unjailed,
         floor_p50,
     );
     report.latency(
         "launch_jailed",
-        "browserd's launch, jailed -> getVersion",
+        "launch, jailed -> getVersion",
         &jailed,
         floor_p50,
     );
