@@ -107,6 +107,19 @@ pub struct Store {
 }
 
 impl Store {
+    /// A transaction that will write. On SQLite it takes the write lock at
+    /// BEGIN, where the busy timeout waits for it: a deferred transaction
+    /// that reads first and then writes fails at once (SQLITE_BUSY) if
+    /// another writer committed in between, and that read as UNAVAILABLE
+    /// (seen with pruning every 100 ms beside a release).
+    async fn write(&self) -> Result<sea_orm::DatabaseTransaction> {
+        let options = sea_orm::TransactionOptions {
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+            ..Default::default()
+        };
+        Ok(self.db.begin_with_options(options).await?)
+    }
+
     /// Connects and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Self> {
         let mut opts = ConnectOptions::new(url.to_owned());
@@ -180,7 +193,7 @@ impl Store {
             browser_pid: None,
             user_data_dir: Some(user_data_dir.to_string_lossy().into_owned()),
         };
-        let txn = self.db.begin().await?;
+        let txn = self.write().await?;
         let inserted = sessions::ActiveModel::from(row.clone()).insert(&txn).await;
         match inserted {
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
@@ -220,7 +233,7 @@ impl Store {
     /// and records its event in the same transaction. `None`: the session
     /// does not exist or is already past that point; nothing was written.
     pub async fn transition(&self, id: SessionId, change: &Change) -> Result<Option<SessionEvent>> {
-        let txn = self.db.begin().await?;
+        let txn = self.write().await?;
         let Some(current) = session_row(&txn, id).await? else {
             return Ok(None);
         };
