@@ -59,8 +59,9 @@ const BASE_FLAGS: &[&str] = &[
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    // Otherwise, unjailed, the first tab gets an infobar warning of --no-sandbox, which
-    // takes 56 px off that page's viewport for its whole life. The switch
+    // Otherwise, unjailed, the first tab gets an infobar warning of
+    // --no-sandbox, which takes 56 px off that page's viewport for its
+    // whole life. The switch
     // turns off Chromium's startup infobars; ChromeDriver passes it to every
     // Chrome it starts.
     "--test-type",
@@ -182,86 +183,12 @@ impl Launcher {
         let proxy_hop = ProxyHop::for_proxy(options.proxy.as_ref(), &self.tracker)
             .await
             .map_err(LaunchError::ProxyHop)?;
-        let tmp = temp_dir(user_data_dir);
-        for dir in [user_data_dir, &tmp] {
-            if let Err(source) = std::fs::create_dir_all(dir) {
-                remove_profile(user_data_dir);
-                let dir = dir.to_owned();
-                return Err(LaunchError::BrowserDir { dir, source });
-            }
-        }
-        let (mut command, identity) = match self.jail.command(&self.chrome, user_data_dir, &tmp) {
-            Ok(jailed) => (jailed.command, jailed.identity),
-            Err(source) => {
-                remove_profile(user_data_dir);
-                let dir = user_data_dir.to_owned();
-                return Err(LaunchError::BrowserDir { dir, source });
-            }
-        };
-        // A clean environment: the browser runs its users' code and must not
-        // inherit browserd's (database URL, BROWSERD_*, OTEL_* headers).
-        // HOME is the profile, so nothing lands in browserd's home either.
-        command.env_clear();
-        for kept in INHERITED_ENV {
-            if let Some(value) = std::env::var_os(kept) {
-                command.env(kept, value);
-            }
-        }
-        command.env("HOME", user_data_dir);
-        command.env("TMPDIR", &tmp);
-        // Chromium keeps crash-reporter state under $XDG_CONFIG_HOME, shared
-        // by every browser of the user unless moved. In the profile it is
-        // private to the session, deleted with it, and names the profile on
-        // the crash handlers' command lines, which is how teardown finds
-        // them after they leave the browser's process group.
-        command.env("XDG_CONFIG_HOME", user_data_dir);
-        command.args(BASE_FLAGS);
-        command.arg(format!("--user-data-dir={}", user_data_dir.display()));
-        // The session's viewport is what its pages get, so the window is
-        // that plus the frame. No switch sizes the page itself, and a
-        // per-page Emulation override would make browserd a CDP client
-        // inside its users' pages. Chromium keeps windows at least 500 px
-        // wide: a narrower viewport gets 500.
-        command.arg(format!(
-            "--window-size={},{}",
-            options.viewport.width,
-            options.viewport.height + WINDOW_FRAME_HEIGHT
-        ));
-        if let Some(agent) = &options.user_agent {
-            command.arg(format!("--user-agent={agent}"));
-        }
-        let proxy_server = match (&proxy_hop, &options.proxy) {
-            (Some(hop), _) => Some(hop.proxy_server()),
-            (None, proxy) => proxy.as_ref().map(|p| p.server.clone()),
-        };
-        if let Some(server) = proxy_server {
-            command.arg(format!("--proxy-server={server}"));
-        }
-        command.arg("about:blank");
-        let ends = match pipe::Ends::new() {
-            Ok(ends) => ends,
+        let spawned = self.spawn(user_data_dir, options, proxy_hop.as_ref());
+        let (group, stderr, identity, ends) = match spawned {
+            Ok(spawned) => spawned,
             Err(e) => {
                 remove_profile(user_data_dir);
-                return Err(LaunchError::Pipe(e));
-            }
-        };
-        let fds = [
-            ends.browser_reads.as_raw_fd(),
-            ends.browser_writes.as_raw_fd(),
-        ];
-        // SAFETY: fcntl, dup2 and close are async-signal-safe and touch only
-        // the child's descriptors.
-        unsafe {
-            command.pre_exec(move || place_pipe(fds));
-        }
-        let (group, stderr) = match self.groups.spawn(command) {
-            Ok(spawned) => spawned,
-            Err(source) => {
-                remove_profile(user_data_dir);
-                return Err(LaunchError::Spawn {
-                    chrome: self.chrome.clone(),
-                    source,
-                });
+                return Err(e);
             }
         };
         if let Some(hop) = &proxy_hop {
@@ -310,6 +237,98 @@ impl Launcher {
                 Err(e)
             }
         }
+    }
+
+    /// Makes the browser's directories and starts it (jailed, with its
+    /// CDP pipe on fds 3 and 4). The caller removes the directories if
+    /// this fails.
+    fn spawn(
+        &self,
+        user_data_dir: &Path,
+        options: &LaunchOptions,
+        proxy_hop: Option<&ProxyHop>,
+    ) -> Result<
+        (
+            Group,
+            std::process::ChildStderr,
+            Option<Identity>,
+            pipe::Ends,
+        ),
+        LaunchError,
+    > {
+        let tmp = temp_dir(user_data_dir);
+        for dir in [user_data_dir, &tmp] {
+            std::fs::create_dir_all(dir).map_err(|source| LaunchError::BrowserDir {
+                dir: dir.to_owned(),
+                source,
+            })?;
+        }
+        let jailed = self
+            .jail
+            .command(&self.chrome, user_data_dir, &tmp)
+            .map_err(|source| LaunchError::BrowserDir {
+                dir: user_data_dir.to_owned(),
+                source,
+            })?;
+        let (mut command, identity) = (jailed.command, jailed.identity);
+        // A clean environment: the browser runs its users' code and must not
+        // inherit browserd's (database URL, BROWSERD_*, OTEL_* headers).
+        // HOME is the profile, so nothing lands in browserd's home either.
+        command.env_clear();
+        for kept in INHERITED_ENV {
+            if let Some(value) = std::env::var_os(kept) {
+                command.env(kept, value);
+            }
+        }
+        command.env("HOME", user_data_dir);
+        command.env("TMPDIR", &tmp);
+        // Chromium keeps crash-reporter state under $XDG_CONFIG_HOME, shared
+        // by every browser of the user unless moved. In the profile it is
+        // private to the session, deleted with it, and names the profile on
+        // the crash handlers' command lines, which is how teardown finds
+        // them after they leave the browser's process group.
+        command.env("XDG_CONFIG_HOME", user_data_dir);
+        command.args(BASE_FLAGS);
+        command.arg(format!("--user-data-dir={}", user_data_dir.display()));
+        // The session's viewport is what its pages get, so the window is
+        // that plus the frame. No switch sizes the page itself, and a
+        // per-page Emulation override would make browserd a CDP client
+        // inside its users' pages. Chromium keeps windows at least 500 px
+        // wide: a narrower viewport gets 500.
+        command.arg(format!(
+            "--window-size={},{}",
+            options.viewport.width,
+            options.viewport.height + WINDOW_FRAME_HEIGHT
+        ));
+        if let Some(agent) = &options.user_agent {
+            command.arg(format!("--user-agent={agent}"));
+        }
+        let proxy_server = match (proxy_hop, &options.proxy) {
+            (Some(hop), _) => Some(hop.proxy_server()),
+            (None, proxy) => proxy.as_ref().map(|p| p.server.clone()),
+        };
+        if let Some(server) = proxy_server {
+            command.arg(format!("--proxy-server={server}"));
+        }
+        command.arg("about:blank");
+        let ends = pipe::Ends::new().map_err(LaunchError::Pipe)?;
+        let fds = [
+            ends.browser_reads.as_raw_fd(),
+            ends.browser_writes.as_raw_fd(),
+        ];
+        // SAFETY: fcntl, dup2 and close are async-signal-safe and touch only
+        // the child's descriptors.
+        unsafe {
+            command.pre_exec(move || place_pipe(fds));
+        }
+        let (group, stderr) = self
+            .groups
+            .spawn(command)
+            .map_err(|source| LaunchError::Spawn {
+                chrome: self.chrome.clone(),
+                source,
+            })?;
+        Ok((group, stderr, identity, ends))
     }
 }
 
