@@ -6,9 +6,12 @@ use std::path::PathBuf;
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto = "proto/browserd/v1/sessions.proto";
+    let protos = [
+        "proto/browserd/v1/sessions.proto",
+        "proto/browserd/v1/admin.proto",
+    ];
     println!("cargo:rerun-if-changed=proto");
-    let fds = protox::compile([proto], ["proto"])?;
+    let fds = protox::compile(protos, ["proto"])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("browserd_descriptor.bin"), fds.encode_to_vec())?;
     tonic_prost_build::configure()

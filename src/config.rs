@@ -126,6 +126,20 @@ pub struct Config {
     /// clients to the relay: they would look local.
     #[arg(long, env = "BROWSERD_CDP_OWN_USER_PATHS", default_value_t = true, action = clap::ArgAction::Set)]
     pub cdp_own_user_paths: bool,
+    /// `keys`: every call needs an API key, except on a loopback address
+    /// while no key exists yet (the server then runs open and says so); a
+    /// non-loopback address with no key refuses to start. `none`: calls
+    /// without a key are the default project's admin, wherever browserd
+    /// listens.
+    #[arg(long, env = "BROWSERD_AUTH", value_enum, default_value_t = Auth::Keys)]
+    pub auth: Auth,
+}
+
+/// `--auth`: see [`Config::auth`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Auth {
+    Keys,
+    None,
 }
 
 /// `--isolation`: see [`Config::isolation`].

@@ -3,8 +3,9 @@
 //! # Layout
 //! Data flows from the top of this list to the bottom.
 //! - [`config`]: flags and `BROWSERD_*` environment, checked once.
-//! - [`api`]: the tonic `SessionService`: protos in, domain types out,
-//!   errors to gRPC status codes. No business logic.
+//! - [`api`]: the tonic `SessionService` and `AdminService`: protos in,
+//!   domain types out, errors to gRPC status codes. No business logic.
+//! - [`access`]: projects, API keys, and who each call's caller is.
 //! - [`cdp_proxy`]: the WebSocket relay behind every `connect_url`: limits,
 //!   HTTP discovery, and the per-session CDP rules (client `Browser.close`;
 //!   uploads and downloads by path stay inside the session's profile).
@@ -36,6 +37,7 @@
 //! [`run`] wires them together over listeners the caller has bound, and
 //! runs until the `shutdown` future resolves.
 
+pub mod access;
 pub mod api;
 pub mod browser;
 pub mod cdp_proxy;
@@ -64,7 +66,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use api::SessionServiceHandler;
+use api::{AdminServiceHandler, SessionServiceHandler};
 use config::Config;
 use sessions::{Engine, EngineConfig};
 
@@ -96,6 +98,10 @@ pub enum StartError {
     Secret(#[from] secret::SecretError),
     #[error("cannot open the database: {0}")]
     Store(#[from] store::StoreError),
+    #[error(
+        "browserd listens on {0}, beyond loopback, and no API key exists, so anyone who reaches it could run browsers: create an admin key first with `browserd keys create --project default --admin --data-dir <data dir>` (or `--database-url <url>`), which prints the key once, then send it as `authorization: Bearer <key>`; or pass --auth none to serve without keys"
+    )]
+    NoKeys(std::net::SocketAddr),
     #[error("cannot reconcile sessions left by a previous run: {0}")]
     Reconcile(#[from] sessions::Error),
     #[error("cannot start process supervision: {0}")]
@@ -158,6 +164,12 @@ pub async fn run(
             }
         }
     }
+
+    let grpc_addr = grpc.local_addr().map_err(StartError::Listener)?;
+    let access = access::Access::new(
+        store.clone(),
+        keys_required(&config, grpc_addr, &store).await?,
+    );
 
     let tracker = TaskTracker::new();
     let stopping = CancellationToken::new();
@@ -225,13 +237,13 @@ pub async fn run(
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let grpc_addr = grpc.local_addr().map_err(StartError::Listener)?;
     let server = tonic::transport::Server::builder()
         .trace_fn(telemetry::rpc_span)
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
-        .add_service(SessionServiceHandler::new(engine.clone()).into_server())
+        .add_service(SessionServiceHandler::new(engine.clone(), access.clone()).into_server())
+        .add_service(AdminServiceHandler::new(access).into_server())
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
             stopping.clone().cancelled_owned(),
@@ -288,6 +300,30 @@ pub async fn run(
         Ok(outcome) => Ok(outcome?),
         Err(panicked) => std::panic::resume_unwind(panicked.into_panic()),
     }
+}
+
+/// Whether calls without an API key are refused (see `--auth`).
+async fn keys_required(
+    config: &Config,
+    grpc: std::net::SocketAddr,
+    store: &store::Store,
+) -> Result<bool, StartError> {
+    if config.auth == config::Auth::None {
+        tracing::warn!(
+            "--auth none: calls without an API key act as the default project's admin; anyone who reaches {grpc} can run and read every session"
+        );
+        return Ok(false);
+    }
+    if store.any_api_key().await? {
+        return Ok(true);
+    }
+    if !grpc.ip().is_loopback() {
+        return Err(StartError::NoKeys(grpc));
+    }
+    tracing::info!(
+        "no API key exists: serving open on loopback, where every local user can run and read every session; `browserd keys create --project default --admin` makes one (then restart), or AdminService.CreateApiKey on this server, after which every call needs a key"
+    );
+    Ok(false)
 }
 
 /// Creates `dir` if needed, readable by browserd's user only: it holds the

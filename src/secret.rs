@@ -1,9 +1,11 @@
 //! The server secret, and the connect tokens signed with it.
 //!
-//! A connect token is HMAC-SHA256 over the session id, keyed with a secret
-//! that every node of a cluster shares: any node can check a token by
-//! recomputing it, and nothing per session is stored, so a reader of the
-//! database (or its WAL, or a backup) learns no token. The secret itself
+//! A connect token is `<expiry>.<mac>`: HMAC-SHA256 over the session id
+//! and the expiry (Unix seconds), keyed with a secret that every node of a
+//! cluster shares. Any node can check a token by recomputing it, nothing
+//! per session is stored (so a reader of the database, its WAL or a backup
+//! learns no token), and a leaked URL stops working at its expiry even if
+//! the session was extended, as well as when the session ends. The secret itself
 //! lives in a file only browserd's user can read, made on first start.
 //!
 //! This module never decides whether a session may be reached: the relay
@@ -15,6 +17,8 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
@@ -25,7 +29,7 @@ pub const MIN_SECRET_BYTES: usize = 32;
 /// What each token signs before the session id, so a MAC made with the
 /// same secret for another purpose (issue 15's API keys, expiring tokens)
 /// is never a valid connect token.
-const CONNECT_CONTEXT: &[u8] = b"browserd connect token v1\0";
+const CONNECT_CONTEXT: &[u8] = b"browserd connect token v2\0";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
@@ -125,45 +129,79 @@ impl ServerSecret {
         Self { key }
     }
 
-    /// The connect token of session `id`: base64url of the MAC, 43
-    /// characters.
-    pub fn connect_token(&self, id: &str) -> String {
-        URL_SAFE_NO_PAD.encode(self.connect_mac(id).finalize().into_bytes())
+    /// A connect token for session `id` that works until `expires`:
+    /// `<Unix seconds>.<base64url MAC>`.
+    pub fn connect_token(&self, id: &str, expires: SystemTime) -> String {
+        let expires = unix_seconds(expires);
+        let mac = self.connect_mac(id, expires).finalize().into_bytes();
+        format!("{expires}.{}", URL_SAFE_NO_PAD.encode(mac))
     }
 
-    /// Whether `token` is session `id`'s, compared in constant time.
-    pub fn verify_connect_token(&self, id: &str, token: &str) -> bool {
-        let Ok(given) = URL_SAFE_NO_PAD.decode(token) else {
+    /// Whether `token` is session `id`'s and has not expired at `now`
+    /// (the MAC compared in constant time).
+    pub fn verify_connect_token(&self, id: &str, token: &str, now: SystemTime) -> bool {
+        let Some((expires, mac)) = token.split_once('.') else {
             return false;
         };
-        self.connect_mac(id).verify_slice(&given).is_ok()
+        // Digits only: `+5` or ` 5` would parse, and sign the same expiry
+        // as a different token.
+        let Some(expires) = expires
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| expires.parse::<u64>().ok())
+            .flatten()
+        else {
+            return false;
+        };
+        let Ok(given) = URL_SAFE_NO_PAD.decode(mac) else {
+            return false;
+        };
+        self.connect_mac(id, expires).verify_slice(&given).is_ok() && unix_seconds(now) < expires
     }
 
-    fn connect_mac(&self, id: &str) -> Hmac<Sha256> {
+    fn connect_mac(&self, id: &str, expires: u64) -> Hmac<Sha256> {
         let mut mac =
             Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any size");
         mac.update(CONNECT_CONTEXT);
         mac.update(id.as_bytes());
+        mac.update(b"\0");
+        mac.update(&expires.to_be_bytes());
         mac
     }
 }
 
+/// Whole seconds since the epoch, rounded up: a token never expires
+/// before the instant it was made for.
+fn unix_seconds(at: SystemTime) -> u64 {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    since.as_secs() + u64::from(since.subsec_nanos() > 0)
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
-    fn tokens_verify_for_their_session_and_secret_only() {
+    fn tokens_verify_for_their_session_secret_and_time_only() {
         let secret = ServerSecret::from_bytes(vec![7; 32]);
-        let token = secret.connect_token("a");
-        assert_eq!(token.len(), 43);
-        assert!(secret.verify_connect_token("a", &token));
-        assert!(!secret.verify_connect_token("b", &token));
-        assert!(!secret.verify_connect_token("a", &token[..42]));
-        assert!(!secret.verify_connect_token("a", ""));
-        assert!(!secret.verify_connect_token("a", "not base64 !"));
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let expires = now + Duration::from_secs(60);
+        let token = secret.connect_token("a", expires);
+        assert!(token.starts_with("1000060."));
+        assert!(secret.verify_connect_token("a", &token, now));
+        assert!(!secret.verify_connect_token("b", &token, now));
+        assert!(!secret.verify_connect_token("a", &token, expires));
+        assert!(!secret.verify_connect_token("a", &token[..token.len() - 1], now));
+        assert!(!secret.verify_connect_token("a", "", now));
+        assert!(!secret.verify_connect_token("a", "1000060.not base64 !", now));
+        // The expiry is signed: moving it breaks the MAC.
+        let (_, mac) = token.split_once('.').expect("two parts");
+        assert!(!secret.verify_connect_token("a", &format!("2000000.{mac}"), now));
+        assert!(!secret.verify_connect_token("a", &format!("+1000060.{mac}"), now));
         let other = ServerSecret::from_bytes(vec![8; 32]);
-        assert!(!other.verify_connect_token("a", &token));
+        assert!(!other.verify_connect_token("a", &token, now));
     }
 
     #[test]
@@ -177,7 +215,10 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         let read = ServerSecret::load_or_create(&path).expect("read");
-        assert_eq!(made.connect_token("x"), read.connect_token("x"));
+        assert_eq!(
+            made.connect_token("x", UNIX_EPOCH),
+            read.connect_token("x", UNIX_EPOCH)
+        );
     }
 
     #[test]

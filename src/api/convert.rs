@@ -110,7 +110,7 @@ fn pb_reason(reason: Option<EndReason>) -> pb::EndReason {
     }
 }
 
-fn timestamp(at: SystemTime) -> prost_types::Timestamp {
+pub(crate) fn timestamp(at: SystemTime) -> prost_types::Timestamp {
     let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
     prost_types::Timestamp {
         seconds: since.as_secs() as i64,
@@ -143,6 +143,7 @@ pub fn to_pb_session(session: &Session, connect_url: Option<String>) -> pb::Sess
         user_agent,
         proxy_url,
         browser_version,
+        project,
     } = session;
     pb::Session {
         id: id.to_string(),
@@ -166,10 +167,14 @@ pub fn to_pb_session(session: &Session, connect_url: Option<String>) -> pb::Sess
         browser_version: browser_version.clone().unwrap_or_default(),
         usage: Some(pb_duration(session.usage(SystemTime::now()))),
         proxy_url: proxy_url.clone().unwrap_or_default(),
+        project: project.clone(),
     }
 }
 
-pub fn to_pb_event(event: &SessionEvent, connect_url: Option<String>) -> pb::SessionEvent {
+/// An event as subscribers get it: its snapshot never carries a
+/// connect_url (a subscriber is not necessarily the session's owner, and
+/// a replayed event outlives its token's use).
+pub fn to_pb_event(event: &SessionEvent) -> pb::SessionEvent {
     let SessionEvent {
         sequence,
         kind,
@@ -177,6 +182,7 @@ pub fn to_pb_event(event: &SessionEvent, connect_url: Option<String>) -> pb::Ses
         from_status,
         to_status,
         end_reason,
+        actor,
         session,
     } = event;
     pb::SessionEvent {
@@ -189,7 +195,8 @@ pub fn to_pb_event(event: &SessionEvent, connect_url: Option<String>) -> pb::Ses
             .into(),
         to_status: pb_status(*to_status).into(),
         end_reason: pb_reason(*end_reason).into(),
-        session: Some(to_pb_session(session, connect_url)),
+        session: Some(to_pb_session(session, None)),
+        actor: actor.clone(),
         kind: match kind {
             EventKind::StatusChanged => pb::EventKind::StatusChanged,
             EventKind::Extended => pb::EventKind::Extended,

@@ -4,6 +4,7 @@
 //! logs each refusal at the level its cause deserves. Holds no business
 //! logic.
 
+mod admin;
 pub(crate) mod convert;
 mod status;
 
@@ -13,9 +14,11 @@ use tokio_stream::Stream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
+use crate::access::{Access, Caller};
 use crate::pb;
 use crate::pb::session_service_server::{SessionService, SessionServiceServer};
 use crate::sessions::{Engine, Error};
+pub use admin::AdminServiceHandler;
 use convert::{
     event_kinds, metadata, optional_duration, session_id, statuses, to_pb_event, to_pb_session,
     untrusted,
@@ -25,20 +28,30 @@ pub use status::{ERROR_DOMAIN, SESSION_RESOURCE};
 
 pub struct SessionServiceHandler {
     engine: Engine,
+    access: std::sync::Arc<Access>,
 }
 
 impl SessionServiceHandler {
-    pub fn new(engine: Engine) -> Self {
-        Self { engine }
+    pub fn new(engine: Engine, access: std::sync::Arc<Access>) -> Self {
+        Self { engine, access }
     }
 
     pub fn into_server(self) -> SessionServiceServer<Self> {
         SessionServiceServer::new(self)
     }
 
-    fn show(&self, session: &crate::sessions::model::Session) -> pb::Session {
-        to_pb_session(session, self.engine.connect_url(session))
+    fn show(&self, session: &crate::sessions::model::Session, caller: &Caller) -> pb::Session {
+        to_pb_session(session, self.engine.connect_url(session, caller))
     }
+}
+
+/// Who sent `request`, from its `authorization` metadata.
+async fn caller_of<T>(access: &Access, request: &Request<T>) -> Result<Caller, Status> {
+    let header = request
+        .metadata()
+        .get("authorization")
+        .map(|v| v.as_bytes());
+    Ok(access.caller(header).await?)
 }
 
 pub type WatchSessionsStream =
@@ -51,6 +64,7 @@ impl SessionService for SessionServiceHandler {
         &self,
         request: Request<pb::CreateSessionRequest>,
     ) -> Result<Response<pb::CreateSessionResponse>, Status> {
+        let caller = caller_of(&self.access, &request).await?;
         let pb::CreateSessionRequest {
             timeout,
             inactivity_timeout,
@@ -73,10 +87,10 @@ impl SessionService for SessionServiceHandler {
             proxy_url,
             idempotency_key,
         };
-        let session = self.engine.create(request).await?;
+        let session = self.engine.create(&caller, request).await?;
         tracing::Span::current().record("session.id", session.id.to_string());
         Ok(Response::new(pb::CreateSessionResponse {
-            session: Some(self.show(&session)),
+            session: Some(self.show(&session, &caller)),
         }))
     }
 
@@ -85,10 +99,14 @@ impl SessionService for SessionServiceHandler {
         &self,
         request: Request<pb::GetSessionRequest>,
     ) -> Result<Response<pb::GetSessionResponse>, Status> {
+        let caller = caller_of(&self.access, &request).await?;
         let pb::GetSessionRequest { session_id: id } = request.into_inner();
-        let session = self.engine.get(session_id("session_id", &id)?).await?;
+        let session = self
+            .engine
+            .get(&caller, session_id("session_id", &id)?)
+            .await?;
         Ok(Response::new(pb::GetSessionResponse {
-            session: Some(self.show(&session)),
+            session: Some(self.show(&session, &caller)),
         }))
     }
 
@@ -97,20 +115,26 @@ impl SessionService for SessionServiceHandler {
         &self,
         request: Request<pb::ListSessionsRequest>,
     ) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        let caller = caller_of(&self.access, &request).await?;
         let pb::ListSessionsRequest {
             statuses: wanted,
             metadata: labels,
             page_size,
             page_token,
+            project,
         } = request.into_inner();
         let page_size = convert::page_size(page_size)?;
         let filter = crate::sessions::model::SessionFilter {
             statuses: statuses(&wanted)?,
             metadata: metadata(labels),
+            projects: Vec::new(),
         };
-        let (sessions, next_page_token) = self.engine.list(filter, page_size, &page_token).await?;
+        let (sessions, next_page_token) = self
+            .engine
+            .list(&caller, filter, &project, page_size, &page_token)
+            .await?;
         Ok(Response::new(pb::ListSessionsResponse {
-            sessions: sessions.iter().map(|s| self.show(s)).collect(),
+            sessions: sessions.iter().map(|s| self.show(s, &caller)).collect(),
             next_page_token,
         }))
     }
@@ -120,10 +144,14 @@ impl SessionService for SessionServiceHandler {
         &self,
         request: Request<pb::ReleaseSessionRequest>,
     ) -> Result<Response<pb::ReleaseSessionResponse>, Status> {
+        let caller = caller_of(&self.access, &request).await?;
         let pb::ReleaseSessionRequest { session_id: id } = request.into_inner();
-        let session = self.engine.release(session_id("session_id", &id)?).await?;
+        let session = self
+            .engine
+            .release(&caller, session_id("session_id", &id)?)
+            .await?;
         Ok(Response::new(pb::ReleaseSessionResponse {
-            session: Some(self.show(&session)),
+            session: Some(self.show(&session, &caller)),
         }))
     }
 
@@ -132,8 +160,15 @@ impl SessionService for SessionServiceHandler {
         &self,
         request: Request<pb::ReleaseAllSessionsRequest>,
     ) -> Result<Response<pb::ReleaseAllSessionsResponse>, Status> {
-        let pb::ReleaseAllSessionsRequest { metadata: labels } = request.into_inner();
-        let released = self.engine.release_all(metadata(labels)).await?;
+        let caller = caller_of(&self.access, &request).await?;
+        let pb::ReleaseAllSessionsRequest {
+            metadata: labels,
+            project,
+        } = request.into_inner();
+        let released = self
+            .engine
+            .release_all(&caller, metadata(labels), &project)
+            .await?;
         Ok(Response::new(pb::ReleaseAllSessionsResponse {
             released_ids: released.iter().map(ToString::to_string).collect(),
         }))
@@ -144,6 +179,7 @@ impl SessionService for SessionServiceHandler {
         &self,
         request: Request<pb::ExtendSessionRequest>,
     ) -> Result<Response<pb::ExtendSessionResponse>, Status> {
+        let caller = caller_of(&self.access, &request).await?;
         let pb::ExtendSessionRequest {
             session_id: id,
             timeout,
@@ -151,9 +187,9 @@ impl SessionService for SessionServiceHandler {
         let id = session_id("session_id", &id)?;
         let timeout = optional_duration("timeout", timeout)?
             .ok_or_else(|| Error::invalid("timeout", "required"))?;
-        let session = self.engine.extend(id, timeout).await?;
+        let session = self.engine.extend(&caller, id, timeout).await?;
         Ok(Response::new(pb::ExtendSessionResponse {
-            session: Some(self.show(&session)),
+            session: Some(self.show(&session, &caller)),
         }))
     }
 
@@ -162,10 +198,11 @@ impl SessionService for SessionServiceHandler {
         &self,
         request: Request<pb::GetLiveDetailsRequest>,
     ) -> Result<Response<pb::GetLiveDetailsResponse>, Status> {
+        let caller = caller_of(&self.access, &request).await?;
         let pb::GetLiveDetailsRequest { session_id: id } = request.into_inner();
         let (pages, connect_url) = self
             .engine
-            .live_details(session_id("session_id", &id)?)
+            .live_details(&caller, session_id("session_id", &id)?)
             .await?;
         Ok(Response::new(pb::GetLiveDetailsResponse {
             pages: pages
@@ -176,7 +213,7 @@ impl SessionService for SessionServiceHandler {
                     title: p.title,
                 })
                 .collect(),
-            connect_url,
+            connect_url: connect_url.unwrap_or_default(),
         }))
     }
 
@@ -187,12 +224,14 @@ impl SessionService for SessionServiceHandler {
         &self,
         request: Request<pb::WatchSessionsRequest>,
     ) -> Result<Response<Self::WatchSessionsStream>, Status> {
+        let caller = caller_of(&self.access, &request).await?;
         let pb::WatchSessionsRequest {
             session_ids,
             statuses: wanted,
             metadata: labels,
             after_sequence,
             kinds,
+            project,
         } = request.into_inner();
         let filter = crate::sessions::model::EventFilter {
             session_ids: session_ids
@@ -203,13 +242,16 @@ impl SessionService for SessionServiceHandler {
             statuses: statuses(&wanted)?,
             metadata: metadata(labels),
             kinds: event_kinds(&kinds)?,
+            projects: Vec::new(),
         };
-        let events = self.engine.watch(filter, after_sequence).await?;
+        let events = self
+            .engine
+            .watch(&caller, filter, &project, after_sequence)
+            .await?;
         let span = tracing::Span::current();
-        let engine = self.engine.clone();
         let stream = events.map(move |item| match item {
             Ok(event) => Ok(pb::WatchSessionsResponse {
-                event: Some(to_pb_event(&event, engine.connect_url(&event.session))),
+                event: Some(to_pb_event(&event)),
             }),
             Err(end) => Err(span.in_scope(|| watch_end(end))),
         });

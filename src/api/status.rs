@@ -34,6 +34,28 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 fn status(error: Error) -> Status {
     let message = error.to_string();
     let status = match &error {
+        Error::Unauthenticated(_) => Status::unauthenticated(message),
+        Error::PermissionDenied(_) => Status::permission_denied(message),
+        Error::UnknownResource { kind, name } => Status::with_error_details(
+            Code::NotFound,
+            message.clone(),
+            ErrorDetails::with_resource_info(*kind, name.clone(), "", message),
+        ),
+        Error::AlreadyExists { kind, name } => Status::with_error_details(
+            Code::AlreadyExists,
+            message.clone(),
+            ErrorDetails::with_resource_info(*kind, name.clone(), "", message),
+        ),
+        Error::ProjectQuota { project, max } => {
+            let mut details = ErrorDetails::with_retry_info(Some(RETRY_AFTER));
+            details.add_quota_failure_violation(
+                format!("project:{project}"),
+                format!(
+                    "project {project} may have at most {max} PENDING or LIVE sessions at once"
+                ),
+            );
+            Status::with_error_details(Code::ResourceExhausted, message, details)
+        }
         Error::InvalidArgument { field, reason } => Status::with_error_details(
             Code::InvalidArgument,
             message,
@@ -77,12 +99,16 @@ fn status(error: Error) -> Status {
     let code = status.code();
     match &error {
         Error::InvalidArgument { .. }
+        | Error::Unauthenticated(_)
+        | Error::PermissionDenied(_)
+        | Error::UnknownResource { .. }
+        | Error::AlreadyExists { .. }
         | Error::NotFound(_)
         | Error::NotLive { .. }
         | Error::OutOfRange { .. } => {
             tracing::debug!(?code, error = ?status.message(), "request refused");
         }
-        Error::ResourceExhausted(_) | Error::Aborted(_) => {
+        Error::ResourceExhausted(_) | Error::ProjectQuota { .. } | Error::Aborted(_) => {
             tracing::info!(?code, error = ?status.message(), "request refused");
         }
         Error::LaunchFailed { .. }

@@ -323,7 +323,7 @@ impl Relay {
             _ => format!("{}{}{id}", self.config.public_base, http::PATH_PREFIX),
         };
         if let Target::Version(_) = target {
-            let browser = match self.engine.get(id).await {
+            let browser = match self.engine.read(id).await {
                 Ok(session) => session.browser_version.unwrap_or_default(),
                 Err(_) => String::new(),
             };
@@ -333,7 +333,7 @@ impl Relay {
                 "webSocketDebuggerUrl": socket_url,
             }));
         }
-        match self.engine.live_details(id).await {
+        match self.engine.pages(id).await {
             Ok((pages, _)) => http::json(&serde_json::Value::Array(
                 pages
                     .into_iter()

@@ -19,7 +19,7 @@ use super::policy::{self, Verdict};
 use super::{READ_CHUNK, Relay};
 use crate::browser::pipe::{Delivery, Refusal};
 use crate::sessions::Route;
-use crate::sessions::model::{EndReason, SessionId};
+use crate::sessions::model::{Actor, EndReason, SessionId};
 
 impl Relay {
     /// Relays messages both ways until either side closes or the session
@@ -75,7 +75,7 @@ impl Relay {
                                 // connected, so its leaving cannot be taken
                                 // for a disconnect first.
                                 tracing::info!("a client closed the browser: releasing the session");
-                                if let Err(e) = self.engine.end(id, EndReason::ClientClosed, None).await {
+                                if let Err(e) = self.engine.end(id, EndReason::ClientClosed, None, Actor::CdpClient).await {
                                     tracing::warn!(error = %e, "cannot end the session a client closed");
                                 }
                                 let _ = client_tx.send(Message::text(reply)).await;

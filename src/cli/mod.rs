@@ -200,6 +200,7 @@ pub async fn run(args: SessionsArgs) -> Result<(), CliError> {
                     metadata: args.metadata.iter().cloned().collect(),
                     page_size: args.page_size,
                     page_token,
+                    project: String::new(),
                 };
                 let page = client.list_sessions(request).await?.into_inner();
                 sessions.extend(page.sessions);
@@ -217,6 +218,7 @@ pub async fn run(args: SessionsArgs) -> Result<(), CliError> {
         SessionsCommand::ReleaseAll { metadata } => {
             let request = pb::ReleaseAllSessionsRequest {
                 metadata: metadata.into_iter().collect(),
+                project: String::new(),
             };
             let ids = client
                 .release_all_sessions(request)
@@ -250,6 +252,7 @@ pub async fn run(args: SessionsArgs) -> Result<(), CliError> {
                 metadata: args.metadata.into_iter().collect(),
                 after_sequence: args.after_sequence,
                 kinds: Vec::new(),
+                project: String::new(),
             };
             let mut events = client.watch_sessions(request).await?.into_inner();
             while let Some(response) = events.message().await? {

@@ -211,6 +211,7 @@ mod tests {
             from_status: None,
             to_status: SessionStatus::Pending,
             end_reason: None,
+            actor: "system".into(),
             session: Session {
                 id: SessionId::new(),
                 status: SessionStatus::Pending,
@@ -227,6 +228,7 @@ mod tests {
                 user_agent: None,
                 proxy_url: None,
                 browser_version: None,
+                project: "default".into(),
             },
         }
     }

@@ -50,6 +50,7 @@ pub fn config(data_dir: &Path, database_url: Option<String>) -> Config {
         cdp_max_connections: 512,
         cdp_max_connections_per_session: 32,
         cdp_own_user_paths: true,
+        auth: crate::config::Auth::Keys,
         node_id: Some("test-node".into()),
     }
 }

@@ -19,6 +19,7 @@ use super::presence::Presence;
 use super::routes::Route;
 use super::supervise::EndRules;
 use super::{Engine, Error, Result, validate};
+use crate::access::Caller;
 use crate::browser::{Browser, LaunchOptions};
 use crate::store::{Change, Inserted};
 
@@ -46,15 +47,26 @@ struct Reservation {
 type SlotGuard = OwnedMutexGuard<SlotState>;
 
 impl Engine {
-    pub async fn create(&self, request: CreateRequest) -> Result<Session> {
+    /// Creates a session of the caller's project.
+    pub async fn create(&self, caller: &Caller, request: CreateRequest) -> Result<Session> {
         let started = Instant::now();
         let params = self.validate(request)?;
+        let project = &caller.project;
         // A retry gets its session even when the server is full. (Two
         // first tries racing are settled by the store's unique key.)
         if let Some(key) = &params.idempotency_key
-            && let Some(existing) = self.inner.store.get_by_idempotency_key(key).await?
+            && let Some(existing) = self
+                .inner
+                .store
+                .get_by_idempotency_key(project, key)
+                .await?
         {
             return self.settled(existing).await;
+        }
+        // Refused before a browser is reserved, so a project over its quota
+        // cannot make the warm pool churn. The insert checks atomically.
+        if let Some(max) = self.inner.store.over_quota(project).await? {
+            return Err(quota_refusal(project, max));
         }
         let options = LaunchOptions::from(&params);
         let reservation = self.reserve(&options).await?;
@@ -64,7 +76,7 @@ impl Engine {
         });
         let mut state = slot.state.clone().lock_owned().await;
         self.register(slot, &reservation).await?;
-        let created = match self.insert_pending(&reservation, params).await {
+        let created = match self.insert_pending(&reservation, params, caller).await {
             Ok(created) => created,
             Err(failed) => {
                 // A warm browser taken for nothing is not put back: it may
@@ -94,9 +106,12 @@ impl Engine {
             Ok(browser) => browser,
             Err(cause) => {
                 let id = created.id;
-                let committed = self
-                    .commit(id, end_change(EndReason::LaunchFailed, Some(cause.clone())))
-                    .await;
+                let change = end_change(
+                    EndReason::LaunchFailed,
+                    Some(cause.clone()),
+                    caller.actor.clone(),
+                );
+                let committed = self.commit(id, change).await;
                 record_end(&span, EndReason::LaunchFailed);
                 self.abandon(id, state);
                 committed?;
@@ -104,7 +119,14 @@ impl Engine {
             }
         };
         let session = self
-            .go_live(created, browser, reservation.permit, span, &mut state)
+            .go_live(
+                created,
+                browser,
+                reservation.permit,
+                span,
+                &mut state,
+                caller,
+            )
             .await?;
         self.inner
             .metrics
@@ -192,6 +214,7 @@ impl Engine {
         &self,
         reservation: &Reservation,
         params: CreateParams,
+        caller: &Caller,
     ) -> Result<Session, Refused> {
         let session = Session {
             id: reservation.id,
@@ -211,6 +234,7 @@ impl Engine {
             // put in events as it is.
             proxy_url: params.proxy.as_ref().map(crate::browser::Proxy::shown),
             browser_version: None,
+            project: caller.project.clone(),
         };
         let _order = self.inner.commit_order.lock().await;
         // Behind ends still waiting to be stored, a new session would be
@@ -224,6 +248,7 @@ impl Engine {
                 params.idempotency_key.as_deref(),
                 &self.inner.config.node_id,
                 &self.profile(session.id),
+                &caller.actor,
             )
             .await
             .map_err(|e| Refused::Error(e.into()))?;
@@ -234,6 +259,7 @@ impl Engine {
                 Ok(created)
             }
             Inserted::Duplicate(existing) => Err(Refused::Duplicate(existing)),
+            Inserted::OverQuota(max) => Err(Refused::Error(quota_refusal(&caller.project, max))),
         }
     }
 
@@ -270,6 +296,7 @@ impl Engine {
         permit: OwnedSemaphorePermit,
         span: tracing::Span,
         state: &mut SlotGuard,
+        caller: &Caller,
     ) -> Result<Session> {
         let id = created.id;
         let live = self
@@ -279,6 +306,7 @@ impl Engine {
                     started_at: now_ms(),
                     browser_version: browser.version().to_owned(),
                     browser_pid: browser.pid(),
+                    actor: caller.actor.clone(),
                 },
             )
             .await;
@@ -294,9 +322,9 @@ impl Engine {
                     // Stored PENDING, never LIVE: it ends FAILED, now or once
                     // the database is back.
                     let cause = format!("the browser started but going LIVE was not stored: {e}");
-                    let _ = self
-                        .commit(id, end_change(EndReason::LaunchFailed, Some(cause)))
-                        .await;
+                    let change =
+                        end_change(EndReason::LaunchFailed, Some(cause), caller.actor.clone());
+                    let _ = self.commit(id, change).await;
                     record_end(&span, EndReason::LaunchFailed);
                     return Err(e);
                 }
@@ -354,7 +382,7 @@ impl Engine {
         if let Some(slot) = self.slot(existing.id) {
             drop(slot.state.lock().await);
         }
-        self.get(existing.id).await
+        self.read(existing.id).await
     }
 
     /// Forgets a session whose creation stopped short of LIVE.
@@ -365,6 +393,13 @@ impl Engine {
 
     fn profile(&self, id: SessionId) -> std::path::PathBuf {
         self.inner.config.profiles_dir.join(id.to_string())
+    }
+}
+
+fn quota_refusal(project: &str, max: u32) -> Error {
+    Error::ProjectQuota {
+        project: project.to_owned(),
+        max,
     }
 }
 

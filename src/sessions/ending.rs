@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use super::engine::{LiveSession, SlotState, end_change, record_end};
-use super::model::{EndReason, Metadata, Session, SessionFilter, SessionId, SessionStatus};
+use super::model::{Actor, EndReason, Metadata, Session, SessionFilter, SessionId, SessionStatus};
 use super::{Engine, Error, MAX_PAGE_SIZE, Result, page_token, validate};
+use crate::access::Caller;
 use crate::browser;
 
 /// How long shutdown keeps trying to store ends the database refused.
@@ -20,11 +21,12 @@ impl Engine {
         id: SessionId,
         reason: EndReason,
         error: Option<String>,
+        actor: Actor,
     ) -> Result<(Session, bool)> {
-        let ended = self.end_if(id, reason, error, |_| true).await?;
+        let ended = self.end_if(id, reason, error, actor, |_| true).await?;
         match ended {
             Some(session) => Ok((session, true)),
-            None => Ok((self.get(id).await?, false)),
+            None => Ok((self.read(id).await?, false)),
         }
     }
 
@@ -36,6 +38,7 @@ impl Engine {
         id: SessionId,
         reason: EndReason,
         error: Option<String>,
+        actor: Actor,
         still: impl FnOnce(&LiveSession) -> bool,
     ) -> Result<Option<Session>> {
         let Some(slot) = self.slot(id) else {
@@ -59,29 +62,39 @@ impl Engine {
         let LiveSession { span, permit, .. } = *live;
         drop(permit);
         self.inner.pool.wake.notify_one();
-        let committed = self.commit(id, end_change(reason, error)).await;
+        let committed = self.commit(id, end_change(reason, error, actor)).await;
         record_end(&span, reason);
         self.slots().remove(&id);
         Ok(committed?.map(|event| event.session))
     }
 
+    /// Ends a session for browserd's own reasons.
     pub(super) async fn end_logged(&self, id: SessionId, reason: EndReason, error: Option<String>) {
-        match self.end(id, reason, error).await {
+        match self.end(id, reason, error, Actor::System).await {
             Ok(_) | Err(Error::EndDeferred(_)) => {}
             Err(e) => tracing::error!(session.id = %id, error = %e, "cannot end session"),
         }
     }
 
-    pub async fn release(&self, id: SessionId) -> Result<Session> {
-        Ok(self.end(id, EndReason::Requested, None).await?.0)
+    pub async fn release(&self, caller: &Caller, id: SessionId) -> Result<Session> {
+        self.visible(caller, id).await?;
+        let actor = caller.actor.clone();
+        Ok(self.end(id, EndReason::Requested, None, actor).await?.0)
     }
 
-    /// Releases every PENDING or LIVE session whose metadata matches.
-    pub async fn release_all(&self, metadata: Metadata) -> Result<Vec<SessionId>> {
+    /// Releases every PENDING or LIVE session the caller sees, of
+    /// `project` when given, whose metadata matches.
+    pub async fn release_all(
+        &self,
+        caller: &Caller,
+        metadata: Metadata,
+        project: &str,
+    ) -> Result<Vec<SessionId>> {
         validate::metadata("metadata", &metadata)?;
         let filter = SessionFilter {
             statuses: vec![SessionStatus::Pending, SessionStatus::Live],
             metadata,
+            projects: caller.scope("project", project)?,
         };
         let mut candidates = Vec::new();
         let mut cursor = None;
@@ -101,7 +114,7 @@ impl Engine {
         let ended = futures_util::future::join_all(
             candidates
                 .into_iter()
-                .map(|id| self.end(id, EndReason::ReleaseAll, None)),
+                .map(|id| self.end(id, EndReason::ReleaseAll, None, caller.actor.clone())),
         )
         .await;
         let mut released = Vec::new();
@@ -162,8 +175,8 @@ impl Engine {
                 browser::remove_leftover(std::path::Path::new(dir)).await;
             }
             let error = "browserd stopped without ending this session".to_owned();
-            self.commit(session.id, end_change(EndReason::NodeLost, Some(error)))
-                .await?;
+            let change = end_change(EndReason::NodeLost, Some(error), Actor::System);
+            self.commit(session.id, change).await?;
         }
         if let Ok(entries) = std::fs::read_dir(&self.inner.config.profiles_dir) {
             for entry in entries.flatten() {

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::model::{EndReason, SessionEvent, SessionId};
+use super::model::{Actor, EndReason, SessionEvent, SessionId};
 use super::pool::WarmPool;
 use super::routes::Route;
 use super::{Error, Result};
@@ -281,11 +281,12 @@ const BACKLOG_RETRY_MAX: Duration = Duration::from_secs(1);
 const CATCHING_UP: &str =
     "the database was unavailable and is catching up on changes made meanwhile; retry shortly";
 
-pub(super) fn end_change(reason: EndReason, error: Option<String>) -> Change {
+pub(super) fn end_change(reason: EndReason, error: Option<String>, actor: Actor) -> Change {
     Change::End {
         reason,
         error,
         at: now_ms(),
+        actor,
     }
 }
 
@@ -296,7 +297,7 @@ pub(super) fn record_end(span: &tracing::Span, reason: EndReason) {
 
 /// Now, at the millisecond precision the store keeps, so a session read
 /// back equals the one written.
-pub(super) fn now_ms() -> SystemTime {
+pub(crate) fn now_ms() -> SystemTime {
     let since = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();

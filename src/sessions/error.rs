@@ -1,10 +1,21 @@
 use super::model::{SessionId, SessionStatus};
 use crate::store::StoreError;
 
-/// Everything the engine can refuse or fail with. The API layer maps each
-/// variant to one gRPC status code.
+/// Everything the engine (and [`crate::access`]) can refuse or fail with.
+/// The API layer maps each variant to one gRPC status code.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// A project or key that does not exist (a session is [`Error::NotFound`]).
+    #[error("{kind} {name:?} not found")]
+    UnknownResource { kind: &'static str, name: String },
+    #[error("{kind} {name:?} already exists")]
+    AlreadyExists { kind: &'static str, name: String },
+    #[error("project quota reached: project {project:?} may have at most {max} sessions at once")]
+    ProjectQuota { project: String, max: u32 },
     #[error("{field}: {reason}")]
     InvalidArgument { field: String, reason: String },
     #[error("session {0} not found")]

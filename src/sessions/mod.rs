@@ -38,9 +38,10 @@ mod queries;
 mod retention;
 mod routes;
 mod supervise;
-mod validate;
+pub(crate) mod validate;
 
 pub use create::CreateRequest;
+pub(crate) use engine::now_ms;
 pub use engine::{Engine, EngineConfig};
 pub use error::{Error, Result};
 pub use routes::Route;

@@ -178,6 +178,9 @@ pub struct Session {
     pub user_agent: Option<String>,
     pub proxy_url: Option<String>,
     pub browser_version: Option<String>,
+    /// The project it belongs to; only that project's keys (and admin
+    /// keys) see it.
+    pub project: String,
 }
 
 impl Session {
@@ -236,8 +239,40 @@ pub struct SessionEvent {
     pub from_status: Option<SessionStatus>,
     pub to_status: SessionStatus,
     pub end_reason: Option<EndReason>,
+    /// Who caused it, as recorded (see [`Actor::recorded`]); empty for
+    /// events stored before actors were.
+    pub actor: String,
     /// The session right after the transition.
     pub session: Session,
+}
+
+/// Who caused a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// A call made with this API key (its id).
+    Key(String),
+    /// A call without a key, on a server running open.
+    Anonymous,
+    /// A CDP client, through the relay (its `Browser.close`).
+    CdpClient,
+    /// browserd itself: a timeout, a crash, shutdown…
+    System,
+}
+
+impl Actor {
+    /// As an event records it: `key/<id>`, `anonymous`, `cdp-client`, or
+    /// `system/<end reason in lower case>`.
+    pub fn recorded(&self, reason: Option<EndReason>) -> String {
+        match self {
+            Self::Key(id) => format!("key/{id}"),
+            Self::Anonymous => "anonymous".into(),
+            Self::CdpClient => "cdp-client".into(),
+            Self::System => match reason {
+                Some(reason) => format!("system/{}", reason.as_str().to_ascii_lowercase()),
+                None => "system".into(),
+            },
+        }
+    }
 }
 
 /// Which sessions a List or ReleaseAll call is about.
@@ -246,6 +281,10 @@ pub struct SessionFilter {
     /// Empty: any status.
     pub statuses: Vec<SessionStatus>,
     pub metadata: Metadata,
+    /// Every project named here must be the session's: the one asked for
+    /// and, for a project key, its own (two different names match
+    /// nothing).
+    pub projects: Vec<String>,
 }
 
 /// Which events a WatchSessions stream delivers.
@@ -258,11 +297,14 @@ pub struct EventFilter {
     pub metadata: Metadata,
     /// Empty: any.
     pub kinds: Vec<EventKind>,
+    /// As in [`SessionFilter::projects`].
+    pub projects: Vec<String>,
 }
 
 impl EventFilter {
     pub fn matches(&self, event: &SessionEvent) -> bool {
-        (self.session_ids.is_empty() || self.session_ids.contains(&event.session.id))
+        self.projects.iter().all(|p| *p == event.session.project)
+            && (self.session_ids.is_empty() || self.session_ids.contains(&event.session.id))
             && (self.statuses.is_empty() || self.statuses.contains(&event.to_status))
             && (self.kinds.is_empty() || self.kinds.contains(&event.kind))
             && event.session.matches_metadata(&self.metadata)

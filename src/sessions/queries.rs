@@ -2,25 +2,47 @@
 //! WatchSessions subscriptions. Nothing here changes a session.
 
 use super::engine::SlotState;
-use super::model::{EventFilter, Session, SessionFilter, SessionId};
+use super::model::{EventFilter, Session, SessionFilter, SessionId, SessionStatus};
 use super::{DEFAULT_PAGE_SIZE, Engine, Error, MAX_PAGE_SIZE, Result, page_token, validate};
+use crate::access::Caller;
 use crate::browser::PageInfo;
 use crate::events::EventStream;
 
 impl Engine {
-    pub async fn get(&self, id: SessionId) -> Result<Session> {
+    /// A session, whoever asks: for browserd's own use (and the relay's,
+    /// whose clients hold the session's token).
+    pub async fn read(&self, id: SessionId) -> Result<Session> {
         self.caught_up()?;
         self.inner.store.get(id).await?.ok_or(Error::NotFound(id))
     }
 
-    /// One page of sessions, newest first, and the token of the next page.
+    /// A session the caller may see. Another project's is NOT_FOUND, the
+    /// same answer as for an id that does not exist, so ids do not leak.
+    pub(super) async fn visible(&self, caller: &Caller, id: SessionId) -> Result<Session> {
+        let session = self.read(id).await?;
+        if caller.sees(&session.project) {
+            Ok(session)
+        } else {
+            Err(Error::NotFound(id))
+        }
+    }
+
+    pub async fn get(&self, caller: &Caller, id: SessionId) -> Result<Session> {
+        self.visible(caller, id).await
+    }
+
+    /// One page of the sessions the caller sees (of `project`, when
+    /// given), newest first, and the token of the next page.
     pub async fn list(
         &self,
-        filter: SessionFilter,
+        caller: &Caller,
+        mut filter: SessionFilter,
+        project: &str,
         page_size: u64,
         page_token: &str,
     ) -> Result<(Vec<Session>, String)> {
         validate::metadata("metadata", &filter.metadata)?;
+        filter.projects = caller.scope("project", project)?;
         let after = page_token::decode(page_token)?;
         self.caught_up()?;
         let limit = match page_size {
@@ -37,7 +59,21 @@ impl Engine {
         Ok((sessions, next))
     }
 
-    pub async fn live_details(&self, id: SessionId) -> Result<(Vec<PageInfo>, String)> {
+    /// A live session's pages, and its connect_url when the caller is of
+    /// its project.
+    pub async fn live_details(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+    ) -> Result<(Vec<PageInfo>, Option<String>)> {
+        self.visible(caller, id).await?;
+        let (pages, session) = self.pages(id).await?;
+        Ok((pages, self.connect_url(&session, caller)))
+    }
+
+    /// A live session's pages, whoever asks (the relay's discovery, whose
+    /// clients hold the session's token), and the session.
+    pub async fn pages(&self, id: SessionId) -> Result<(Vec<PageInfo>, Session)> {
         let live = match self.slot(id) {
             Some(slot) => match &*slot.state.lock().await {
                 SlotState::Live(live) => Some(live.browser.clone()),
@@ -45,8 +81,8 @@ impl Engine {
             },
             None => None,
         };
-        let session = self.get(id).await?;
-        let (Some(browser), Some(connect_url)) = (live, self.connect_url(&session)) else {
+        let session = self.read(id).await?;
+        let (Some(browser), SessionStatus::Live) = (live, session.status) else {
             return Err(Error::NotLive {
                 id,
                 status: session.status,
@@ -56,12 +92,20 @@ impl Engine {
             .pages()
             .await
             .map_err(|e| Error::Unavailable(e.to_string()))?;
-        Ok((pages, connect_url))
+        Ok((pages, session))
     }
 
-    /// Starts a WatchSessions subscription.
-    pub async fn watch(&self, filter: EventFilter, after: Option<u64>) -> Result<EventStream> {
+    /// Starts a WatchSessions subscription to the events of the sessions
+    /// the caller sees (of `project`, when given).
+    pub async fn watch(
+        &self,
+        caller: &Caller,
+        mut filter: EventFilter,
+        project: &str,
+        after: Option<u64>,
+    ) -> Result<EventStream> {
         validate::metadata("metadata", &filter.metadata)?;
+        filter.projects = caller.scope("project", project)?;
         self.caught_up()?;
         if let Some(after) = after
             && let Some(oldest) = self.inner.store.oldest_sequence().await?

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::Engine;
 use super::model::{Session, SessionId, SessionStatus};
 use super::presence::Presence;
+use crate::access::Caller;
 use crate::browser::pipe::Pipe;
 
 /// How the CDP relay reaches a live session's browser.
@@ -36,19 +37,24 @@ impl Engine {
         };
         let secret = &self.inner.config.secret;
         secret
-            .verify_connect_token(&id.to_string(), token)
+            .verify_connect_token(&id.to_string(), token, std::time::SystemTime::now())
             .then_some(route)
     }
 
-    /// The URL CDP clients connect to while `session` is LIVE, built
-    /// whenever a session is shown: it is never stored.
-    pub fn connect_url(&self, session: &Session) -> Option<String> {
-        (session.status == SessionStatus::Live).then(|| {
+    /// The URL CDP clients connect to while `session` is LIVE, for a
+    /// caller of its own project only, built whenever a session is shown:
+    /// it is never stored. Its token expires with the session's current
+    /// timeout.
+    pub fn connect_url(&self, session: &Session, caller: &Caller) -> Option<String> {
+        (session.status == SessionStatus::Live && caller.owns(&session.project)).then(|| {
             let id = session.id.to_string();
             format!(
                 "{}/devtools/browser/{id}?token={}",
                 self.inner.config.cdp_base_url,
-                self.inner.config.secret.connect_token(&id)
+                self.inner
+                    .config
+                    .secret
+                    .connect_token(&id, session.expires_at())
             )
         })
     }

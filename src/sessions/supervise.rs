@@ -10,9 +10,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::engine::{LiveSession, SlotState, instant_of, now_ms};
-use super::model::{EndReason, Session, SessionId};
+use super::model::{Actor, EndReason, Session, SessionId};
 use super::presence::Presence;
 use super::{Engine, Error, Result, validate};
+use crate::access::Caller;
 use crate::browser::Browser;
 use crate::store::Change;
 
@@ -47,7 +48,7 @@ impl Engine {
                     // that holds it now may be moving the deadline, so the
                     // deadline is checked again under the lock.
                     let due = |live: &LiveSession| *live.deadline.borrow() <= Instant::now();
-                    match self.end_if(id, EndReason::Timeout, None, due).await {
+                    match self.end_if(id, EndReason::Timeout, None, Actor::System, due).await {
                         Ok(Some(_)) | Err(Error::EndDeferred(_)) => return,
                         Ok(None) if stop.is_cancelled() => return,
                         Ok(None) => continue,
@@ -82,12 +83,18 @@ impl Engine {
     /// emits an EXTENDED event. Atomic with expiry: it holds the slot that
     /// the timeout must take, and the timeout looks at the deadline again
     /// once it has it.
-    pub async fn extend(&self, id: SessionId, timeout: Duration) -> Result<Session> {
+    pub async fn extend(
+        &self,
+        caller: &Caller,
+        id: SessionId,
+        timeout: Duration,
+    ) -> Result<Session> {
         let timeout = validate::timeout("timeout", timeout, self.inner.config.max_timeout)?;
+        self.visible(caller, id).await?;
         if let Some(slot) = self.slot(id) {
             let state = slot.state.lock().await;
             if let SlotState::Live(live) = &*state {
-                let current = self.get(id).await?;
+                let current = self.read(id).await?;
                 if current.created_at + timeout <= SystemTime::now() {
                     return Err(Error::invalid(
                         "timeout",
@@ -97,6 +104,7 @@ impl Engine {
                 let change = Change::Extend {
                     timeout,
                     at: now_ms(),
+                    actor: caller.actor.clone(),
                 };
                 let event = self.commit(id, change).await?.ok_or(Error::NotFound(id))?;
                 live.deadline
@@ -104,7 +112,7 @@ impl Engine {
                 return Ok(event.session);
             }
         }
-        let session = self.get(id).await?;
+        let session = self.read(id).await?;
         Err(Error::NotLive {
             id,
             status: session.status,

@@ -32,6 +32,14 @@ pub mod sessions {
         pub node_id: String,
         pub browser_pid: Option<i32>,
         pub user_data_dir: Option<String>,
+        /// Absent from snapshots stored before projects existed: those
+        /// sessions are the default project's.
+        #[serde(default = "default_project")]
+        pub project: String,
+    }
+
+    fn default_project() -> String {
+        crate::access::DEFAULT_PROJECT.to_owned()
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -74,6 +82,49 @@ pub mod session_events {
         pub end_reason: Option<String>,
         pub snapshot: String,
         pub kind: String,
+        pub actor: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod projects {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "projects")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub name: String,
+        pub max_sessions: Option<i32>,
+        pub created_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod api_keys {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "api_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub project: String,
+        pub admin: bool,
+        /// SHA-256 of the key's secret part, hex: the key itself is never
+        /// stored.
+        pub hash: String,
+        pub description: Option<String>,
+        pub created_at: i64,
+        pub revoked_at: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -3,6 +3,7 @@
 //! a status change is a compare-and-set on the current status, written in
 //! one transaction with its event, so two racing writers cannot both win.
 
+mod access;
 mod entities;
 mod error;
 mod log;
@@ -20,9 +21,9 @@ use sea_orm::{
 };
 
 use crate::sessions::model::{
-    EndReason, EventKind, Session, SessionEvent, SessionFilter, SessionId, SessionStatus,
+    Actor, EndReason, EventKind, Session, SessionEvent, SessionFilter, SessionId, SessionStatus,
 };
-use entities::{session_events, session_metadata, sessions};
+use entities::{projects, session_events, session_metadata, sessions};
 use rows::{duration_ms, millis, parse_id, parse_status, to_event, to_session};
 
 pub use error::StoreError;
@@ -41,14 +42,20 @@ pub enum Change {
         started_at: SystemTime,
         browser_version: String,
         browser_pid: u32,
+        actor: Actor,
     },
     End {
         reason: EndReason,
         error: Option<String>,
         at: SystemTime,
+        actor: Actor,
     },
     /// A new hard timeout, counted from creation; the status stays.
-    Extend { timeout: Duration, at: SystemTime },
+    Extend {
+        timeout: Duration,
+        at: SystemTime,
+        actor: Actor,
+    },
 }
 
 impl Change {
@@ -77,12 +84,23 @@ impl Change {
             Self::End { at, .. } | Self::Extend { at, .. } => *at,
         }
     }
+
+    /// Who caused it, as its event records it.
+    fn actor(&self) -> String {
+        match self {
+            Self::Live { actor, .. } | Self::Extend { actor, .. } => actor.recorded(None),
+            Self::End { reason, actor, .. } => actor.recorded(Some(*reason)),
+        }
+    }
 }
 
 pub enum Inserted {
     Created(SessionEvent),
     /// The idempotency key was already taken by this session.
     Duplicate(Session),
+    /// The project already has this many PENDING or LIVE sessions, its
+    /// quota.
+    OverQuota(u32),
 }
 
 /// Where a ListSessions page ends; the next page starts strictly after it.
@@ -162,13 +180,18 @@ impl Store {
     }
 
     /// Inserts a new PENDING session and its creation event, or returns the
-    /// session that already holds the idempotency key.
+    /// session of its project that already holds the idempotency key, or
+    /// refuses it when its project is at its quota. The quota is counted
+    /// in the inserting transaction with the project's row locked (on
+    /// SQLite the transaction holds the write lock), so creates racing on
+    /// any number of nodes cannot overshoot it.
     pub async fn insert(
         &self,
         session: &Session,
         idempotency_key: Option<&str>,
         node_id: &str,
         user_data_dir: &Path,
+        actor: &Actor,
     ) -> Result<Inserted> {
         let row = sessions::Model {
             id: session.id.to_string(),
@@ -187,19 +210,26 @@ impl Store {
             viewport_height: session.viewport.height as i32,
             user_agent: session.user_agent.clone(),
             proxy_url: session.proxy_url.clone(),
-            idempotency_key: idempotency_key.map(str::to_owned),
+            idempotency_key: idempotency_key.map(|key| scoped_key(&session.project, key)),
             browser_version: None,
             node_id: node_id.to_owned(),
             browser_pid: None,
             user_data_dir: Some(user_data_dir.to_string_lossy().into_owned()),
+            project: session.project.clone(),
         };
         let txn = self.write().await?;
+        if let Some(max) = project_quota(&txn, &session.project).await?
+            && running(&txn, &session.project).await? >= u64::from(max)
+        {
+            txn.rollback().await?;
+            return Ok(Inserted::OverQuota(max));
+        }
         let inserted = sessions::ActiveModel::from(row.clone()).insert(&txn).await;
         match inserted {
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
                 txn.rollback().await?;
                 let key = idempotency_key.unwrap_or_default();
-                return match self.get_by_idempotency_key(key).await? {
+                return match self.get_by_idempotency_key(&session.project, key).await? {
                     Some(existing) => Ok(Inserted::Duplicate(existing)),
                     None => Err(e.into()),
                 };
@@ -223,6 +253,7 @@ impl Store {
             None,
             &row,
             session.created_at,
+            actor.recorded(None),
         )
         .await?;
         txn.commit().await?;
@@ -250,12 +281,15 @@ impl Store {
                 started_at,
                 browser_version,
                 browser_pid,
+                ..
             } => {
                 update.started_at = Set(Some(millis(*started_at)));
                 update.browser_version = Set(Some(browser_version.clone()));
                 update.browser_pid = Set(Some(*browser_pid as i32));
             }
-            Change::End { reason, error, at } => {
+            Change::End {
+                reason, error, at, ..
+            } => {
                 update.end_reason = Set(Some(reason.as_str().to_owned()));
                 update.error = Set(error.clone());
                 update.ended_at = Set(Some(millis(*at)));
@@ -282,7 +316,15 @@ impl Store {
                 id: id.to_string(),
                 what: "row vanished inside its transaction".into(),
             })?;
-        let event = insert_event(&txn, change.kind(), Some(from), &row, change.at()).await?;
+        let event = insert_event(
+            &txn,
+            change.kind(),
+            Some(from),
+            &row,
+            change.at(),
+            change.actor(),
+        )
+        .await?;
         txn.commit().await?;
         Ok(Some(event))
     }
@@ -295,9 +337,14 @@ impl Store {
             .transpose()
     }
 
-    pub async fn get_by_idempotency_key(&self, key: &str) -> Result<Option<Session>> {
+    /// The session of `project` created with idempotency key `key`.
+    pub async fn get_by_idempotency_key(
+        &self,
+        project: &str,
+        key: &str,
+    ) -> Result<Option<Session>> {
         sessions::Entity::find()
-            .filter(sessions::Column::IdempotencyKey.eq(key))
+            .filter(sessions::Column::IdempotencyKey.eq(scoped_key(project, key)))
             .one(&self.db)
             .await?
             .as_ref()
@@ -313,6 +360,9 @@ impl Store {
         after: Option<Cursor>,
     ) -> Result<Vec<Session>> {
         let mut query = sessions::Entity::find();
+        for project in &filter.projects {
+            query = query.filter(sessions::Column::Project.eq(project.as_str()));
+        }
         if !filter.statuses.is_empty() {
             query = query
                 .filter(sessions::Column::Status.is_in(filter.statuses.iter().map(|s| s.as_str())));
@@ -389,6 +439,7 @@ async fn insert_event(
     from: Option<SessionStatus>,
     row: &sessions::Model,
     occurred_at: SystemTime,
+    actor: String,
 ) -> Result<SessionEvent> {
     let event = session_events::ActiveModel {
         session_id: Set(row.id.clone()),
@@ -398,9 +449,44 @@ async fn insert_event(
         end_reason: Set(row.end_reason.clone()),
         snapshot: Set(serde_json::to_string(row).expect("a row serialises")),
         kind: Set(kind.as_str().to_owned()),
+        actor: Set(actor),
         ..Default::default()
     }
     .insert(txn)
     .await?;
     to_event(&event)
+}
+
+/// An idempotency key as stored: unique per project, not across them (a
+/// project name has no `/`).
+fn scoped_key(project: &str, key: &str) -> String {
+    format!("{project}/{key}")
+}
+
+/// A project's session quota, read with its row locked until the
+/// transaction ends (PostgreSQL: `FOR UPDATE`; SQLite's write transaction
+/// is serialised already).
+async fn project_quota(txn: &sea_orm::DatabaseTransaction, project: &str) -> Result<Option<u32>> {
+    let rows = projects::Entity::find_by_id(project.to_owned())
+        .lock_exclusive()
+        .all(txn)
+        .await?;
+    Ok(rows
+        .first()
+        .and_then(|p| p.max_sessions)
+        .and_then(|max| u32::try_from(max).ok())
+        .filter(|max| *max > 0))
+}
+
+/// How many of a project's sessions are PENDING or LIVE.
+async fn running(db: &impl ConnectionTrait, project: &str) -> Result<u64> {
+    use sea_orm::PaginatorTrait;
+    Ok(sessions::Entity::find()
+        .filter(sessions::Column::Project.eq(project))
+        .filter(sessions::Column::Status.is_in([
+            SessionStatus::Pending.as_str(),
+            SessionStatus::Live.as_str(),
+        ]))
+        .count(db)
+        .await?)
 }

@@ -21,6 +21,7 @@ pub(super) fn to_event(row: &session_events::Model) -> Result<SessionEvent> {
         sequence: row.sequence as u64,
         kind: EventKind::parse(&row.kind).ok_or_else(|| corrupt("kind"))?,
         occurred_at: from_millis(row.occurred_at),
+        actor: row.actor.clone(),
         from_status: match &row.from_status {
             None => None,
             Some(s) => Some(SessionStatus::parse(s).ok_or_else(|| corrupt("from_status"))?),
@@ -77,6 +78,7 @@ pub(super) fn to_session(row: &sessions::Model) -> Result<Session> {
         user_agent: row.user_agent.clone(),
         proxy_url: row.proxy_url.clone(),
         browser_version: row.browser_version.clone(),
+        project: row.project.clone(),
     })
 }
 

@@ -268,6 +268,7 @@ async fn bad_requests_name_the_field_and_write_nothing(backend: Backend) {
     let refused = refusal(
         c.release_all_sessions(pb::ReleaseAllSessionsRequest {
             metadata: [("".into(), "v".into())].into(),
+            project: String::new(),
         })
         .await,
     );
@@ -492,8 +493,11 @@ async fn control_and_bidi_characters_are_refused(backend: Backend) {
     );
     assert_invalid_argument(
         &refusal(
-            c.release_all_sessions(pb::ReleaseAllSessionsRequest { metadata: filter() })
-                .await,
+            c.release_all_sessions(pb::ReleaseAllSessionsRequest {
+                metadata: filter(),
+                project: String::new(),
+            })
+            .await,
         ),
         "metadata[",
     );

@@ -517,6 +517,7 @@ async fn list_filters_pages_and_release_all(backend: Backend) {
         .client
         .release_all_sessions(pb::ReleaseAllSessionsRequest {
             metadata: [("team".to_owned(), "x".to_owned())].into(),
+            project: String::new(),
         })
         .await
         .expect("release all")

@@ -1,0 +1,151 @@
+//! The tonic `AdminService`: projects and API keys, for admin keys only.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::caller_of;
+use super::convert::timestamp;
+use crate::access::{Access, ApiKey, Project};
+use crate::pb;
+use crate::pb::admin_service_server::{AdminService, AdminServiceServer};
+
+pub struct AdminServiceHandler {
+    access: Arc<Access>,
+}
+
+impl AdminServiceHandler {
+    pub fn new(access: Arc<Access>) -> Self {
+        Self { access }
+    }
+
+    pub fn into_server(self) -> AdminServiceServer<Self> {
+        AdminServiceServer::new(self)
+    }
+
+    /// Refuses every caller but an admin.
+    async fn admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let caller = caller_of(&self.access, request).await?;
+        Ok(Access::admin(&caller)?)
+    }
+}
+
+#[tonic::async_trait]
+impl AdminService for AdminServiceHandler {
+    #[tracing::instrument(skip_all)]
+    async fn create_project(
+        &self,
+        request: Request<pb::CreateProjectRequest>,
+    ) -> Result<Response<pb::CreateProjectResponse>, Status> {
+        self.admin(&request).await?;
+        let pb::CreateProjectRequest { name, max_sessions } = request.into_inner();
+        let project = self.access.create_project(&name, max_sessions).await?;
+        Ok(Response::new(pb::CreateProjectResponse {
+            project: Some(to_pb_project(&project)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_projects(
+        &self,
+        request: Request<pb::ListProjectsRequest>,
+    ) -> Result<Response<pb::ListProjectsResponse>, Status> {
+        self.admin(&request).await?;
+        let pb::ListProjectsRequest {} = request.into_inner();
+        let projects = self.access.projects().await?;
+        Ok(Response::new(pb::ListProjectsResponse {
+            projects: projects.iter().map(to_pb_project).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_project(
+        &self,
+        request: Request<pb::UpdateProjectRequest>,
+    ) -> Result<Response<pb::UpdateProjectResponse>, Status> {
+        self.admin(&request).await?;
+        let pb::UpdateProjectRequest { name, max_sessions } = request.into_inner();
+        let project = self.access.update_project(&name, max_sessions).await?;
+        Ok(Response::new(pb::UpdateProjectResponse {
+            project: Some(to_pb_project(&project)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_api_key(
+        &self,
+        request: Request<pb::CreateApiKeyRequest>,
+    ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
+        self.admin(&request).await?;
+        let pb::CreateApiKeyRequest {
+            project,
+            admin,
+            description,
+        } = request.into_inner();
+        let (record, key) = self.access.create_key(&project, admin, description).await?;
+        tracing::info!(key.id = %record.id, project = %record.project, admin, "API key created");
+        Ok(Response::new(pb::CreateApiKeyResponse {
+            api_key: Some(to_pb_key(&record)),
+            key,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_api_keys(
+        &self,
+        request: Request<pb::ListApiKeysRequest>,
+    ) -> Result<Response<pb::ListApiKeysResponse>, Status> {
+        self.admin(&request).await?;
+        let pb::ListApiKeysRequest { project } = request.into_inner();
+        let keys = self.access.keys(&project).await?;
+        Ok(Response::new(pb::ListApiKeysResponse {
+            api_keys: keys.iter().map(to_pb_key).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn revoke_api_key(
+        &self,
+        request: Request<pb::RevokeApiKeyRequest>,
+    ) -> Result<Response<pb::RevokeApiKeyResponse>, Status> {
+        self.admin(&request).await?;
+        let pb::RevokeApiKeyRequest { id } = request.into_inner();
+        let record = self.access.revoke_key(&id).await?;
+        tracing::info!(key.id = %record.id, "API key revoked");
+        Ok(Response::new(pb::RevokeApiKeyResponse {
+            api_key: Some(to_pb_key(&record)),
+        }))
+    }
+}
+
+pub(crate) fn to_pb_project(project: &Project) -> pb::Project {
+    let Project {
+        name,
+        max_sessions,
+        created_at,
+    } = project;
+    pb::Project {
+        name: name.clone(),
+        max_sessions: max_sessions.unwrap_or(0),
+        created_at: Some(timestamp(*created_at)),
+    }
+}
+
+pub(crate) fn to_pb_key(key: &ApiKey) -> pb::ApiKey {
+    let ApiKey {
+        id,
+        project,
+        admin,
+        description,
+        created_at,
+        revoked_at,
+    } = key;
+    pb::ApiKey {
+        id: id.clone(),
+        project: project.clone(),
+        admin: *admin,
+        description: description.clone().unwrap_or_default(),
+        created_at: Some(timestamp(*created_at)),
+        revoked_at: revoked_at.map(timestamp),
+    }
+}
