@@ -73,6 +73,7 @@ impl Engine {
         let from_pool = reservation.warm.is_some();
         let slot = Arc::new(Slot {
             state: Arc::new(tokio::sync::Mutex::new(SlotState::Pending)),
+            project: caller.project.clone(),
         });
         let mut state = slot.state.clone().lock_owned().await;
         self.register(slot, &reservation).await?;

@@ -77,7 +77,7 @@ impl Engine {
     }
 
     pub async fn release(&self, caller: &Caller, id: SessionId) -> Result<Session> {
-        self.visible(caller, id).await?;
+        self.may_act(caller, id).await?;
         let actor = caller.actor.clone();
         Ok(self.end(id, EndReason::Requested, None, actor).await?.0)
     }

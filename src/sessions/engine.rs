@@ -91,6 +91,10 @@ pub(super) struct Inner {
 /// race run one after the other and the later ones find it ended.
 pub(super) struct Slot {
     pub state: Arc<tokio::sync::Mutex<SlotState>>,
+    /// The session's project, so a caller's right to end or extend it is
+    /// checked without the database, which may be down (an end is still
+    /// made then, and stored later).
+    pub project: String,
 }
 
 pub(super) enum SlotState {

@@ -27,6 +27,16 @@ impl Engine {
         }
     }
 
+    /// Refuses a caller that may not act on session `id` (NOT_FOUND), from
+    /// this node's memory when the session runs here.
+    pub(super) async fn may_act(&self, caller: &Caller, id: SessionId) -> Result<()> {
+        match self.slot(id) {
+            Some(slot) if caller.sees(&slot.project) => Ok(()),
+            Some(_) => Err(Error::NotFound(id)),
+            None => self.visible(caller, id).await.map(drop),
+        }
+    }
+
     pub async fn get(&self, caller: &Caller, id: SessionId) -> Result<Session> {
         self.visible(caller, id).await
     }

@@ -90,7 +90,7 @@ impl Engine {
         timeout: Duration,
     ) -> Result<Session> {
         let timeout = validate::timeout("timeout", timeout, self.inner.config.max_timeout)?;
-        self.visible(caller, id).await?;
+        self.may_act(caller, id).await?;
         if let Some(slot) = self.slot(id) {
             let state = slot.state.lock().await;
             if let SlotState::Live(live) = &*state {

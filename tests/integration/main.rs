@@ -2,6 +2,7 @@
 //! Chromium, and each test on both SQLite and PostgreSQL
 //! (`TEST_DATABASE_URL`, default postgres://postgres@127.0.0.1:5432/test).
 
+mod access;
 mod binary;
 mod cli;
 mod devtools;

@@ -121,14 +121,6 @@ async fn ws_with_bearer(
         .map(|(socket, _)| socket)
 }
 
-fn refused_status(outcome: Result<Socket, tokio_tungstenite::tungstenite::Error>) -> u16 {
-    match outcome {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
-        Err(other) => panic!("expected an HTTP refusal, got {other}"),
-        Ok(_) => panic!("expected an HTTP refusal, got a WebSocket"),
-    }
-}
-
 /// A client that takes messages as large as browserd's default limit.
 async fn connect_big(url: &str) -> Socket {
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
@@ -139,11 +131,6 @@ async fn connect_big(url: &str) -> Socket {
         .expect("connect through the relay")
         .0
 }
-
-/// A raw WebSocket to the relay: these tests speak frames and close codes,
-/// below any CDP client.
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect_raw(url: &str) -> Socket {
     tokio_tungstenite::connect_async(url)

@@ -99,6 +99,12 @@ async fn start(
 }
 
 impl TestApp {
+    /// The server's gRPC channel, for clients of other services or with
+    /// other metadata.
+    pub fn channel(&self) -> Channel {
+        self.server.channel.clone()
+    }
+
     pub fn profiles_dir(&self) -> PathBuf {
         self.server.profiles_dir.clone()
     }
@@ -504,4 +510,56 @@ pub fn assert_invalid_argument(status: &tonic::Status, field: &str) {
             .any(|v| v.field.starts_with(field) && !v.description.is_empty()),
         "{field} must be named in a BadRequest detail: {violations:?} ({message})"
     );
+}
+
+/// A raw WebSocket to the relay, below any CDP client.
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The HTTP status the relay refused a WebSocket handshake with.
+pub fn refused_status(outcome: Result<Socket, tokio_tungstenite::tungstenite::Error>) -> u16 {
+    match outcome {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(other) => panic!("expected an HTTP refusal, got {other}"),
+        Ok(_) => panic!("expected an HTTP refusal, got a WebSocket"),
+    }
+}
+
+/// Adds `authorization: Bearer <key>` to every call.
+#[derive(Clone)]
+pub struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+pub type KeyedClient =
+    SessionServiceClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>;
+pub type KeyedAdmin = browserd::pb::admin_service_client::AdminServiceClient<
+    tonic::service::interceptor::InterceptedService<Channel, Bearer>,
+>;
+
+fn bearer(key: &str) -> Bearer {
+    Bearer(format!("Bearer {key}").parse().expect("an ASCII key"))
+}
+
+/// A SessionService client that sends `key` with every call.
+pub fn keyed(channel: &Channel, key: &str) -> KeyedClient {
+    SessionServiceClient::with_interceptor(channel.clone(), bearer(key))
+}
+
+/// An AdminService client that sends `key` with every call.
+pub fn keyed_admin(channel: &Channel, key: &str) -> KeyedAdmin {
+    browserd::pb::admin_service_client::AdminServiceClient::with_interceptor(
+        channel.clone(),
+        bearer(key),
+    )
 }
