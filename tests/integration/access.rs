@@ -456,7 +456,7 @@ async fn an_admin_key_sees_every_project_and_filters_by_one(backend: Backend) {
         .expect("ReleaseAllSessions")
         .into_inner()
         .released_ids;
-    assert_eq!(released, [b_session.id.clone()]);
+    assert_eq!(released, std::slice::from_ref(&b_session.id));
     let mut beta_events = admin_sessions
         .watch_sessions(pb::WatchSessionsRequest {
             after_sequence: Some(0),
