@@ -63,6 +63,9 @@ pub struct Server {
     pub client: SessionServiceClient<Channel>,
     /// Where its browsers' profiles are.
     pub profiles_dir: PathBuf,
+    /// Its database, for what a test or the bench writes there itself
+    /// (such as an API key).
+    pub database_url: String,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), crate::StartError>>,
 }
@@ -74,9 +77,9 @@ impl Server {
             .await
             .expect("bind cdp");
         let addr = grpc.local_addr().expect("grpc address");
-        let profiles_dir = std::path::absolute(&config.data_dir)
-            .expect("absolute data dir")
-            .join("profiles");
+        let data_dir = std::path::absolute(&config.data_dir).expect("absolute data dir");
+        let profiles_dir = data_dir.join("profiles");
+        let database_url = config.database_url(&data_dir);
         let stop = CancellationToken::new();
         let task = tokio::spawn(crate::run(
             config,
@@ -92,6 +95,7 @@ impl Server {
             client: SessionServiceClient::new(channel.clone()),
             channel,
             profiles_dir,
+            database_url,
             stop,
             task,
         }

@@ -1,5 +1,7 @@
 //! Control-plane throughput: GetSession and ListSessions at several
-//! concurrencies, on SQLite and on PostgreSQL.
+//! concurrencies, on SQLite and on PostgreSQL, by calls without a key (a
+//! server running open) and with a project key (checked against the
+//! database on every call), interleaved.
 
 use std::time::{Duration, Instant};
 
@@ -59,56 +61,78 @@ async fn measure(server: &Server, backend: &str, report: &mut Report) -> Result<
                 .await?,
         );
     }
+    // A project key of the sessions' project, written straight to the
+    // database: the server started open and stays so, and checks a key
+    // whenever one is sent.
+    let store = browserd::store::Store::connect(&server.database_url).await?;
+    let (_, key) = browserd::access::create_key(&store, "default", false, "bench".into())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create the bench's key: {e}"))?;
+    drop(store);
+    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {key}").parse()?;
     for rpc in ["GetSession", "ListSessions"] {
         for concurrency in [1usize, 16, 64] {
-            let deadline = Instant::now() + Duration::from_millis(1500);
-            let workers: Vec<_> = (0..concurrency)
-                .map(|n| {
-                    let mut client =
-                        SessionServiceClient::new(channels[n % channels.len()].clone());
-                    let id = id.clone();
-                    tokio::spawn(async move {
-                        let mut samples = Vec::new();
-                        while Instant::now() < deadline {
-                            let started = Instant::now();
-                            let outcome = if rpc == "GetSession" {
-                                client
-                                    .get_session(pb::GetSessionRequest {
-                                        session_id: id.clone(),
-                                    })
-                                    .await
-                                    .map(drop)
-                            } else {
-                                client
-                                    .list_sessions(pb::ListSessionsRequest {
-                                        page_size: 20,
-                                        ..Default::default()
-                                    })
-                                    .await
-                                    .map(drop)
-                            };
-                            outcome?;
-                            samples.push(started.elapsed());
-                        }
-                        Ok::<_, tonic::Status>(samples)
+            for keyed in [false, true] {
+                let deadline = Instant::now() + Duration::from_millis(1500);
+                let workers: Vec<_> = (0..concurrency)
+                    .map(|n| {
+                        let bearer = bearer.clone();
+                        let mut client = SessionServiceClient::with_interceptor(
+                            channels[n % channels.len()].clone(),
+                            move |mut request: tonic::Request<()>| {
+                                if keyed {
+                                    request
+                                        .metadata_mut()
+                                        .insert("authorization", bearer.clone());
+                                }
+                                Ok(request)
+                            },
+                        );
+                        let id = id.clone();
+                        tokio::spawn(async move {
+                            let mut samples = Vec::new();
+                            while Instant::now() < deadline {
+                                let started = Instant::now();
+                                let outcome = if rpc == "GetSession" {
+                                    client
+                                        .get_session(pb::GetSessionRequest {
+                                            session_id: id.clone(),
+                                        })
+                                        .await
+                                        .map(drop)
+                                } else {
+                                    client
+                                        .list_sessions(pb::ListSessionsRequest {
+                                            page_size: 20,
+                                            ..Default::default()
+                                        })
+                                        .await
+                                        .map(drop)
+                                };
+                                outcome?;
+                                samples.push(started.elapsed());
+                            }
+                            Ok::<_, tonic::Status>(samples)
+                        })
                     })
-                })
-                .collect();
-            let begun = Instant::now();
-            let mut series = Series::default();
-            for worker in workers {
-                series.0.extend(worker.await??);
-            }
-            let rate = series.0.len() as f64 / begun.elapsed().as_secs_f64();
-            report.line(
-                &format!("{backend}_{rpc}_c{concurrency}"),
+                    .collect();
+                let begun = Instant::now();
+                let mut series = Series::default();
+                for worker in workers {
+                    series.0.extend(worker.await??);
+                }
+                let rate = series.0.len() as f64 / begun.elapsed().as_secs_f64();
+                let auth = if keyed { "key" } else { "open" };
+                report.line(
+                &format!("{backend}_{rpc}_c{concurrency}_{auth}"),
                 format!(
-                    "{backend:<8} {rpc:<12} concurrency {concurrency:>2}: {rate:>8.0} req/s, p50 {:.2}, p99 {:.2}",
+                    "{backend:<8} {rpc:<12} {auth:<4} concurrency {concurrency:>2}: {rate:>8.0} req/s, p50 {:.2}, p99 {:.2}",
                     series.p(50.0),
                     series.p(99.0)
                 ),
                 json!({"requests_per_s": rate, "p50_ms": series.p(50.0), "p99_ms": series.p(99.0)}),
             );
+            }
         }
     }
     Ok(())
