@@ -32,7 +32,7 @@ impl AdminServiceHandler {
 
 #[tonic::async_trait]
 impl AdminService for AdminServiceHandler {
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(skip_all, fields(browserd.actor = tracing::field::Empty))]
     async fn create_project(
         &self,
         request: Request<pb::CreateProjectRequest>,
@@ -45,7 +45,7 @@ impl AdminService for AdminServiceHandler {
         }))
     }
 
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(skip_all, fields(browserd.actor = tracing::field::Empty))]
     async fn list_projects(
         &self,
         request: Request<pb::ListProjectsRequest>,
@@ -58,7 +58,7 @@ impl AdminService for AdminServiceHandler {
         }))
     }
 
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(skip_all, fields(browserd.actor = tracing::field::Empty))]
     async fn update_project(
         &self,
         request: Request<pb::UpdateProjectRequest>,
@@ -71,7 +71,7 @@ impl AdminService for AdminServiceHandler {
         }))
     }
 
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(skip_all, fields(browserd.actor = tracing::field::Empty))]
     async fn create_api_key(
         &self,
         request: Request<pb::CreateApiKeyRequest>,
@@ -90,7 +90,7 @@ impl AdminService for AdminServiceHandler {
         }))
     }
 
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(skip_all, fields(browserd.actor = tracing::field::Empty))]
     async fn list_api_keys(
         &self,
         request: Request<pb::ListApiKeysRequest>,
@@ -103,7 +103,7 @@ impl AdminService for AdminServiceHandler {
         }))
     }
 
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(skip_all, fields(browserd.actor = tracing::field::Empty))]
     async fn revoke_api_key(
         &self,
         request: Request<pb::RevokeApiKeyRequest>,

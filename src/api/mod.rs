@@ -51,7 +51,10 @@ async fn caller_of<T>(access: &Access, request: &Request<T>) -> Result<Caller, S
         .metadata()
         .get("authorization")
         .map(|v| v.as_bytes());
-    Ok(access.caller(header).await?)
+    let caller = access.caller(header).await?;
+    // On the handler's span, so traces say who called.
+    tracing::Span::current().record("browserd.actor", caller.actor.recorded(None));
+    Ok(caller)
 }
 
 pub type WatchSessionsStream =
@@ -59,7 +62,7 @@ pub type WatchSessionsStream =
 
 #[tonic::async_trait]
 impl SessionService for SessionServiceHandler {
-    #[tracing::instrument(skip_all, fields(session.id = tracing::field::Empty))]
+    #[tracing::instrument(skip_all, fields(session.id = tracing::field::Empty, browserd.actor = tracing::field::Empty))]
     async fn create_session(
         &self,
         request: Request<pb::CreateSessionRequest>,
@@ -94,7 +97,7 @@ impl SessionService for SessionServiceHandler {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(session.id = %untrusted(&request.get_ref().session_id)))]
+    #[tracing::instrument(skip_all, fields(session.id = %untrusted(&request.get_ref().session_id), browserd.actor = tracing::field::Empty))]
     async fn get_session(
         &self,
         request: Request<pb::GetSessionRequest>,
@@ -110,7 +113,7 @@ impl SessionService for SessionServiceHandler {
         }))
     }
 
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(skip_all, fields(browserd.actor = tracing::field::Empty))]
     async fn list_sessions(
         &self,
         request: Request<pb::ListSessionsRequest>,
@@ -139,7 +142,7 @@ impl SessionService for SessionServiceHandler {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(session.id = %untrusted(&request.get_ref().session_id)))]
+    #[tracing::instrument(skip_all, fields(session.id = %untrusted(&request.get_ref().session_id), browserd.actor = tracing::field::Empty))]
     async fn release_session(
         &self,
         request: Request<pb::ReleaseSessionRequest>,
@@ -155,7 +158,7 @@ impl SessionService for SessionServiceHandler {
         }))
     }
 
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(skip_all, fields(browserd.actor = tracing::field::Empty))]
     async fn release_all_sessions(
         &self,
         request: Request<pb::ReleaseAllSessionsRequest>,
@@ -174,7 +177,7 @@ impl SessionService for SessionServiceHandler {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(session.id = %untrusted(&request.get_ref().session_id)))]
+    #[tracing::instrument(skip_all, fields(session.id = %untrusted(&request.get_ref().session_id), browserd.actor = tracing::field::Empty))]
     async fn extend_session(
         &self,
         request: Request<pb::ExtendSessionRequest>,
@@ -193,7 +196,7 @@ impl SessionService for SessionServiceHandler {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(session.id = %untrusted(&request.get_ref().session_id)))]
+    #[tracing::instrument(skip_all, fields(session.id = %untrusted(&request.get_ref().session_id), browserd.actor = tracing::field::Empty))]
     async fn get_live_details(
         &self,
         request: Request<pb::GetLiveDetailsRequest>,
@@ -219,7 +222,7 @@ impl SessionService for SessionServiceHandler {
 
     type WatchSessionsStream = WatchSessionsStream;
 
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(skip_all, fields(browserd.actor = tracing::field::Empty))]
     async fn watch_sessions(
         &self,
         request: Request<pb::WatchSessionsRequest>,

@@ -97,8 +97,10 @@ impl Engine {
             session.id = %created.id,
             // Recorded once, at the end: OpenTelemetry exports every
             // recorded value of a field as another attribute.
+            session.project = %caller.project,
             session.status = tracing::field::Empty,
             session.end_reason = tracing::field::Empty,
+            session.ended_by = tracing::field::Empty,
         );
         let browser = match self
             .launch(&created, &options, reservation.warm, &span)
@@ -113,7 +115,7 @@ impl Engine {
                     caller.actor.clone(),
                 );
                 let committed = self.commit(id, change).await;
-                record_end(&span, EndReason::LaunchFailed);
+                record_end(&span, EndReason::LaunchFailed, &caller.actor);
                 self.abandon(id, state);
                 committed?;
                 return Err(Error::LaunchFailed { id, cause });
@@ -326,7 +328,7 @@ impl Engine {
                     let change =
                         end_change(EndReason::LaunchFailed, Some(cause), caller.actor.clone());
                     let _ = self.commit(id, change).await;
-                    record_end(&span, EndReason::LaunchFailed);
+                    record_end(&span, EndReason::LaunchFailed, &caller.actor);
                     return Err(e);
                 }
                 return Err(Error::Aborted(format!(

@@ -62,8 +62,8 @@ impl Engine {
         let LiveSession { span, permit, .. } = *live;
         drop(permit);
         self.inner.pool.wake.notify_one();
+        record_end(&span, reason, &actor);
         let committed = self.commit(id, end_change(reason, error, actor)).await;
-        record_end(&span, reason);
         self.slots().remove(&id);
         Ok(committed?.map(|event| event.session))
     }

@@ -294,9 +294,10 @@ pub(super) fn end_change(reason: EndReason, error: Option<String>, actor: Actor)
     }
 }
 
-pub(super) fn record_end(span: &tracing::Span, reason: EndReason) {
+pub(super) fn record_end(span: &tracing::Span, reason: EndReason, actor: &Actor) {
     span.record("session.status", reason.terminal_status().as_str());
     span.record("session.end_reason", reason.as_str());
+    span.record("session.ended_by", actor.recorded(Some(reason)));
 }
 
 /// Now, at the millisecond precision the store keeps, so a session read

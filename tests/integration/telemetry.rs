@@ -232,6 +232,11 @@ async fn spans_and_metrics_reach_an_otlp_collector() {
         })
         .await;
     assert_eq!(hex(&handler.trace_id), TRACE_ID);
+    // ...and who called (an open server: no key)...
+    assert_eq!(
+        string_attr(&handler.attributes, "browserd.actor"),
+        Some("anonymous")
+    );
     // ...and the session's lifetime span, in the caller's trace, says how
     // it ended.
     let lifetime = collector
@@ -247,6 +252,14 @@ async fn spans_and_metrics_reach_an_otlp_collector() {
     assert_eq!(
         string_attr(&lifetime.attributes, "session.end_reason"),
         Some("REQUESTED")
+    );
+    assert_eq!(
+        string_attr(&lifetime.attributes, "session.ended_by"),
+        Some("anonymous")
+    );
+    assert_eq!(
+        string_attr(&lifetime.attributes, "session.project"),
+        Some("default")
     );
     collector
         .until("the ReleaseSession span", |c| {
