@@ -2,10 +2,7 @@
 
 use std::time::SystemTime;
 
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr,
-    TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr};
 
 use super::entities::{api_keys, projects};
 use super::rows::{from_millis, millis};
@@ -76,12 +73,10 @@ impl Store {
     /// cheap early refusal, before a browser is reserved. (The insert
     /// checks again, atomically.)
     pub async fn over_quota(&self, project: &str) -> Result<Option<u32>> {
-        let txn = self.db.begin().await?;
-        let Some(max) = project_quota(&txn, project).await? else {
+        let Some(max) = project_quota(&self.db, project, false).await? else {
             return Ok(None);
         };
-        let over = running(&txn, project).await? >= u64::from(max);
-        txn.commit().await?;
+        let over = running(&self.db, project).await? >= u64::from(max);
         Ok(over.then_some(max))
     }
 

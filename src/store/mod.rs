@@ -218,7 +218,7 @@ impl Store {
             project: session.project.clone(),
         };
         let txn = self.write().await?;
-        if let Some(max) = project_quota(&txn, &session.project).await?
+        if let Some(max) = project_quota(&txn, &session.project, true).await?
             && running(&txn, &session.project).await? >= u64::from(max)
         {
             txn.rollback().await?;
@@ -463,14 +463,19 @@ fn scoped_key(project: &str, key: &str) -> String {
     format!("{project}/{key}")
 }
 
-/// A project's session quota, read with its row locked until the
+/// A project's session quota; with `lock`, its row stays locked until the
 /// transaction ends (PostgreSQL: `FOR UPDATE`; SQLite's write transaction
-/// is serialised already).
-async fn project_quota(txn: &sea_orm::DatabaseTransaction, project: &str) -> Result<Option<u32>> {
-    let rows = projects::Entity::find_by_id(project.to_owned())
-        .lock_exclusive()
-        .all(txn)
-        .await?;
+/// is serialised already), so creates count one after the other.
+async fn project_quota(
+    db: &impl ConnectionTrait,
+    project: &str,
+    lock: bool,
+) -> Result<Option<u32>> {
+    let mut query = projects::Entity::find_by_id(project.to_owned());
+    if lock {
+        query = query.lock_exclusive();
+    }
+    let rows = query.all(db).await?;
     Ok(rows
         .first()
         .and_then(|p| p.max_sessions)

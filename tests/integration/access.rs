@@ -17,6 +17,7 @@ on_both_backends!(
     a_project_key_sees_nothing_of_another_project,
     an_admin_key_sees_every_project_and_filters_by_one,
     a_project_quota_refuses_with_its_name,
+    racing_creates_never_overshoot_a_quota,
     events_record_who_caused_them,
     the_relay_refuses_forged_expired_and_foreign_tokens,
     an_open_server_closes_when_its_first_key_is_made,
@@ -515,6 +516,33 @@ async fn a_project_quota_refuses_with_its_name(backend: Backend) {
         .await
         .expect("UpdateProject");
     create_with(&mut small, Default::default()).await;
+    app.stop().await;
+}
+
+/// Six creates at once for a project allowed two: exactly two sessions,
+/// four refusals naming the project. (The count is taken in the inserting
+/// transaction, with the project's row locked on PostgreSQL.)
+async fn racing_creates_never_overshoot_a_quota(backend: Backend) {
+    let (app, admin_key) = spawn_keyed(backend).await;
+    let channel = app.channel();
+    let mut admin = keyed_admin(&channel, &admin_key);
+    let (_, key) = project_key(&mut admin, "pair", 2).await;
+    let creates = (0..6).map(|_| {
+        let mut client = keyed(&channel, &key);
+        async move {
+            client
+                .create_session(pb::CreateSessionRequest::default())
+                .await
+        }
+    });
+    let outcomes = futures_util::future::join_all(creates).await;
+    let created = outcomes.iter().filter(|o| o.is_ok()).count();
+    let refused: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
+    assert_eq!(created, 2, "{outcomes:?}");
+    for status in refused {
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        assert!(status.message().contains("pair"), "{status:?}");
+    }
     app.stop().await;
 }
 
