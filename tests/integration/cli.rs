@@ -83,7 +83,10 @@ async fn every_command_against_a_real_server() {
     assert_eq!(extended["timeout"], "1200s");
     let details = json(&server, &["live", &id]).await;
     assert!(details["pages"].is_array(), "{details}");
-    assert_eq!(details["connectUrl"], created["connectUrl"]);
+    // The token lasts until the session's expiry as read, so an extended
+    // session hands out a new one.
+    assert_eq!(details["connectUrl"], extended["connectUrl"]);
+    assert_ne!(details["connectUrl"], created["connectUrl"]);
 
     let ended = ok(&server, &["release", &id]).await;
     assert!(
