@@ -27,6 +27,7 @@ impl Output {
         };
         row("id", session.id.clone());
         row("status", status_name(session.status));
+        row("project", session.project.clone());
         if session.end_reason != 0 {
             row("end reason", reason_name(session.end_reason));
         }
@@ -73,6 +74,7 @@ impl Output {
         let rows = sessions.iter().map(|s| {
             vec![
                 s.id.clone(),
+                s.project.clone(),
                 status_name(s.status),
                 reason_name(s.end_reason),
                 time(s.created_at.as_ref()),
@@ -83,6 +85,7 @@ impl Output {
         print(&table(
             &[
                 "ID",
+                "PROJECT",
                 "STATUS",
                 "END REASON",
                 "CREATED",
@@ -143,6 +146,9 @@ impl Output {
         if event.end_reason != 0 {
             let _ = write!(line, " ({})", reason_name(event.end_reason));
         }
+        if !event.actor.is_empty() {
+            let _ = write!(line, " by {}", event.actor);
+        }
         print(&line)
     }
 }
@@ -180,6 +186,7 @@ fn table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
 fn session_json(s: &pb::Session) -> Value {
     json!({
         "id": s.id,
+        "project": s.project,
         "status": pb::SessionStatus::try_from(s.status).map_or("", |v| v.as_str_name()),
         "endReason": pb::EndReason::try_from(s.end_reason).map_or("", |v| v.as_str_name()),
         "error": s.error,
@@ -211,6 +218,7 @@ fn event_json(e: &pb::SessionEvent) -> Value {
         "endReason": pb::EndReason::try_from(e.end_reason).map_or("", |v| v.as_str_name()),
         "session": e.session.as_ref().map(session_json),
         "kind": pb::EventKind::try_from(e.kind).map_or("", |v| v.as_str_name()),
+        "actor": e.actor,
     })
 }
 
