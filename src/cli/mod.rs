@@ -1,12 +1,14 @@
-//! `browserd sessions …`: a gRPC client of a running browserd for
-//! operators and scripts. Tables for people by default; with `--json`, one
-//! JSON document per result (one per line for `watch`), with the field
-//! names and value formats of the protobuf JSON mapping that grpcurl prints.
-//! Every command reaches the server through `connect`, which adds the API
-//! key to each call.
+//! `browserd sessions|projects|keys …`: a gRPC client of a running
+//! browserd for operators and scripts. Tables for people by default; with
+//! `--json`, one JSON document per result (one per line for `watch`), with
+//! the field names and value formats of the protobuf JSON mapping that
+//! grpcurl prints. Every command reaches the server through `connect`,
+//! which adds the API key to each call. Only `keys create` with a data dir
+//! or database URL skips the server (see `admin`), to make the first key.
 
 use std::time::Duration;
 
+mod admin;
 mod output;
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -18,6 +20,7 @@ use tonic::transport::Channel;
 use crate::api::convert::pb_duration;
 use crate::pb;
 use crate::pb::session_service_client::SessionServiceClient;
+pub use admin::{KeysArgs, ProjectsArgs, keys, projects};
 use output::Output;
 
 #[derive(Debug, Args)]
@@ -179,6 +182,10 @@ pub enum CliError {
         "--api-key (or BROWSERD_API_KEY) must be printable ASCII with no spaces, as browserd keys are (the value is not shown)"
     )]
     ApiKey,
+    #[error(transparent)]
+    Offline(#[from] crate::StartError),
+    #[error("{0}")]
+    Access(#[from] crate::sessions::Error),
 }
 
 /// What to try after a refusal whose fix is on the command line.
