@@ -24,6 +24,11 @@ pub enum Command {
     Serve(Box<Config>),
     /// Manage the sessions of a running browserd (a gRPC client).
     Sessions(crate::cli::SessionsArgs),
+    /// Manage the projects of a running browserd (needs an admin key).
+    Projects(crate::cli::ProjectsArgs),
+    /// Manage API keys: on a running browserd (needs an admin key), or
+    /// offline in its database to make the first one.
+    Keys(crate::cli::KeysArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -202,12 +207,9 @@ impl Config {
 
     /// The configured database, or SQLite at `<data dir>/browserd.db`.
     pub fn database_url(&self, data_dir: &std::path::Path) -> String {
-        self.database_url.clone().unwrap_or_else(|| {
-            format!(
-                "sqlite://{}?mode=rwc",
-                data_dir.join("browserd.db").display()
-            )
-        })
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| default_database_url(data_dir))
     }
 
     /// The configured secret file, or `<data dir>/secret`.
@@ -220,6 +222,15 @@ impl Config {
     pub fn node_id(&self) -> String {
         self.node_id.clone().unwrap_or_else(hostname)
     }
+}
+
+/// SQLite at `<data dir>/browserd.db`, where `serve` keeps its database
+/// when given no --database-url.
+pub fn default_database_url(data_dir: &std::path::Path) -> String {
+    format!(
+        "sqlite://{}?mode=rwc",
+        data_dir.join("browserd.db").display()
+    )
 }
 
 /// Below this, ordinary CDP answers (a page's DOM, a small screenshot) no
@@ -267,7 +278,7 @@ mod tests {
         let argv = ["browserd", "serve"].iter().chain(args);
         match Cli::try_parse_from(argv).expect("flags parse").command {
             Command::Serve(config) => *config,
-            Command::Sessions(_) => unreachable!("serve was given"),
+            _ => unreachable!("serve was given"),
         }
     }
 

@@ -29,7 +29,8 @@
 //! - [`secret`]: the server secret and the connect tokens signed with it
 //!   (nothing per session is stored to check one).
 //! - [`telemetry`]: tracing, and OpenTelemetry traces and metrics.
-//! - [`cli`]: `browserd sessions …`, a client of a running server.
+//! - [`cli`]: `browserd sessions|projects|keys …`, a client of a running
+//!   server; `keys create` also works offline, on the database itself.
 //! - [`harness`]: a real server on ephemeral ports and fresh databases, for
 //!   the integration tests and `browserd-bench` (`src/bin/browserd-bench/`,
 //!   one file per section); not used by the service.
@@ -150,20 +151,7 @@ pub async fn run(
     let secret = secret::ServerSecret::load_or_create(&config.secret_file(&data_dir))?;
     let database_url = config.database_url(&data_dir);
     let store = store::Store::connect(&database_url).await?;
-    if let Some(file) = database_url
-        .strip_prefix("sqlite://")
-        .map(|rest| rest.split('?').next().unwrap_or(rest))
-    {
-        // Its -wal and -shm files exist already (migrations ran); SQLite
-        // gives the ones it makes later the database file's mode.
-        for suffix in ["", "-wal", "-shm"] {
-            let path = std::path::PathBuf::from(format!("{file}{suffix}"));
-            match private_file(&path) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                outcome => outcome.map_err(|source| StartError::DataDir { dir: path, source })?,
-            }
-        }
-    }
+    private_database(&database_url)?;
 
     let grpc_addr = grpc.local_addr().map_err(StartError::Listener)?;
     let access = access::Access::new(
@@ -326,9 +314,29 @@ async fn keys_required(
     Ok(false)
 }
 
+/// Makes a SQLite database's files readable by browserd's user only, once
+/// [`store::Store::connect`] has opened it; other databases are left alone.
+pub(crate) fn private_database(database_url: &str) -> Result<(), StartError> {
+    if let Some(file) = database_url
+        .strip_prefix("sqlite://")
+        .map(|rest| rest.split('?').next().unwrap_or(rest))
+    {
+        // Its -wal and -shm files exist already (migrations ran); SQLite
+        // gives the ones it makes later the database file's mode.
+        for suffix in ["", "-wal", "-shm"] {
+            let path = std::path::PathBuf::from(format!("{file}{suffix}"));
+            match private_file(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                outcome => outcome.map_err(|source| StartError::DataDir { dir: path, source })?,
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Creates `dir` if needed, readable by browserd's user only: it holds the
 /// database and every session's profile.
-fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+pub(crate) fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)

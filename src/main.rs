@@ -1,5 +1,6 @@
 //! The `browserd` binary: `serve` starts telemetry, binds, and runs until
-//! SIGTERM or SIGINT; `sessions` is a client of a running server.
+//! SIGTERM or SIGINT; `sessions`, `projects` and `keys` are clients of a
+//! running server (`keys create` can also write to its database directly).
 
 use std::process::ExitCode;
 
@@ -14,13 +15,20 @@ async fn main() -> ExitCode {
     let Cli { command } = Cli::parse();
     match command {
         Command::Serve(config) => serve(*config).await,
-        Command::Sessions(args) => match browserd::cli::run(args).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("browserd: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Sessions(args) => client(browserd::cli::run(args).await),
+        Command::Projects(args) => client(browserd::cli::projects(args).await),
+        Command::Keys(args) => client(browserd::cli::keys(args).await),
+    }
+}
+
+/// A client command's exit: its error, if any, on stderr.
+fn client(outcome: Result<(), browserd::cli::CliError>) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("browserd: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 //! logs each refusal at the level its cause deserves. Holds no business
 //! logic.
 
-mod admin;
+pub(crate) mod admin;
 pub(crate) mod convert;
 mod status;
 

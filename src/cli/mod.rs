@@ -1,22 +1,39 @@
-//! `browserd sessions …`: a gRPC client of a running browserd for
-//! operators and scripts. Tables for people by default; with `--json`, one
-//! JSON document per result (one per line for `watch`), with the field
-//! names and value formats of the protobuf JSON mapping that grpcurl prints.
+//! `browserd sessions|projects|keys …`: a gRPC client of a running
+//! browserd for operators and scripts. Tables for people by default; with
+//! `--json`, one JSON document per result (one per line for `watch`), with
+//! the field names and value formats of the protobuf JSON mapping that
+//! grpcurl prints. Every command reaches the server through `connect`,
+//! which adds the API key to each call. Only `keys create` with a data dir
+//! or database URL skips the server (see `admin`), to make the first key.
 
 use std::time::Duration;
 
+mod admin;
 mod output;
 
 use clap::{Args, Subcommand, ValueEnum};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::api::convert::pb_duration;
 use crate::pb;
 use crate::pb::session_service_client::SessionServiceClient;
+pub use admin::{KeysArgs, ProjectsArgs, keys, projects};
 use output::Output;
 
 #[derive(Debug, Args)]
 pub struct SessionsArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(subcommand)]
+    pub command: SessionsCommand,
+}
+
+/// How every client command reaches browserd and prints what it gets.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
     /// browserd's gRPC address: `host:port` or an `http://` URL.
     #[arg(
         long,
@@ -25,11 +42,13 @@ pub struct SessionsArgs {
         default_value = "127.0.0.1:50051"
     )]
     pub server: String,
+    /// API key sent with every call (`authorization: Bearer <key>`); a
+    /// server that has keys refuses calls without one.
+    #[arg(long, global = true, env = "BROWSERD_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
     /// Print JSON (protobuf JSON mapping) instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
-    #[command(subcommand)]
-    pub command: SessionsCommand,
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,6 +66,10 @@ pub enum SessionsCommand {
         /// Only sessions with this label (repeatable: all must match).
         #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = label)]
         metadata: Vec<(String, String)>,
+        /// Only this project's sessions (default: every project the key
+        /// sees).
+        #[arg(long)]
+        project: Option<String>,
     },
     /// Set a session's total lifetime, counted from its creation.
     Extend {
@@ -99,6 +122,9 @@ pub struct ListArgs {
     /// Sessions per request; every page is fetched.
     #[arg(long, default_value_t = 100)]
     page_size: i32,
+    /// Only this project's sessions (default: every project the key sees).
+    #[arg(long)]
+    project: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -115,6 +141,9 @@ pub struct WatchArgs {
     /// Only sessions with this label (repeatable: all must match).
     #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = label)]
     metadata: Vec<(String, String)>,
+    /// Only this project's sessions (default: every project the key sees).
+    #[arg(long)]
+    project: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -144,18 +173,71 @@ pub enum CliError {
         server: String,
         source: tonic::transport::Error,
     },
-    #[error("{:?}: {}", .0.code(), .0.message())]
+    #[error("{:?}: {}{}", .0.code(), .0.message(), hint(.0))]
     Rpc(#[from] tonic::Status),
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
+    /// The key itself is never shown: it may be a real one with a typo.
+    #[error(
+        "--api-key (or BROWSERD_API_KEY) must be printable ASCII with no spaces, as browserd keys are (the value is not shown)"
+    )]
+    ApiKey,
+    #[error(transparent)]
+    Offline(#[from] crate::StartError),
+    #[error("{0}")]
+    Access(#[from] crate::sessions::Error),
 }
 
-pub async fn run(args: SessionsArgs) -> Result<(), CliError> {
-    let SessionsArgs {
-        server,
-        json,
-        command,
-    } = args;
+/// What to try after a refusal whose fix is on the command line.
+fn hint(status: &tonic::Status) -> &'static str {
+    match status.code() {
+        tonic::Code::Unauthenticated => "\nhint: pass --api-key or set BROWSERD_API_KEY",
+        _ => "",
+    }
+}
+
+/// A channel whose every call carries the API key.
+type Connection = InterceptedService<Channel, Bearer>;
+
+/// Adds `authorization: Bearer <key>` to every call, when a key was given.
+#[derive(Clone)]
+struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Bearer {
+    fn new(api_key: Option<&str>) -> Result<Self, CliError> {
+        let Some(key) = api_key.map(str::trim).filter(|k| !k.is_empty()) else {
+            return Ok(Self(None));
+        };
+        if !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(CliError::ApiKey);
+        }
+        let mut value =
+            MetadataValue::try_from(format!("Bearer {key}")).map_err(|_| CliError::ApiKey)?;
+        // HTTP/2 then never puts it in a header compression table, and the
+        // value's `Debug` prints `Sensitive` instead of the key.
+        value.set_sensitive(true);
+        Ok(Self(Some(value)))
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// Connects to browserd at `--server`; every call then carries the key.
+async fn connect(args: &ClientArgs) -> Result<Connection, CliError> {
+    let bearer = Bearer::new(args.api_key.as_deref())?;
+    let server = args.server.clone();
     let endpoint = if server.contains("://") {
         server.clone()
     } else {
@@ -166,8 +248,13 @@ pub async fn run(args: SessionsArgs) -> Result<(), CliError> {
         .connect()
         .await
         .map_err(|source| CliError::Connect { server, source })?;
-    let mut client = SessionServiceClient::new(channel);
-    let out = Output { json };
+    Ok(InterceptedService::new(channel, bearer))
+}
+
+pub async fn run(args: SessionsArgs) -> Result<(), CliError> {
+    let SessionsArgs { client, command } = args;
+    let out = Output { json: client.json };
+    let mut client = SessionServiceClient::new(connect(&client).await?);
     match command {
         SessionsCommand::Create(args) => {
             let request = pb::CreateSessionRequest {
@@ -200,7 +287,7 @@ pub async fn run(args: SessionsArgs) -> Result<(), CliError> {
                     metadata: args.metadata.iter().cloned().collect(),
                     page_size: args.page_size,
                     page_token,
-                    project: String::new(),
+                    project: args.project.clone().unwrap_or_default(),
                 };
                 let page = client.list_sessions(request).await?.into_inner();
                 sessions.extend(page.sessions);
@@ -215,10 +302,10 @@ pub async fn run(args: SessionsArgs) -> Result<(), CliError> {
             let request = pb::ReleaseSessionRequest { session_id };
             out.session(client.release_session(request).await?.into_inner().session)
         }
-        SessionsCommand::ReleaseAll { metadata } => {
+        SessionsCommand::ReleaseAll { metadata, project } => {
             let request = pb::ReleaseAllSessionsRequest {
                 metadata: metadata.into_iter().collect(),
-                project: String::new(),
+                project: project.unwrap_or_default(),
             };
             let ids = client
                 .release_all_sessions(request)
@@ -252,7 +339,7 @@ pub async fn run(args: SessionsArgs) -> Result<(), CliError> {
                 metadata: args.metadata.into_iter().collect(),
                 after_sequence: args.after_sequence,
                 kinds: Vec::new(),
-                project: String::new(),
+                project: args.project.unwrap_or_default(),
             };
             let mut events = client.watch_sessions(request).await?.into_inner();
             while let Some(response) = events.message().await? {

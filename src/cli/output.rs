@@ -1,5 +1,6 @@
-//! How `browserd sessions` prints results: tables and key-value blocks for
-//! people, or the protobuf JSON mapping (as grpcurl prints it) for scripts.
+//! How `browserd sessions|projects|keys` prints results: tables and
+//! key-value blocks for people, or the protobuf JSON mapping (as grpcurl
+//! prints it) for scripts.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -27,6 +28,7 @@ impl Output {
         };
         row("id", session.id.clone());
         row("status", status_name(session.status));
+        row("project", session.project.clone());
         if session.end_reason != 0 {
             row("end reason", reason_name(session.end_reason));
         }
@@ -73,6 +75,7 @@ impl Output {
         let rows = sessions.iter().map(|s| {
             vec![
                 s.id.clone(),
+                s.project.clone(),
                 status_name(s.status),
                 reason_name(s.end_reason),
                 time(s.created_at.as_ref()),
@@ -83,6 +86,7 @@ impl Output {
         print(&table(
             &[
                 "ID",
+                "PROJECT",
                 "STATUS",
                 "END REASON",
                 "CREATED",
@@ -143,7 +147,97 @@ impl Output {
         if event.end_reason != 0 {
             let _ = write!(line, " ({})", reason_name(event.end_reason));
         }
+        if !event.actor.is_empty() {
+            let _ = write!(line, " by {}", event.actor);
+        }
         print(&line)
+    }
+
+    pub fn project(&self, project: Option<pb::Project>) -> Result<(), CliError> {
+        let project = project.unwrap_or_default();
+        if self.json {
+            return print(&project_json(&project).to_string());
+        }
+        print(&block(&[
+            ("name", project.name.clone()),
+            ("max sessions", quota(project.max_sessions)),
+            ("created", time(project.created_at.as_ref())),
+        ]))
+    }
+
+    pub fn projects(&self, projects: &[pb::Project]) -> Result<(), CliError> {
+        if self.json {
+            let all: Vec<Value> = projects.iter().map(project_json).collect();
+            return print(&json!({ "projects": all }).to_string());
+        }
+        let rows = projects.iter().map(|p| {
+            vec![
+                p.name.clone(),
+                quota(p.max_sessions),
+                time(p.created_at.as_ref()),
+            ]
+        });
+        print(&table(&["NAME", "MAX SESSIONS", "CREATED"], rows))
+    }
+
+    /// A new key: the key alone on stdout, so `KEY=$(browserd keys create
+    /// …)` captures it, and what it is on stderr.
+    pub fn created_key(&self, created: &pb::CreateApiKeyResponse) -> Result<(), CliError> {
+        let record = created.api_key.clone().unwrap_or_default();
+        eprintln!(
+            "created API key {} for project {} (admin: {}); shown once: store it now",
+            record.id,
+            record.project,
+            yes_no(record.admin),
+        );
+        if self.json {
+            let response = json!({ "apiKey": key_json(&record), "key": created.key });
+            return print(&response.to_string());
+        }
+        print(&created.key)
+    }
+
+    pub fn key(&self, key: Option<pb::ApiKey>) -> Result<(), CliError> {
+        let key = key.unwrap_or_default();
+        if self.json {
+            return print(&key_json(&key).to_string());
+        }
+        print(&block(&[
+            ("id", key.id.clone()),
+            ("project", key.project.clone()),
+            ("admin", yes_no(key.admin)),
+            ("description", dash(&key.description)),
+            ("created", time(key.created_at.as_ref())),
+            ("revoked", time(key.revoked_at.as_ref())),
+        ]))
+    }
+
+    pub fn keys(&self, keys: &[pb::ApiKey]) -> Result<(), CliError> {
+        if self.json {
+            let all: Vec<Value> = keys.iter().map(key_json).collect();
+            return print(&json!({ "apiKeys": all }).to_string());
+        }
+        let rows = keys.iter().map(|k| {
+            vec![
+                k.id.clone(),
+                k.project.clone(),
+                yes_no(k.admin),
+                time(k.created_at.as_ref()),
+                time(k.revoked_at.as_ref()),
+                dash(&k.description),
+            ]
+        });
+        print(&table(
+            &[
+                "ID",
+                "PROJECT",
+                "ADMIN",
+                "CREATED",
+                "REVOKED",
+                "DESCRIPTION",
+            ],
+            rows,
+        ))
     }
 }
 
@@ -156,6 +250,15 @@ fn print(text: &str) -> Result<(), CliError> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
         done => Ok(done?),
     }
+}
+
+/// Labelled lines, for one record.
+fn block(rows: &[(&str, String)]) -> String {
+    let mut text = String::new();
+    for (label, value) in rows {
+        let _ = writeln!(text, "{label:<16}{value}");
+    }
+    text.trim_end().to_owned()
 }
 
 fn table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
@@ -180,6 +283,7 @@ fn table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
 fn session_json(s: &pb::Session) -> Value {
     json!({
         "id": s.id,
+        "project": s.project,
         "status": pb::SessionStatus::try_from(s.status).map_or("", |v| v.as_str_name()),
         "endReason": pb::EndReason::try_from(s.end_reason).map_or("", |v| v.as_str_name()),
         "error": s.error,
@@ -211,7 +315,48 @@ fn event_json(e: &pb::SessionEvent) -> Value {
         "endReason": pb::EndReason::try_from(e.end_reason).map_or("", |v| v.as_str_name()),
         "session": e.session.as_ref().map(session_json),
         "kind": pb::EventKind::try_from(e.kind).map_or("", |v| v.as_str_name()),
+        "actor": e.actor,
     })
+}
+
+fn project_json(p: &pb::Project) -> Value {
+    json!({
+        "name": p.name,
+        "maxSessions": p.max_sessions,
+        "createdAt": p.created_at.as_ref().map(ToString::to_string),
+    })
+}
+
+fn key_json(k: &pb::ApiKey) -> Value {
+    json!({
+        "id": k.id,
+        "project": k.project,
+        "admin": k.admin,
+        "description": k.description,
+        "createdAt": k.created_at.as_ref().map(ToString::to_string),
+        "revokedAt": k.revoked_at.as_ref().map(ToString::to_string),
+    })
+}
+
+/// A project's session quota, where 0 means none of its own.
+fn quota(max_sessions: u32) -> String {
+    if max_sessions == 0 {
+        "-".to_owned()
+    } else {
+        max_sessions.to_string()
+    }
+}
+
+fn yes_no(value: bool) -> String {
+    if value { "yes" } else { "no" }.to_owned()
+}
+
+fn dash(text: &str) -> String {
+    if text.is_empty() {
+        "-".to_owned()
+    } else {
+        text.to_owned()
+    }
 }
 
 fn status_name(status: i32) -> String {

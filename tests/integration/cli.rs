@@ -83,15 +83,10 @@ async fn every_command_against_a_real_server() {
     assert_eq!(extended["timeout"], "1200s");
     let details = json(&server, &["live", &id]).await;
     assert!(details["pages"].is_array(), "{details}");
-    // The same socket; its token now lasts until the extended expiry.
-    let socket = |url: &serde_json::Value| {
-        let url = url.as_str().expect("a connect URL").to_owned();
-        url.split_once("?token=").expect("a token").0.to_owned()
-    };
-    assert_eq!(
-        socket(&details["connectUrl"]),
-        socket(&created["connectUrl"])
-    );
+    // The token lasts until the session's expiry as read, so an extended
+    // session hands out a new one.
+    assert_eq!(details["connectUrl"], extended["connectUrl"]);
+    assert_ne!(details["connectUrl"], created["connectUrl"]);
 
     let ended = ok(&server, &["release", &id]).await;
     assert!(
@@ -171,3 +166,288 @@ async fn errors_name_the_code_and_the_field() {
     let stderr = String::from_utf8_lossy(&down.stderr);
     assert!(stderr.contains("cannot reach browserd at"), "{stderr}");
 }
+
+/// A client of one server, with one API key or none.
+struct Client<'a> {
+    server: &'a str,
+    key: Option<&'a str>,
+}
+
+impl Client<'_> {
+    /// `browserd <command> --server … [--api-key …] <args…>`.
+    async fn run(&self, command: &str, args: &[&str]) -> Output {
+        let mut cli = browserd();
+        cli.args([command, "--server", self.server]);
+        if let Some(key) = self.key {
+            cli.args(["--api-key", key]);
+        }
+        cli.args(args).output().await.expect("run browserd")
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    async fn ok(&self, command: &str, args: &[&str]) -> String {
+        let output = self.run(command, args).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "{command} {args:?} failed: {stderr}"
+        );
+        String::from_utf8(output.stdout).expect("utf-8 output")
+    }
+
+    async fn json(&self, command: &str, args: &[&str]) -> Value {
+        let out = self.ok(command, &[args, &["--json"]].concat()).await;
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    }
+
+    /// Runs a command that must fail with exit 1 and print no result;
+    /// returns its stderr.
+    async fn fails(&self, command: &str, args: &[&str]) -> String {
+        let output = self.run(command, args).await;
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{command} {args:?}: {stderr}"
+        );
+        assert!(
+            output.stdout.is_empty(),
+            "{command} {args:?} printed a result"
+        );
+        stderr
+    }
+}
+
+/// The first admin key, made offline in the database before the server
+/// ever starts, as a deployment that listens beyond loopback must.
+async fn offline_first_key_then_every_call_needs_it(backend: Backend) {
+    let data = tempfile::tempdir().expect("temp dir");
+    // Not there yet: `keys create` makes it, private, as `serve` would.
+    let state = data.path().join("state");
+    let database = TestDatabase::new(backend, &state).await;
+    let mut create = browserd();
+    create.args(["keys", "create", "--project", "default", "--admin"]);
+    match backend {
+        // The default SQLite file of the data dir, found as `serve` finds it.
+        Backend::Sqlite => create.arg("--data-dir").arg(&state),
+        Backend::Postgres => create.env("BROWSERD_DATABASE_URL", &database.url),
+    };
+    let created = create.output().await.expect("run keys create");
+    let stderr = String::from_utf8_lossy(&created.stderr);
+    assert!(created.status.success(), "{stderr}");
+    let key = String::from_utf8(created.stdout).expect("utf-8");
+    let key = key.strip_suffix('\n').expect("one line");
+    assert!(
+        key.starts_with("browserd_") && !key.contains(char::is_whitespace),
+        "stdout is the key alone: {key:?}"
+    );
+    assert!(
+        stderr.contains("admin: yes") && stderr.contains("shown once"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(key), "the key goes to stdout only");
+    if backend == Backend::Sqlite {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&state).expect("data dir").permissions();
+        assert_eq!(mode.mode() & 0o777, 0o700);
+    }
+
+    let mut served = serve_with(&state, &database.url, &[]).await;
+    let server = served.addr.as_str();
+    let admin = Client {
+        server,
+        key: Some(key),
+    };
+    let listed = admin.ok("sessions", &["list"]).await;
+    assert!(listed.starts_with("ID"), "{listed}");
+    let from_env = browserd()
+        .args(["sessions", "--server", server, "list"])
+        .env("BROWSERD_API_KEY", key)
+        .output()
+        .await
+        .expect("run sessions list");
+    assert!(from_env.status.success(), "BROWSERD_API_KEY is read");
+
+    let anonymous = Client { server, key: None };
+    let refused = anonymous.fails("sessions", &["list"]).await;
+    assert!(
+        refused.contains("Unauthenticated") && refused.contains("--api-key"),
+        "the code and a hint: {refused}"
+    );
+    let garbled = Client {
+        server,
+        key: Some("browserd_clé"),
+    };
+    let refused = garbled.fails("sessions", &["list"]).await;
+    assert!(
+        refused.contains("--api-key") && !refused.contains("clé"),
+        "named, never shown: {refused}"
+    );
+
+    served.signal(libc::SIGTERM);
+    assert!(served.exit_status().await.success());
+    database.remove().await;
+}
+
+/// Projects and keys through AdminService, and what sessions show of them.
+async fn projects_and_keys_through_a_running_server(backend: Backend) {
+    let data = tempfile::tempdir().expect("temp dir");
+    let database = TestDatabase::new(backend, data.path()).await;
+    let mut served = serve_with(data.path(), &database.url, &[]).await;
+    let server = served.addr.as_str();
+
+    // Open on loopback with no key: the first key is made anonymously,
+    // and from then on every call needs one.
+    let anonymous = Client { server, key: None };
+    let admin_key = anonymous
+        .ok("keys", &["create", "--project", "default", "--admin"])
+        .await;
+    let admin = Client {
+        server,
+        key: Some(admin_key.trim()),
+    };
+    let refused = anonymous.fails("projects", &["list"]).await;
+    assert!(refused.contains("Unauthenticated"), "{refused}");
+
+    let shown = admin
+        .ok("projects", &["create", "team", "--max-sessions", "2"])
+        .await;
+    assert!(shown.contains("team") && shown.contains('2'), "{shown}");
+    let project = admin
+        .json("projects", &["update", "team", "--max-sessions", "0"])
+        .await;
+    assert_eq!(project["maxSessions"], 0, "{project}");
+    let listed = admin.ok("projects", &["list"]).await;
+    assert!(listed.starts_with("NAME"), "{listed}");
+    assert!(
+        listed.contains("default") && listed.contains("team"),
+        "{listed}"
+    );
+
+    let created = admin
+        .json(
+            "keys",
+            &["create", "--project", "team", "--description", "ci runner"],
+        )
+        .await;
+    let team_key = created["key"].as_str().expect("key").to_owned();
+    let team_id = created["apiKey"]["id"]
+        .as_str()
+        .expect("apiKey.id")
+        .to_owned();
+    assert!(team_key.contains(&team_id), "{created}");
+    assert_eq!(created["apiKey"]["project"], "team");
+    assert_eq!(created["apiKey"]["admin"], false);
+    let team = Client {
+        server,
+        key: Some(&team_key),
+    };
+
+    let keys = admin.ok("keys", &["list"]).await;
+    assert!(keys.starts_with("ID"), "{keys}");
+    assert!(
+        keys.contains(&team_id) && keys.contains("ci runner"),
+        "{keys}"
+    );
+    assert!(!keys.contains(&team_key), "a key is shown once only");
+    let team_keys = admin.json("keys", &["list", "--project", "team"]).await;
+    assert_eq!(
+        team_keys["apiKeys"].as_array().map(Vec::len),
+        Some(1),
+        "{team_keys}"
+    );
+
+    // The team's session shows its project, and its events their actor.
+    let mut watch = browserd()
+        .args([
+            "sessions",
+            "--server",
+            server,
+            "--api-key",
+            admin_key.trim(),
+        ])
+        .args([
+            "watch",
+            "--after-sequence",
+            "0",
+            "--project",
+            "team",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start watch");
+    let mut watched = BufReader::new(watch.stdout.take().expect("stdout")).lines();
+    let session = team.json("sessions", &["create"]).await;
+    let id = session["id"].as_str().expect("id").to_owned();
+    assert_eq!(session["project"], "team");
+    let shown = admin.ok("sessions", &["get", &id]).await;
+    assert!(shown.contains("project         team"), "{shown}");
+    let listed = admin.ok("sessions", &["list", "--project", "team"]).await;
+    assert!(
+        listed.contains("PROJECT") && listed.contains(&id),
+        "{listed}"
+    );
+    let others = admin
+        .ok("sessions", &["list", "--project", "default"])
+        .await;
+    assert!(!others.contains(&id), "--project filters: {others}");
+    loop {
+        let line = tokio::time::timeout(EVENT_WAIT, watched.next_line())
+            .await
+            .expect("an event line")
+            .expect("read")
+            .expect("watch still running");
+        let event: Value = serde_json::from_str(&line).expect("a JSON line");
+        assert_eq!(event["sessionId"], id.as_str(), "only the team's: {event}");
+        assert_eq!(event["actor"], format!("key/{team_id}"), "{event}");
+        assert_eq!(event["session"]["project"], "team", "{event}");
+        if event["toStatus"] == "SESSION_STATUS_LIVE" {
+            break;
+        }
+    }
+    watch.kill().await.expect("stop watch");
+    let mut table = browserd()
+        .args([
+            "sessions",
+            "--server",
+            server,
+            "--api-key",
+            admin_key.trim(),
+        ])
+        .args(["watch", "--after-sequence", "0", "--session", &id])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start watch");
+    let first = BufReader::new(table.stdout.take().expect("stdout"))
+        .lines()
+        .next_line()
+        .await
+        .expect("read")
+        .expect("an event line");
+    assert!(first.ends_with(&format!("by key/{team_id}")), "{first}");
+    table.kill().await.expect("stop watch");
+
+    let released = admin
+        .json("sessions", &["release-all", "--project", "team"])
+        .await;
+    assert_eq!(released["releasedIds"], serde_json::json!([id]));
+
+    let revoked = admin.ok("keys", &["revoke", &team_id]).await;
+    assert!(revoked.contains(&team_id), "{revoked}");
+    let refused = team.fails("sessions", &["list"]).await;
+    assert!(refused.contains("Unauthenticated"), "{refused}");
+    assert!(
+        !refused.contains(&team_key),
+        "the key is never printed: {refused}"
+    );
+
+    served.signal(libc::SIGTERM);
+    assert!(served.exit_status().await.success());
+    database.remove().await;
+}
+
+crate::on_both_backends!(
+    offline_first_key_then_every_call_needs_it,
+    projects_and_keys_through_a_running_server,
+);

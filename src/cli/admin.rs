@@ -1,0 +1,222 @@
+//! `browserd projects …` and `browserd keys …`: AdminService of a running
+//! browserd; and `keys create` offline, on the database itself, which is
+//! how the first key of a server that refuses to run without one is made.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use super::output::Output;
+use super::{CliError, ClientArgs, connect};
+use crate::access;
+use crate::api::admin::to_pb_key;
+use crate::pb;
+use crate::pb::admin_service_client::AdminServiceClient;
+use crate::sessions::{Error, validate};
+use crate::store::Store;
+
+#[derive(Debug, Args)]
+pub struct ProjectsArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(subcommand)]
+    pub command: ProjectsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectsCommand {
+    /// Create a project.
+    Create {
+        /// 1 to 63 lowercase letters, digits and hyphens.
+        name: String,
+        /// Most PENDING or LIVE sessions it may have at once (0: no limit
+        /// of its own).
+        #[arg(long, default_value_t = 0)]
+        max_sessions: u32,
+    },
+    /// List every project.
+    List,
+    /// Change a project's session quota; running sessions are not ended.
+    Update {
+        name: String,
+        /// Most PENDING or LIVE sessions at once (0: no limit of its own).
+        #[arg(long)]
+        max_sessions: u32,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create an API key and print it: it is shown this once.
+    ///
+    /// The key alone goes to stdout (`KEY=$(browserd keys create …)`), what
+    /// it is to stderr. With --data-dir or --database-url (or
+    /// BROWSERD_DATA_DIR / BROWSERD_DATABASE_URL) set, the key is written
+    /// straight into that database, with no server and no --api-key: how
+    /// the first admin key is made. The project is created if missing. A
+    /// server that started with no key keeps taking calls without one
+    /// until it restarts. With neither set, the running server at --server
+    /// creates it (AdminService, needs an admin key).
+    Create(CreateKeyArgs),
+    /// List API keys (never the keys themselves), newest first.
+    List {
+        /// Only this project's keys.
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Revoke an API key: calls with it are refused from now on.
+    Revoke {
+        /// The key's id (`browserd_<id>_…`).
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateKeyArgs {
+    /// The project the key belongs to.
+    #[arg(long)]
+    project: String,
+    /// An admin key: sees every project's sessions and manages projects
+    /// and keys.
+    #[arg(long)]
+    admin: bool,
+    /// What the key is for.
+    #[arg(long)]
+    description: Option<String>,
+    /// Offline: the data directory of `browserd serve`, whose SQLite
+    /// database (`<dir>/browserd.db`) gets the key; made (mode 0700) when
+    /// missing.
+    #[arg(long, env = "BROWSERD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Offline: the database of `browserd serve` (`sqlite://…` or
+    /// `postgres://…`) that gets the key; wins over --data-dir.
+    #[arg(long, env = "BROWSERD_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+}
+
+pub async fn projects(args: ProjectsArgs) -> Result<(), CliError> {
+    let ProjectsArgs { client, command } = args;
+    let out = Output { json: client.json };
+    let mut admin = AdminServiceClient::new(connect(&client).await?);
+    match command {
+        ProjectsCommand::Create { name, max_sessions } => {
+            let request = pb::CreateProjectRequest { name, max_sessions };
+            out.project(admin.create_project(request).await?.into_inner().project)
+        }
+        ProjectsCommand::List => {
+            let request = pb::ListProjectsRequest {};
+            out.projects(&admin.list_projects(request).await?.into_inner().projects)
+        }
+        ProjectsCommand::Update { name, max_sessions } => {
+            let request = pb::UpdateProjectRequest { name, max_sessions };
+            out.project(admin.update_project(request).await?.into_inner().project)
+        }
+    }
+}
+
+pub async fn keys(args: KeysArgs) -> Result<(), CliError> {
+    let KeysArgs { client, command } = args;
+    let out = Output { json: client.json };
+    match command {
+        KeysCommand::Create(create) => {
+            let CreateKeyArgs {
+                project,
+                admin,
+                description,
+                data_dir,
+                database_url,
+            } = create;
+            let request = pb::CreateApiKeyRequest {
+                project,
+                admin,
+                description: description.unwrap_or_default(),
+            };
+            let database = match (database_url, data_dir) {
+                (Some(url), _) => Database::Url(url),
+                (None, Some(dir)) => Database::DataDir(dir),
+                (None, None) => {
+                    let mut admin = AdminServiceClient::new(connect(&client).await?);
+                    let created = admin.create_api_key(request).await?.into_inner();
+                    return out.created_key(&created);
+                }
+            };
+            let created = create_offline(database, request).await?;
+            out.created_key(&created)?;
+            eprintln!(
+                "a browserd already running with no key keeps taking calls without one until it restarts"
+            );
+            Ok(())
+        }
+        KeysCommand::List { project } => {
+            let request = pb::ListApiKeysRequest {
+                project: project.unwrap_or_default(),
+            };
+            let mut admin = AdminServiceClient::new(connect(&client).await?);
+            out.keys(&admin.list_api_keys(request).await?.into_inner().api_keys)
+        }
+        KeysCommand::Revoke { id } => {
+            let request = pb::RevokeApiKeyRequest { id };
+            let mut admin = AdminServiceClient::new(connect(&client).await?);
+            out.key(admin.revoke_api_key(request).await?.into_inner().api_key)
+        }
+    }
+}
+
+/// Which database `keys create` writes to without a server, as `serve`
+/// finds it: --database-url wins over --data-dir.
+enum Database {
+    Url(String),
+    DataDir(PathBuf),
+}
+
+/// Creates the project when missing, then the key, as AdminService would.
+/// The request is checked first, so a refused one leaves no project,
+/// directory or database behind.
+async fn create_offline(
+    database: Database,
+    request: pb::CreateApiKeyRequest,
+) -> Result<pb::CreateApiKeyResponse, CliError> {
+    let pb::CreateApiKeyRequest {
+        project,
+        admin,
+        description,
+    } = request;
+    access::project_name("project", &project)?;
+    validate::text(
+        "description",
+        description.clone(),
+        access::DESCRIPTION_MAX_BYTES,
+    )?;
+    let url = match database {
+        Database::Url(url) => url,
+        Database::DataDir(dir) => {
+            // Made as `serve` makes it: this may be the first write there.
+            let dir = std::path::absolute(&dir)
+                .and_then(|abs| crate::private_dir(&abs).map(|()| abs))
+                .map_err(|source| crate::StartError::DataDir { dir, source })?;
+            crate::config::default_database_url(&dir)
+        }
+    };
+    let store = Store::connect(&url)
+        .await
+        .map_err(crate::StartError::from)?;
+    crate::private_database(&url)?;
+    match access::create_project(&store, &project, 0).await {
+        Ok(_) => eprintln!("created project {project}"),
+        Err(Error::AlreadyExists { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let (record, key) = access::create_key(&store, &project, admin, description).await?;
+    Ok(pb::CreateApiKeyResponse {
+        api_key: Some(to_pb_key(&record)),
+        key,
+    })
+}
