@@ -50,6 +50,9 @@ pub fn config(data_dir: &Path, database_url: Option<String>) -> Config {
         cdp_max_connections: 512,
         cdp_max_connections_per_session: 32,
         cdp_own_user_paths: true,
+        tls_cert: None,
+        tls_key: None,
+        tls_client_ca: None,
         node_id: Some("test-node".into()),
     }
 }
