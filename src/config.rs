@@ -23,7 +23,7 @@ pub enum Command {
     /// Run the session service.
     Serve(Box<Config>),
     /// Manage the sessions of a running browserd (a gRPC client).
-    Sessions(crate::cli::SessionsArgs),
+    Sessions(Box<crate::cli::SessionsArgs>),
 }
 
 #[derive(Debug, Clone, Args)]

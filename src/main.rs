@@ -14,7 +14,7 @@ async fn main() -> ExitCode {
     let Cli { command } = Cli::parse();
     match command {
         Command::Serve(config) => serve(*config).await,
-        Command::Sessions(args) => match browserd::cli::run(args).await {
+        Command::Sessions(args) => match browserd::cli::run(*args).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("browserd: {e}");
