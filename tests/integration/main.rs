@@ -18,3 +18,4 @@ mod sessions;
 mod soak;
 mod support;
 mod telemetry;
+mod tls;
