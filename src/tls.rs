@@ -28,11 +28,13 @@ const GRPC_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read {flag} {path}: {source}")]
+    // `error` is in the message, and not a `source`: `browserd serve`
+    // prints the chain, which would say it twice.
+    #[error("cannot read {flag} {path}: {error}")]
     Read {
         flag: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{flag} {path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")]
     NoCertificate { flag: &'static str, path: PathBuf },
@@ -120,10 +122,10 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 fn read(flag: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    std::fs::read(path).map_err(|error| TlsError::Read {
         flag,
         path: path.to_owned(),
-        source,
+        error,
     })
 }
 
