@@ -40,7 +40,8 @@ pub struct Config {
     #[arg(long, env = "BROWSERD_CDP_LISTEN", default_value = "127.0.0.1:50052")]
     pub cdp_listen: SocketAddr,
     /// Base of connect_url as clients must reach it (e.g. behind NAT or in
-    /// a container): `ws://host:port`. Default: the relay's bound address.
+    /// a container): `ws://host:port` (`wss://` with TLS). Default: the
+    /// relay's bound address, `wss://` when --tls-cert is given.
     #[arg(long, env = "BROWSERD_CDP_PUBLIC_URL")]
     pub cdp_public_url: Option<String>,
     /// Where browser profiles and the default SQLite database live.
@@ -138,6 +139,19 @@ pub struct Config {
     /// listens.
     #[arg(long, env = "BROWSERD_AUTH", value_enum, default_value_t = Auth::Keys)]
     pub auth: Auth,
+    /// PEM certificate chain (leaf first): serves gRPC over TLS and the
+    /// relay as `wss://`/`https://`. Needs --tls-key.
+    #[arg(long, env = "BROWSERD_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "BROWSERD_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates: gRPC clients must present a certificate signed
+    /// by one (mutual TLS). The relay does not ask for one: its clients
+    /// (Playwright, Puppeteer) cannot easily present one, and each
+    /// connect_url carries its own signed token. Needs --tls-cert.
+    #[arg(long, env = "BROWSERD_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 /// `--auth`: see [`Config::auth`].
@@ -172,6 +186,10 @@ pub enum ConfigError {
         "--cdp-max-connections and --cdp-max-connections-per-session must be at least 1, and the per-session cap at most the total"
     )]
     CdpConnections,
+    #[error("--tls-cert and --tls-key go together: give both or neither")]
+    TlsPair,
+    #[error("--tls-client-ca needs --tls-cert and --tls-key: mutual TLS is TLS first")]
+    TlsClientCa,
 }
 
 impl Config {
@@ -201,6 +219,12 @@ impl Config {
             || self.cdp_max_connections_per_session > self.cdp_max_connections
         {
             return Err(ConfigError::CdpConnections);
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::TlsPair);
+        }
+        if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
+            return Err(ConfigError::TlsClientCa);
         }
         Ok(())
     }
@@ -311,6 +335,24 @@ mod tests {
                 "{bad:?} must be refused"
             );
         }
+    }
+
+    #[test]
+    fn tls_files_come_as_a_pair_and_mutual_tls_needs_them() {
+        assert!(
+            serve(&["--tls-cert", "c.pem", "--tls-key", "k.pem"])
+                .check()
+                .is_ok()
+        );
+        let mutual = ["--tls-cert", "c", "--tls-key", "k", "--tls-client-ca", "ca"];
+        assert!(serve(&mutual).check().is_ok());
+        for half in [&["--tls-cert", "c.pem"][..], &["--tls-key", "k.pem"]] {
+            assert!(matches!(serve(half).check(), Err(ConfigError::TlsPair)));
+        }
+        assert!(matches!(
+            serve(&["--tls-client-ca", "ca.pem"]).check(),
+            Err(ConfigError::TlsClientCa)
+        ));
     }
 
     #[test]

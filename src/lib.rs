@@ -28,6 +28,8 @@
 //!   tests and the bench ([`browser::cdp`]).
 //! - [`secret`]: the server secret and the connect tokens signed with it
 //!   (nothing per session is stored to check one).
+//! - [`tls`]: the certificate files, checked at start, and the TLS
+//!   config of the gRPC server and of the relay.
 //! - [`telemetry`]: tracing, and OpenTelemetry traces and metrics.
 //! - [`cli`]: `browserd sessions|projects|keys …`, a client of a running
 //!   server; `keys create` also works offline, on the database itself.
@@ -50,6 +52,7 @@ pub mod secret;
 pub mod sessions;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 
 /// Generated protobuf and gRPC code for `browserd.v1`.
 pub mod pb {
@@ -97,6 +100,8 @@ pub enum StartError {
     Listener(std::io::Error),
     #[error(transparent)]
     Secret(#[from] secret::SecretError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     #[error("cannot open the database: {0}")]
     Store(#[from] store::StoreError),
     #[error(
@@ -123,6 +128,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     config.check()?;
+    let tls = tls::ServerTls::from_config(&config)?;
     let chrome = match &config.chrome_path {
         Some(path) => browser::find_chrome(Some(path))
             .ok_or_else(|| StartError::BadChromePath(path.clone()))?,
@@ -178,7 +184,10 @@ pub async fn run(
         .cdp_public_url
         .clone()
         .map(|url| url.trim_end_matches('/').to_owned())
-        .unwrap_or_else(|| format!("ws://{cdp_addr}"));
+        .unwrap_or_else(|| {
+            let scheme = if tls.is_some() { "wss" } else { "ws" };
+            format!("{scheme}://{cdp_addr}")
+        });
     let engine = Engine::new(
         EngineConfig {
             node_id: config.node_id(),
@@ -225,7 +234,11 @@ pub async fn run(
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &tls {
+        builder = builder.tls_config(tls.grpc.clone())?;
+    }
+    let server = builder
         .trace_fn(telemetry::rpc_span)
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
@@ -246,6 +259,7 @@ pub async fn run(
             max_connections: config.cdp_max_connections,
             max_connections_per_session: config.cdp_max_connections_per_session,
             own_user_paths: config.cdp_own_user_paths,
+            tls: tls.map(|tls| tls.relay),
         },
         stopping.clone(),
         tracker.clone(),
@@ -253,6 +267,7 @@ pub async fn run(
     tracing::info!(
         grpc = %grpc_addr,
         cdp = %cdp_addr,
+        tls = config.tls_cert.is_some(),
         chrome = %chrome.display(),
         data_dir = %data_dir.display(),
         "browserd listening"

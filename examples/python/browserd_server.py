@@ -2,7 +2,9 @@
 
 The binary comes from ``BROWSERD_BIN`` (default: the repo's debug build).
 Both listeners take port 0; the bound addresses are read from the
-"browserd listening" log line, then gRPC health is polled until SERVING.
+"browserd listening" log line, then gRPC health is polled until SERVING
+(over TLS, trusting ``ca_pem``, when the server is given a certificate in
+``args``).
 """
 
 from __future__ import annotations
@@ -29,12 +31,19 @@ def browserd_bin() -> str:
 
 
 class Browserd:
-    def __init__(self, data_dir: str | None = None, start_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        start_timeout: float = 60.0,
+        args: tuple[str, ...] = (),
+        ca_pem: bytes | None = None,
+    ) -> None:
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="browserd-py-")
         self.data_dir = data_dir or self._tmp.name
         self.log: list[str] = []
         self.grpc_addr = ""
         self.cdp_addr = ""
+        self.ca_pem = ca_pem
         env = dict(os.environ, RUST_LOG="info", NO_COLOR="1")
         self.proc = subprocess.Popen(
             [
@@ -43,6 +52,7 @@ class Browserd:
                 "--cdp-listen", "127.0.0.1:0",
                 "--data-dir", self.data_dir,
                 "--warm-pool", "0",
+                *args,
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -73,7 +83,7 @@ class Browserd:
         deadline = time.monotonic() + timeout
         if not self._listening.wait(timeout) or not self.grpc_addr:
             raise RuntimeError(f"browserd did not report its addresses:\n{self.tail()}")
-        with grpc.insecure_channel(self.grpc_addr) as channel:
+        with self.channel() as channel:
             health = health_pb2_grpc.HealthStub(channel)
             last: Exception | None = None
             while time.monotonic() < deadline:
@@ -90,6 +100,13 @@ class Browserd:
                     last = e
                 time.sleep(0.05)  # poll interval, not synchronisation
         raise RuntimeError(f"browserd not SERVING after {timeout}s ({last}):\n{self.tail()}")
+
+    def channel(self) -> grpc.Channel:
+        """A gRPC channel to this server: TLS trusting ``ca_pem`` if given."""
+        if self.ca_pem is None:
+            return grpc.insecure_channel(self.grpc_addr)
+        credentials = grpc.ssl_channel_credentials(root_certificates=self.ca_pem)
+        return grpc.secure_channel(self.grpc_addr, credentials)
 
     def tail(self, n: int = 40) -> str:
         return "\n".join(self.log[-n:])

@@ -60,13 +60,16 @@ impl CdpClient {
         Ok(Self::over(socket, tracker))
     }
 
-    /// Connects to `ws_url` over a TCP connection the caller made, e.g.
-    /// from a socket of another user.
-    pub async fn connect_on(
-        stream: tokio::net::TcpStream,
+    /// Connects to `ws_url` over a connection the caller made, e.g. from a
+    /// socket of another user, or TLS for a `wss://` URL.
+    pub async fn connect_on<S>(
+        stream: S,
         ws_url: &str,
         tracker: &TaskTracker,
-    ) -> Result<Self, CdpError> {
+    ) -> Result<Self, CdpError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let (socket, _) = tokio_tungstenite::client_async_with_config(ws_url, stream, None).await?;
         Ok(Self::over(socket, tracker))
     }

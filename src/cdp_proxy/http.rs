@@ -10,8 +10,7 @@ use std::io;
 use std::time::Duration;
 
 use http::StatusCode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::sessions::model::SessionId;
@@ -52,7 +51,9 @@ pub enum HeadError {
 
 /// Reads one request head. Returns it and any bytes the client sent after
 /// it (the start of its first WebSocket frame, if it did not wait).
-pub async fn read_head(stream: &mut TcpStream) -> Result<(Head, Vec<u8>), HeadError> {
+pub async fn read_head(
+    stream: &mut (impl AsyncRead + Unpin),
+) -> Result<(Head, Vec<u8>), HeadError> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
     loop {
@@ -221,7 +222,7 @@ const LINGER: Duration = Duration::from_secs(1);
 /// the close does not reset the connection before the client read it.
 /// Gives up at once when `stop` is cancelled.
 pub async fn respond_and_close(
-    mut stream: TcpStream,
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
     response: &[u8],
     within: Duration,
     stop: &CancellationToken,

@@ -1,8 +1,9 @@
 //! The CDP relay, the only door to a session's browser. Clients connect to
-//! `ws://<cdp listen>/devtools/browser/<session id>` with the session's
+//! `ws://<cdp listen>/devtools/browser/<session id>` (`wss://` when browserd
+//! has a certificate: every connection is then TLS first) with the session's
 //! token (`?token=<secret>` or `Authorization: Bearer <secret>`) and are
 //! relayed frame by frame to that session's browser, whose own port stays
-//! on 127.0.0.1 and is never handed out. The same URL with `http://` is a
+//! on 127.0.0.1 and is never handed out. The same URL with `http(s)://` is a
 //! CDP discovery endpoint for that session alone (`<url>/json/version`,
 //! `/json/list`), which is what Playwright's `connect_over_cdp("http://…")`
 //! asks for.
@@ -35,8 +36,11 @@ use ::http::StatusCode;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_rustls::{TlsAcceptor, rustls, server::TlsStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -62,10 +66,15 @@ const READ_CHUNK: usize = 16 * 1024;
 const MAX_REFUSALS: usize = 64;
 const REFUSAL_TIME: Duration = Duration::from_secs(1);
 
+/// A client's connection: plain, or TLS over TCP (boxed: a TLS session is
+/// large, and is moved into the WebSocket).
+type ClientStream = Either<TcpStream, Box<TlsStream<TcpStream>>>;
+
 /// How the relay is bounded and what URL it hands out.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
-    /// Base of every connect_url (`ws://host:port`), as clients reach it.
+    /// Base of every connect_url (`ws://host:port` or `wss://…`), as
+    /// clients reach it.
     pub public_base: String,
     /// Largest message or frame, either direction.
     pub max_message_size: usize,
@@ -76,6 +85,8 @@ pub struct RelayConfig {
     /// Clients of browserd's own user on this host may name host paths
     /// (see [`files`]).
     pub own_user_paths: bool,
+    /// Serve every connection over TLS with this config.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 struct Relay {
@@ -137,7 +148,8 @@ pub async fn serve(
 
 impl Relay {
     /// Answers 503 to a connection over the total cap, if answering cannot
-    /// itself exhaust anything.
+    /// itself exhaust anything (over TLS, after a handshake that shares the
+    /// answer's time).
     fn refuse_busy(&self, stream: TcpStream, peer: SocketAddr, tracker: &TaskTracker) {
         tracing::debug!(%peer, "cdp relay: connection cap reached");
         let Ok(permit) = self.refusals.clone().try_acquire_owned() else {
@@ -148,20 +160,35 @@ impl Relay {
             self.connections.max()
         );
         let stop = self.stop.clone();
+        let tls = self.config.tls.clone();
         tracker.spawn(async move {
-            let response = http::text(StatusCode::SERVICE_UNAVAILABLE, &body);
-            http::respond_and_close(stream, &response, REFUSAL_TIME, &stop).await;
+            let deadline = Instant::now() + REFUSAL_TIME;
+            if let Some(stream) = secure(stream, peer, tls, deadline, &stop).await {
+                let response = http::text(StatusCode::SERVICE_UNAVAILABLE, &body);
+                http::respond_and_close(stream, &response, REFUSAL_TIME, &stop).await;
+            }
             drop(permit);
         });
     }
 
-    /// One accepted connection: its request head within the handshake
-    /// timeout, then a WebSocket relay or an HTTP answer.
-    async fn connection(&self, mut stream: TcpStream, peer: SocketAddr) {
+    /// One accepted connection: its TLS handshake, if any, and request head
+    /// within the handshake timeout, then a WebSocket relay or an HTTP
+    /// answer.
+    async fn connection(&self, stream: TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
+        // Taken from the TCP socket before TLS hides it: [`files`] finds
+        // the client's socket owner by these two addresses.
+        let Ok(relay_addr) = stream.local_addr() else {
+            return;
+        };
         let within = self.config.handshake_timeout;
+        let deadline = Instant::now() + within;
+        let tls = self.config.tls.clone();
+        let Some(mut stream) = secure(stream, peer, tls, deadline, &self.stop).await else {
+            return;
+        };
         let read = tokio::select! {
-            read = tokio::time::timeout(within, http::read_head(&mut stream)) => read,
+            read = tokio::time::timeout_at(deadline, http::read_head(&mut stream)) => read,
             () = self.stop.cancelled() => return,
         };
         let (head, early) = match read {
@@ -193,9 +220,6 @@ impl Relay {
         match self.answer(&head) {
             Ok((id, route, session_slot)) => {
                 let Some(key) = head.ws_key.as_deref() else {
-                    return;
-                };
-                let Ok(relay_addr) = stream.local_addr() else {
                     return;
                 };
                 let switched = http::switching_protocols(key);
@@ -351,6 +375,39 @@ impl Relay {
                 StatusCode::NOT_FOUND,
                 "no live session with this id and token",
             ),
+        }
+    }
+}
+
+/// `stream` as the relay serves it: as it is without `tls`, else once its
+/// TLS handshake completes by `deadline`. `None`: the handshake failed,
+/// timed out, or the relay is stopping.
+async fn secure(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    deadline: Instant,
+    stop: &CancellationToken,
+) -> Option<ClientStream> {
+    let Some(tls) = tls else {
+        return Some(Either::Left(stream));
+    };
+    let handshake = tokio::time::timeout_at(deadline, TlsAcceptor::from(tls).accept(stream));
+    let secured = tokio::select! {
+        secured = handshake => secured,
+        () = stop.cancelled() => return None,
+    };
+    match secured {
+        Ok(Ok(stream)) => Some(Either::Right(Box::new(stream))),
+        Ok(Err(e)) => {
+            // A plain-text client, or one that does not trust the
+            // certificate: its TLS library tells it why.
+            tracing::debug!(%peer, error = %e, "cdp relay: TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "cdp relay: TLS handshake timed out");
+            None
         }
     }
 }

@@ -7,7 +7,6 @@
 use std::borrow::Cow;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
@@ -16,7 +15,7 @@ use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 
 use super::files::Files;
 use super::policy::{self, Verdict};
-use super::{READ_CHUNK, Relay};
+use super::{ClientStream, READ_CHUNK, Relay};
 use crate::browser::pipe::{Delivery, Refusal};
 use crate::sessions::Route;
 use crate::sessions::model::{Actor, EndReason, SessionId};
@@ -26,7 +25,7 @@ impl Relay {
     /// ends.
     pub(super) async fn pump(
         &self,
-        client: WebSocketStream<TcpStream>,
+        client: WebSocketStream<ClientStream>,
         id: SessionId,
         route: Route,
         mut files: Files,

@@ -6,6 +6,7 @@
 //! which adds the API key to each call. Only `keys create` with a data dir
 //! or database URL skips the server (see `admin`), to make the first key.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod admin;
@@ -15,7 +16,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 use crate::api::convert::pb_duration;
 use crate::pb;
@@ -34,7 +35,8 @@ pub struct SessionsArgs {
 /// How every client command reaches browserd and prints what it gets.
 #[derive(Debug, Args)]
 pub struct ClientArgs {
-    /// browserd's gRPC address: `host:port` or an `http://` URL.
+    /// browserd's gRPC address: `host:port`, or an `http://` or `https://`
+    /// (TLS) URL.
     #[arg(
         long,
         global = true,
@@ -46,6 +48,27 @@ pub struct ClientArgs {
     /// server that has keys refuses calls without one.
     #[arg(long, global = true, env = "BROWSERD_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// PEM CA certificate(s) to trust for the server's certificate instead
+    /// of the system's roots; implies TLS.
+    #[arg(long, global = true, env = "BROWSERD_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// PEM certificate to present to a server that asks for one
+    /// (--tls-client-ca); implies TLS. Needs --client-key.
+    #[arg(
+        long,
+        global = true,
+        env = "BROWSERD_CLIENT_CERT",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(
+        long,
+        global = true,
+        env = "BROWSERD_CLIENT_KEY",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<PathBuf>,
     /// Print JSON (protobuf JSON mapping) instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -168,10 +191,15 @@ impl From<Status> for pb::SessionStatus {
 /// Why a client command failed; `main` prints it and exits nonzero.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    #[error("cannot reach browserd at {server}: {source}")]
-    Connect {
-        server: String,
-        source: tonic::transport::Error,
+    #[error("cannot reach browserd at {server}: {reason}")]
+    Connect { server: String, reason: String },
+    #[error("--server {server}: {reason}")]
+    Server { server: String, reason: String },
+    #[error("cannot read {flag} {path}: {source}")]
+    ReadFile {
+        flag: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
     },
     #[error("{:?}: {}{}", .0.code(), .0.message(), hint(.0))]
     Rpc(#[from] tonic::Status),
@@ -234,20 +262,39 @@ impl Interceptor for Bearer {
     }
 }
 
-/// Connects to browserd at `--server`; every call then carries the key.
+/// Connects to browserd at `--server` (over TLS for `https://`, or when
+/// a certificate flag is given); every call then carries the key.
 async fn connect(args: &ClientArgs) -> Result<Connection, CliError> {
     let bearer = Bearer::new(args.api_key.as_deref())?;
     let server = args.server.clone();
-    let endpoint = if server.contains("://") {
-        server.clone()
-    } else {
-        format!("http://{server}")
+    let tls = client_tls(
+        args.ca_cert.as_deref(),
+        args.client_cert.as_deref().zip(args.client_key.as_deref()),
+    )?;
+    let endpoint = match (server.split_once("://"), &tls) {
+        (Some(("http", _)), Some(_)) => {
+            return Err(CliError::Server {
+                server,
+                reason: "--ca-cert and --client-cert need TLS: use https://".into(),
+            });
+        }
+        (Some(_), _) => server.clone(),
+        (None, Some(_)) => format!("https://{server}"),
+        (None, None) => format!("http://{server}"),
     };
-    let channel = Channel::from_shared(endpoint)
-        .map_err(|e| CliError::Rpc(tonic::Status::invalid_argument(format!("--server: {e}"))))?
-        .connect()
-        .await
-        .map_err(|source| CliError::Connect { server, source })?;
+    let invalid = |e: &dyn std::fmt::Display| CliError::Server {
+        server: server.clone(),
+        reason: e.to_string(),
+    };
+    let mut endpoint = Channel::from_shared(endpoint).map_err(|e| invalid(&e))?;
+    if endpoint.uri().scheme_str() == Some("https") {
+        let tls = tls.unwrap_or_else(|| ClientTlsConfig::new().with_native_roots());
+        endpoint = endpoint.tls_config(tls).map_err(|e| invalid(&e))?;
+    }
+    let channel = endpoint.connect().await.map_err(|e| CliError::Connect {
+        reason: causes(&e),
+        server,
+    })?;
     Ok(InterceptedService::new(channel, bearer))
 }
 
@@ -350,6 +397,47 @@ pub async fn run(args: SessionsArgs) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// The TLS the flags ask for: `None` when they name no file.
+fn client_tls(
+    ca_cert: Option<&Path>,
+    identity: Option<(&Path, &Path)>,
+) -> Result<Option<ClientTlsConfig>, CliError> {
+    if ca_cert.is_none() && identity.is_none() {
+        return Ok(None);
+    }
+    let read = |flag, path: &Path| {
+        std::fs::read(path).map_err(|source| CliError::ReadFile {
+            flag,
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let mut tls = ClientTlsConfig::new();
+    tls = match ca_cert {
+        Some(path) => tls.ca_certificate(Certificate::from_pem(read("--ca-cert", path)?)),
+        None => tls.with_native_roots(),
+    };
+    if let Some((cert, key)) = identity {
+        let cert = read("--client-cert", cert)?;
+        let key = read("--client-key", key)?;
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    Ok(Some(tls))
+}
+
+/// An error and its causes, which is where a transport error says what
+/// went wrong (refused, or which certificate check failed).
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
 }
 
 fn label(s: &str) -> Result<(String, String), String> {

@@ -51,6 +51,9 @@ pub fn config(data_dir: &Path, database_url: Option<String>) -> Config {
         cdp_max_connections_per_session: 32,
         cdp_own_user_paths: true,
         auth: crate::config::Auth::Keys,
+        tls_cert: None,
+        tls_key: None,
+        tls_client_ca: None,
         node_id: Some("test-node".into()),
     }
 }
@@ -72,6 +75,16 @@ pub struct Server {
 
 impl Server {
     pub async fn start(config: Config) -> Self {
+        Self::start_with(config, None).await
+    }
+
+    /// A server with `--tls-cert`, reached over TLS as `tls` says (the CA
+    /// to trust, a client certificate).
+    pub async fn start_tls(config: Config, tls: tonic::transport::ClientTlsConfig) -> Self {
+        Self::start_with(config, Some(tls)).await
+    }
+
+    async fn start_with(config: Config, tls: Option<tonic::transport::ClientTlsConfig>) -> Self {
         let grpc = TcpListener::bind(config.listen).await.expect("bind grpc");
         let cdp = TcpListener::bind(config.cdp_listen)
             .await
@@ -89,7 +102,10 @@ impl Server {
         ));
         // The listener is bound before `run` starts, so connecting cannot
         // race it.
-        let channel = connect(&addr.to_string()).await;
+        let channel = match tls {
+            None => connect(&addr.to_string()).await,
+            Some(tls) => connect_tls(addr, tls).await,
+        };
         Self {
             addr,
             client: SessionServiceClient::new(channel.clone()),
@@ -145,6 +161,21 @@ async fn connect(addr: &str) -> Channel {
         .connect()
         .await
         .expect("connect to browserd")
+}
+
+/// A TLS channel to `addr`, whose IP address the server's certificate must
+/// name.
+pub async fn connect_tls(
+    addr: std::net::SocketAddr,
+    tls: tonic::transport::ClientTlsConfig,
+) -> Channel {
+    Channel::from_shared(format!("https://{addr}"))
+        .expect("endpoint")
+        .tls_config(tls)
+        .expect("client TLS config")
+        .connect()
+        .await
+        .expect("connect to browserd over TLS")
 }
 
 /// browserd in a process of its own: the real binary, or the bench's

@@ -19,3 +19,4 @@ mod sessions;
 mod soak;
 mod support;
 mod telemetry;
+mod tls;

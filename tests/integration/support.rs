@@ -63,11 +63,32 @@ pub async fn spawn_app_with(
     spawn_app_on(database, data_dir, tune).await
 }
 
+/// A server that `tune` gives a certificate (`--tls-cert`), whose client
+/// connects over TLS as `tls` says.
+pub async fn spawn_tls_app(
+    backend: Backend,
+    tls: tonic::transport::ClientTlsConfig,
+    tune: impl FnOnce(&mut browserd::config::Config),
+) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let database = TestDatabase::new(backend, data_dir.path()).await;
+    spawn(database, data_dir, tune, Some(tls)).await
+}
+
 /// A server on a database the test made itself, in `data_dir`.
 pub async fn spawn_app_on(
     database: TestDatabase,
     data_dir: tempfile::TempDir,
     tune: impl FnOnce(&mut browserd::config::Config),
+) -> TestApp {
+    spawn(database, data_dir, tune, None).await
+}
+
+async fn spawn(
+    database: TestDatabase,
+    data_dir: tempfile::TempDir,
+    tune: impl FnOnce(&mut browserd::config::Config),
+    tls: Option<tonic::transport::ClientTlsConfig>,
 ) -> TestApp {
     // The server's log, captured per test and printed when it fails.
     let _ = tracing_subscriber::fmt()
@@ -80,15 +101,19 @@ pub async fn spawn_app_on(
         .try_init();
     let mut config = browserd::harness::config(data_dir.path(), Some(database.url.clone()));
     tune(&mut config);
-    start(config, data_dir, database).await
+    start(config, data_dir, database, tls).await
 }
 
 async fn start(
     config: browserd::config::Config,
     data_dir: tempfile::TempDir,
     database: TestDatabase,
+    tls: Option<tonic::transport::ClientTlsConfig>,
 ) -> TestApp {
-    let server = Server::start(config).await;
+    let server = match tls {
+        None => Server::start(config).await,
+        Some(tls) => Server::start_tls(config, tls).await,
+    };
     TestApp {
         addr: server.addr,
         client: server.client.clone(),
@@ -204,7 +229,7 @@ impl TestApp {
         self.server.stop().await;
         let database = self.database.take();
         let config = browserd::harness::config(self.data_dir.path(), Some(database.url.clone()));
-        start(config, self.data_dir, database).await
+        start(config, self.data_dir, database, None).await
     }
 }
 
@@ -401,8 +426,9 @@ pub const FOREIGN_UID: u32 = 65534;
 pub fn relay_socket(connect_url: &str, uid: Option<u32>) -> tokio::net::TcpStream {
     let addr = connect_url
         .strip_prefix("ws://")
+        .or_else(|| connect_url.strip_prefix("wss://"))
         .and_then(|rest| rest.split('/').next())
-        .expect("a ws:// connect_url")
+        .expect("a ws:// or wss:// connect_url")
         .to_owned();
     let stream = std::thread::spawn(move || {
         if let Some(uid) = uid {
