@@ -1,4 +1,7 @@
 # browserd with Debian's Chromium. Build: docker build -t browserd .
+# At first start the entrypoint makes an admin API key and keeps it in the
+# data volume (see deploy/docker-entrypoint.sh); read it with
+#   docker exec <container> cat /var/lib/browserd/admin-key
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
@@ -16,11 +19,13 @@ RUN apt-get update \
 RUN useradd --system --uid 10001 --home-dir /var/lib/browserd --shell /usr/sbin/nologin browserd \
     && install -d -o browserd -g browserd -m 0700 /var/lib/browserd
 COPY --from=build /src/target/release/browserd /usr/local/bin/browserd
+# Executable in git; no `COPY --chmod`, which the legacy builder lacks.
+COPY deploy/docker-entrypoint.sh /usr/local/bin/browserd-entrypoint
 USER browserd
 ENV BROWSERD_LISTEN=0.0.0.0:50051 \
     BROWSERD_CDP_LISTEN=0.0.0.0:50052 \
     BROWSERD_DATA_DIR=/var/lib/browserd
 VOLUME /var/lib/browserd
 EXPOSE 50051 50052
-ENTRYPOINT ["browserd"]
+ENTRYPOINT ["browserd-entrypoint"]
 CMD ["serve"]

@@ -8,7 +8,10 @@
 // releases the session and checks every answer and event. Any deviation
 // from the API contract throws.
 //
-//   node scrape.js [host:port]        (default 127.0.0.1:50051)
+//   BROWSERD_API_KEY=browserd_… node scrape.js [host:port]   (default 127.0.0.1:50051)
+//
+// Every call carries the key in BROWSERD_API_KEY (see lib/client.js); a
+// browserd on loopback with no key created yet takes calls without one.
 
 const assert = require('node:assert/strict');
 const http = require('node:http');
@@ -149,9 +152,10 @@ function checkEvents(events, sessionId) {
   );
 }
 
-/** Runs the whole scenario against the browserd at `address`. */
-async function runScenario(address) {
-  const client = sessionClient(address);
+/** Runs the whole scenario against the browserd at `address`, with
+ *  `apiKey` (default: $BROWSERD_API_KEY; see sessionClient). */
+async function runScenario(address, { apiKey } = {}) {
+  const client = sessionClient(address, { apiKey });
   const site = await startPageServer();
   const labels = { example: 'node', run: randomUUID() };
   const watcher = watchEvents(client, labels);

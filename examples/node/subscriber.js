@@ -7,7 +7,10 @@
 // subscriber) it subscribes again with `after_sequence` = that sequence: the
 // server replays what it missed, then goes on live.
 //
-//   node subscriber.js [host:port] [--after N]
+//   BROWSERD_API_KEY=browserd_… node subscriber.js [host:port] [--after N]
+//
+// With a project key it sees that project's sessions; with an admin key,
+// every project's; a revoked key makes it give up (UNAUTHENTICATED).
 //
 // --after N: start after sequence N (0: the whole retained log). Without it
 // the first subscription starts "from now"; later ones resume exactly.
@@ -76,10 +79,12 @@ function lagResumePoint(metadata) {
  * details, resumeAfter}) per stream that ended (resumeAfter: the server's
  * resume point on ABORTED, else null); 'error' (err) when it gives up (fatal
  * status, or the server broke its ordering promise); 'stopped'.
+ * `apiKey`: as sessionClient's (default: $BROWSERD_API_KEY).
  */
 class Subscriber extends EventEmitter {
   constructor({
     address,
+    apiKey,
     afterSequence = null,
     statuses = TERMINAL,
     metadata = {},
@@ -88,7 +93,7 @@ class Subscriber extends EventEmitter {
     maxBackoffMs = 2000,
   }) {
     super();
-    this.client = sessionClient(address);
+    this.client = sessionClient(address, { apiKey });
     this.lastSequence = afterSequence === null ? null : String(afterSequence);
     this.filter = { statuses, metadata };
     this.log = log;

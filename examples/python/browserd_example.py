@@ -9,15 +9,21 @@ sends a request browserd must refuse and reads the refusal's rich error
 details (``google.rpc.BadRequest``) as a program would, instead of parsing
 the message.
 
+Every call carries ``authorization: Bearer <key>`` when ``BROWSERD_API_KEY``
+is set (see ``open_channel``); a browserd listening on loopback with no key
+created yet takes calls without one.
+
 Run against a running browserd (stubs first: ``./gen_stubs.sh``)::
 
-    python browserd_example.py --server 127.0.0.1:50051
+    BROWSERD_API_KEY=browserd_… python browserd_example.py --server 127.0.0.1:50051
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import http.server
+import os
 import sys
 import threading
 import uuid
@@ -57,6 +63,56 @@ PAGE = f"""<!doctype html>
 
 Status = pb.SessionStatus
 EndReason = pb.EndReason
+
+API_KEY_ENV = "BROWSERD_API_KEY"
+
+
+class _CallDetails(
+    collections.namedtuple(
+        "_CallDetails", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")
+    ),
+    grpc.ClientCallDetails,
+):
+    """A call's details with its metadata replaced (grpc's own type is private)."""
+
+
+class BearerKey(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Sends ``authorization: Bearer <key>`` with every call of a channel.
+
+    An interceptor rather than call credentials: grpc only attaches those to
+    TLS channels, and browserd's examples talk plaintext."""
+
+    def __init__(self, key: str) -> None:
+        self._entry = ("authorization", f"Bearer {key}")
+
+    def _intercept(self, continuation, details, request):
+        metadata = [*(details.metadata or ()), self._entry]
+        return continuation(
+            _CallDetails(details.method, details.timeout, metadata, details.credentials,
+                         details.wait_for_ready, details.compression),
+            request,
+        )
+
+    intercept_unary_unary = _intercept
+    intercept_unary_stream = _intercept
+    intercept_stream_unary = _intercept
+    intercept_stream_stream = _intercept
+
+
+def open_channel(address: str, api_key: str | None = None) -> grpc.Channel:
+    """A plaintext channel to browserd whose every call carries the API key:
+    ``api_key``, else ``$BROWSERD_API_KEY``; ``""`` (or neither set) sends
+    none, which only a server running open accepts."""
+    # strip(): a key read from a file, or from `docker compose exec` on a
+    # TTY, ends in "\n" or "\r\n", which metadata values cannot hold.
+    key = (os.environ.get(API_KEY_ENV, "") if api_key is None else api_key).strip()
+    channel = grpc.insecure_channel(address)
+    return grpc.intercept_channel(channel, BearerKey(key)) if key else channel
 
 
 class ScenarioError(AssertionError):
@@ -272,10 +328,11 @@ def check_events(events: list[pb.SessionEvent], session_id: str) -> None:
     )
 
 
-def run(address: str, rpc_timeout: float = 60.0) -> ScenarioResult:
-    """Runs the whole scenario against the browserd at ``address``."""
+def run(address: str, rpc_timeout: float = 60.0, api_key: str | None = None) -> ScenarioResult:
+    """Runs the whole scenario against the browserd at ``address``, with
+    ``api_key`` (default: ``$BROWSERD_API_KEY``; see ``open_channel``)."""
     labels = {"example": "python", "run": uuid.uuid4().hex}
-    with grpc.insecure_channel(address) as channel, PageServer() as site:
+    with open_channel(address, api_key) as channel, PageServer() as site:
         stub = rpc.SessionServiceStub(channel)
         refused_fields = check_refusal(stub, rpc_timeout)
         watcher = EventWatcher(stub, labels)

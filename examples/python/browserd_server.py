@@ -4,7 +4,8 @@ The binary comes from ``BROWSERD_BIN`` (default: the repo's debug build).
 Both listeners take port 0; the bound addresses are read from the
 "browserd listening" log line, then gRPC health is polled until SERVING
 (over TLS, trusting ``ca_pem``, when the server is given a certificate in
-``args``).
+``args``). ``create_key`` makes API keys with the same binary, offline,
+before a server starts on that data dir.
 """
 
 from __future__ import annotations
@@ -28,6 +29,33 @@ LISTENING = re.compile(r"browserd listening.*\bgrpc=(\S+).*\bcdp=(\S+)")
 
 def browserd_bin() -> str:
     return os.environ.get("BROWSERD_BIN") or str(REPO / "target" / "debug" / "browserd")
+
+
+KEY_PREFIX = "browserd_"
+
+
+def create_key(data_dir: str, project: str, admin: bool = False) -> str:
+    """``browserd keys create --data-dir``: writes a key for ``project``
+    (created if missing) straight into the data dir's database, no server
+    needed, and returns the key, which the command prints alone on stdout.
+    A server started on the data dir afterwards requires keys."""
+    args = [browserd_bin(), "keys", "create", "--project", project, "--data-dir", data_dir,
+            "--description", f"examples/python test key for {project}"]
+    if admin:
+        args.append("--admin")
+    done = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[1:])} exited with {done.returncode}:\n{done.stderr}")
+    lines = done.stdout.splitlines()
+    if len(lines) != 1 or not lines[0].startswith(KEY_PREFIX):
+        raise RuntimeError(f"keys create printed {done.stdout!r}, not one key line")
+    return lines[0]
+
+
+def key_id(key: str) -> str:
+    """The id in ``browserd_<16 hex id>_<secret>``: events name their actor
+    ``key/<id>``."""
+    return key[len(KEY_PREFIX):].split("_", 1)[0]
 
 
 class Browserd:

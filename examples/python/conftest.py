@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -10,6 +11,10 @@ sys.path.insert(0, str(HERE / "gen"))
 sys.path.insert(0, str(HERE))
 
 from browserd_server import Browserd  # noqa: E402
+
+# Every test starts its own browserd, which knows only the keys the test
+# makes: a key from the caller's environment would be refused by all of them.
+os.environ.pop("BROWSERD_API_KEY", None)
 
 
 @pytest.fixture

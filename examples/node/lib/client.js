@@ -1,6 +1,7 @@
 'use strict';
 // browserd.v1 client for Node: proto/ loaded at run time with
-// @grpc/proto-loader (no generated code), promisified unary calls.
+// @grpc/proto-loader (no generated code), promisified unary calls, and the
+// API key (BROWSERD_API_KEY) sent with every call.
 
 const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
@@ -41,8 +42,31 @@ const CHANNEL_OPTIONS = {
   'grpc.max_reconnect_backoff_ms': 1000,
 };
 
-function sessionClient(address) {
-  return new SessionService(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+/** `authorization: Bearer <key>` metadata on every call of a client.
+ *  An interceptor rather than call credentials: grpc-js refuses to compose
+ *  those with an insecure (plaintext) channel. */
+function bearerInterceptor(apiKey) {
+  return (options, nextCall) =>
+    new grpc.InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        metadata.set('authorization', `Bearer ${apiKey}`);
+        next(metadata, listener);
+      },
+    });
+}
+
+/**
+ * A SessionService client whose every call carries the API key: `apiKey`,
+ * else `$BROWSERD_API_KEY`; `''` (or neither set) sends none, which only a
+ * server running open (loopback, no key created yet) accepts.
+ */
+function sessionClient(address, { apiKey } = {}) {
+  // trim(): a key read from a file, or from `docker compose exec` on a TTY,
+  // ends in "\n" or "\r\n", which metadata values cannot hold.
+  const key = (apiKey ?? process.env.BROWSERD_API_KEY ?? '').trim();
+  const options = { ...CHANNEL_OPTIONS };
+  if (key) options.interceptors = [bearerInterceptor(key)];
+  return new SessionService(address, grpc.credentials.createInsecure(), options);
 }
 
 function healthClient(address) {

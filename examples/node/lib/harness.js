@@ -2,7 +2,7 @@
 // Test support: a real browserd child process, and a TCP proxy that can cut
 // the network between a client and it. Nothing here imitates browserd.
 
-const { spawn } = require('node:child_process');
+const { spawn, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
@@ -13,9 +13,40 @@ const { grpc, healthClient, waitForReadyMetadata } = require('./client');
 const REPO = path.resolve(__dirname, '..', '..', '..');
 const BROWSERD_BIN = process.env.BROWSERD_BIN || path.join(REPO, 'target', 'debug', 'browserd');
 const LISTENING = /browserd listening.*\bgrpc=(\S+).*\bcdp=(\S+)/;
+const KEY_PREFIX = 'browserd_';
+
+// Every test starts its own browserd, which knows only the keys the test
+// makes: a key from the caller's environment would be refused by all of them.
+delete process.env.BROWSERD_API_KEY;
 
 function tempDataDir() {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'browserd-node-'));
+}
+
+/**
+ * `browserd keys create --data-dir`: writes a key for `project` (created if
+ * missing) straight into the data dir's database, no server needed, and
+ * returns the key, which the command prints alone on stdout. A server
+ * started on the data dir afterwards requires keys.
+ */
+function createKey(dataDir, { project, admin = false }) {
+  const args = ['keys', 'create', '--project', project, '--data-dir', dataDir];
+  if (admin) args.push('--admin');
+  args.push('--description', `examples/node test key for ${project}`);
+  // execFileSync throws with the exit code and stderr when it fails.
+  const lines = execFileSync(BROWSERD_BIN, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+    .split('\n')
+    .filter(Boolean);
+  if (lines.length !== 1 || !lines[0].startsWith(KEY_PREFIX)) {
+    throw new Error(`keys create printed ${JSON.stringify(lines)}, not one key line`);
+  }
+  return lines[0];
+}
+
+/** The id in `browserd_<16 hex id>_<secret>`: events name their actor
+ *  `key/<id>`. */
+function keyId(key) {
+  return key.slice(KEY_PREFIX.length).split('_', 1)[0];
 }
 
 /**
@@ -166,4 +197,4 @@ async function startProxy(target) {
   };
 }
 
-module.exports = { startBrowserd, startProxy, tempDataDir, BROWSERD_BIN, grpc };
+module.exports = { startBrowserd, startProxy, tempDataDir, createKey, keyId, BROWSERD_BIN, grpc };
