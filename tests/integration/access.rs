@@ -715,17 +715,7 @@ async fn beyond_loopback_a_server_without_keys_refuses_to_start(backend: Backend
     let database = TestDatabase::new(backend, data_dir.path()).await;
     let mut config = browserd::harness::config(data_dir.path(), Some(database.url.clone()));
     config.listen = "0.0.0.0:0".parse().expect("address");
-    let start = |config: browserd::config::Config| async move {
-        let grpc = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .expect("bind");
-        let cdp = tokio::net::TcpListener::bind(config.cdp_listen)
-            .await
-            .expect("bind");
-        // Ends as soon as it has started, if it starts.
-        browserd::run(config, grpc, cdp, async {}).await
-    };
-    let refused = start(config.clone())
+    let refused = start_and_stop(config.clone())
         .await
         .expect_err("no key, not loopback");
     let message = refused.to_string();
@@ -735,7 +725,7 @@ async fn beyond_loopback_a_server_without_keys_refuses_to_start(backend: Backend
     );
     let mut open = config.clone();
     open.auth = browserd::config::Auth::None;
-    start(open).await.expect("--auth none starts");
+    start_and_stop(open).await.expect("--auth none starts");
     let store = browserd::store::Store::connect(&database.url)
         .await
         .expect("open the test database");
@@ -743,6 +733,6 @@ async fn beyond_loopback_a_server_without_keys_refuses_to_start(backend: Backend
         .await
         .expect("create a key");
     drop(store);
-    start(config).await.expect("a key exists: starts");
+    start_and_stop(config).await.expect("a key exists: starts");
     database.remove().await;
 }

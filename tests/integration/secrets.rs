@@ -138,19 +138,10 @@ async fn a_short_or_unreadable_secret_refuses_to_start(backend: Backend) {
     ] {
         let mut config = browserd::harness::config(data_dir.path(), Some(database.url.clone()));
         config.secret_file = Some(secret.clone());
-        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let message = start_and_stop(config)
             .await
-            .expect("bind");
-        let cdp = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let outcome = tokio::time::timeout(
-            EVENT_WAIT,
-            browserd::run(config, grpc, cdp, std::future::pending()),
-        )
-        .await
-        .expect("a start that fails, fails at once");
-        let message = outcome.expect_err("the start must be refused").to_string();
+            .expect_err("the start must be refused")
+            .to_string();
         assert!(
             message.contains(expected) && message.contains(&secret.display().to_string()),
             "{message}"

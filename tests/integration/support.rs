@@ -538,6 +538,21 @@ pub fn assert_invalid_argument(status: &tonic::Status, field: &str) {
     );
 }
 
+/// Starts browserd with `config` on fresh listeners (at its `listen` and
+/// `cdp_listen`) and stops it at once: the error it refused to start with,
+/// if any. A refusal comes before anything is served.
+pub async fn start_and_stop(config: browserd::config::Config) -> Result<(), browserd::StartError> {
+    let grpc = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .expect("bind");
+    let cdp = tokio::net::TcpListener::bind(config.cdp_listen)
+        .await
+        .expect("bind");
+    tokio::time::timeout(EVENT_WAIT, browserd::run(config, grpc, cdp, async {}))
+        .await
+        .expect("browserd starts or refuses, then stops, within the wait")
+}
+
 /// A raw WebSocket to the relay, below any CDP client.
 pub type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;

@@ -465,19 +465,8 @@ async fn start_error(tune: impl FnOnce(&mut browserd::config::Config)) -> String
     let data = tempfile::tempdir().expect("temp dir");
     let mut config = browserd::harness::config(data.path(), None);
     tune(&mut config);
-    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0")
+    start_and_stop(config)
         .await
-        .expect("bind");
-    let cdp = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let outcome = tokio::time::timeout(
-        EVENT_WAIT,
-        browserd::run(config, grpc, cdp, std::future::pending()),
-    )
-    .await
-    .expect("browserd refuses at once");
-    outcome
         .expect_err("browserd must refuse to start")
         .to_string()
 }
