@@ -160,10 +160,7 @@ pub async fn run(
     private_database(&database_url)?;
 
     let grpc_addr = grpc.local_addr().map_err(StartError::Listener)?;
-    let access = access::Access::new(
-        store.clone(),
-        keys_required(&config, grpc_addr, &store).await?,
-    );
+    let access = access::Access::new(store.clone(), open(&config, grpc_addr, &store).await?);
 
     let tracker = TaskTracker::new();
     let stopping = CancellationToken::new();
@@ -305,28 +302,28 @@ pub async fn run(
     }
 }
 
-/// Whether calls without an API key are refused (see `--auth`).
-async fn keys_required(
+/// Whether calls without an API key are taken (see `--auth`).
+async fn open(
     config: &Config,
     grpc: std::net::SocketAddr,
     store: &store::Store,
-) -> Result<bool, StartError> {
+) -> Result<access::Open, StartError> {
     if config.auth == config::Auth::None {
         tracing::warn!(
             "--auth none: calls without an API key act as the default project's admin; anyone who reaches {grpc} can run and read every session"
         );
-        return Ok(false);
+        return Ok(access::Open::Yes);
     }
     if store.any_api_key().await? {
-        return Ok(true);
+        return Ok(access::Open::No);
     }
     if !grpc.ip().is_loopback() {
         return Err(StartError::NoKeys(grpc));
     }
     tracing::info!(
-        "no API key exists: serving open on loopback, where every local user can run and read every session; `browserd keys create --project default --admin` makes one (then restart), or AdminService.CreateApiKey on this server, after which every call needs a key"
+        "no API key exists: serving open on loopback, where every local user can run and read every session, until a key is made (`browserd keys create --project default --admin`, or AdminService.CreateApiKey); from then on every call needs one"
     );
-    Ok(false)
+    Ok(access::Open::UntilAKeyExists)
 }
 
 /// Makes a SQLite database's files readable by browserd's user only, once

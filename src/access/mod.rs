@@ -5,7 +5,7 @@
 //! every call, so a revocation holds at once on every node; the key makes
 //! the call a [`Caller`]: its project, whether it is an admin key, and the
 //! actor its changes are recorded under. A server running open (on
-//! loopback with no key created yet, or `--auth none`) also takes calls
+//! loopback while no key exists, or `--auth none`) also takes calls
 //! without a key, as the default project's admin.
 //!
 //! This module decides who the caller is; the engine decides what that
@@ -96,31 +96,60 @@ impl Caller {
     }
 }
 
+/// Whether calls without a key are taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Open {
+    /// Never (keys existed at start).
+    No,
+    /// While no key exists (loopback, and none existed at start): checked
+    /// in the database on such a call until one does, wherever and however
+    /// it was made (this node, another, `browserd keys create`); from then
+    /// on, never.
+    UntilAKeyExists,
+    /// Always (`--auth none`).
+    Yes,
+}
+
 /// Checks callers' keys, and manages projects and keys.
 pub struct Access {
     store: Store,
-    /// Whether a call without a key is refused. Decided at start; turns on
-    /// (and stays on) when this server creates the first key.
-    required: AtomicBool,
+    open: Open,
+    /// Set once a key has been seen to exist: calls without one are
+    /// refused from then on, for good (a revoked last key does not reopen
+    /// the server).
+    keys_seen: AtomicBool,
 }
 
 impl Access {
-    pub fn new(store: Store, required: bool) -> Arc<Self> {
+    pub fn new(store: Store, open: Open) -> Arc<Self> {
         Arc::new(Self {
             store,
-            required: AtomicBool::new(required),
+            open,
+            keys_seen: AtomicBool::new(open == Open::No),
         })
     }
 
-    /// Whether calls without a key are refused.
-    pub fn required(&self) -> bool {
-        self.required.load(Ordering::Relaxed)
+    /// Whether a call without a key is refused now.
+    async fn key_required(&self) -> bool {
+        match self.open {
+            Open::No => true,
+            Open::Yes => false,
+            Open::UntilAKeyExists if self.keys_seen.load(Ordering::Relaxed) => true,
+            Open::UntilAKeyExists => {
+                // On a database error, the state last known: no key yet.
+                let exists = self.store.any_api_key().await.unwrap_or(false);
+                if exists && !self.keys_seen.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("an API key exists: from now on every call needs one");
+                }
+                exists
+            }
+        }
     }
 
     /// The caller of a request with `authorization` metadata `header`.
     pub async fn caller(&self, header: Option<&[u8]>) -> Result<Caller> {
         let Some(header) = header else {
-            return if self.required() {
+            return if self.key_required().await {
                 Err(Error::Unauthenticated(
                     "this server needs an API key: send metadata `authorization: Bearer browserd_…`"
                         .into(),
@@ -182,21 +211,15 @@ impl Access {
             })
     }
 
-    /// Creates a key; from then on, calls without one are refused here.
+    /// Creates a key (on a server open until a key exists, that closes
+    /// it).
     pub async fn create_key(
         &self,
         project: &str,
         admin: bool,
         description: String,
     ) -> Result<(ApiKey, String)> {
-        let created = create_key(&self.store, project, admin, description).await?;
-        if !self.required.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                key.id = %created.0.id,
-                "the first API key was created: from now on every call needs one"
-            );
-        }
-        Ok(created)
+        create_key(&self.store, project, admin, description).await
     }
 
     pub async fn keys(&self, project: &str) -> Result<Vec<ApiKey>> {

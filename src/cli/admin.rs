@@ -62,8 +62,8 @@ pub enum KeysCommand {
     /// BROWSERD_DATA_DIR / BROWSERD_DATABASE_URL) set, the key is written
     /// straight into that database, with no server and no --api-key: how
     /// the first admin key is made. The project is created if missing. A
-    /// server that started with no key keeps taking calls without one
-    /// until it restarts. With neither set, the running server at --server
+    /// server running open on loopback refuses calls without a key from
+    /// the next one on. With neither set, the running server at --server
     /// creates it (AdminService, needs an admin key).
     Create(CreateKeyArgs),
     /// List API keys (never the keys themselves), newest first.
@@ -149,11 +149,7 @@ pub async fn keys(args: KeysArgs) -> Result<(), CliError> {
                 }
             };
             let created = create_offline(database, request).await?;
-            out.created_key(&created)?;
-            eprintln!(
-                "a browserd already running with no key keeps taking calls without one until it restarts"
-            );
-            Ok(())
+            out.created_key(&created)
         }
         KeysCommand::List { project } => {
             let request = pb::ListApiKeysRequest {

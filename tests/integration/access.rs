@@ -21,6 +21,7 @@ on_both_backends!(
     events_record_who_caused_them,
     the_relay_refuses_forged_expired_and_foreign_tokens,
     an_open_server_closes_when_its_first_key_is_made,
+    an_open_server_closes_when_a_key_is_made_beside_it,
     beyond_loopback_a_server_without_keys_refuses_to_start,
 );
 
@@ -705,6 +706,35 @@ async fn an_open_server_closes_when_its_first_key_is_made(backend: Backend) {
         !seen.connect_url.is_empty(),
         "the default project's own session"
     );
+    app.stop().await;
+}
+
+/// A key written into the database by another process (`browserd keys
+/// create`, another node) closes an open server from its next call on.
+async fn an_open_server_closes_when_a_key_is_made_beside_it(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let session = app.create(Default::default()).await;
+    let store = browserd::store::Store::connect(app.database_url())
+        .await
+        .expect("open the server's database");
+    let (_, key) = browserd::access::create_key(&store, "default", true, String::new())
+        .await
+        .expect("create a key");
+    drop(store);
+    let refused = app
+        .client
+        .get_session(pb::GetSessionRequest {
+            session_id: session.id.clone(),
+        })
+        .await
+        .expect_err("a key exists now");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    keyed(&app.channel(), &key)
+        .get_session(pb::GetSessionRequest {
+            session_id: session.id,
+        })
+        .await
+        .expect("GetSession with the key");
     app.stop().await;
 }
 

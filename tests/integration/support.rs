@@ -130,6 +130,11 @@ impl TestApp {
         self.server.channel.clone()
     }
 
+    /// Its database, for what a test writes there itself.
+    pub fn database_url(&self) -> &str {
+        &self.server.database_url
+    }
+
     pub fn profiles_dir(&self) -> PathBuf {
         self.server.profiles_dir.clone()
     }
