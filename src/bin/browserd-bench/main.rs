@@ -110,6 +110,9 @@ fn config(data_dir: &Path, chrome: &Path) -> browserd::config::Config {
     config.chrome_path = Some(chrome.to_owned());
     config.max_sessions = 12;
     config.node_id = Some("bench".into());
+    // Calls without a key stay the baseline the control-plane section
+    // compares keyed calls with, after it has made a key.
+    config.auth = browserd::config::Auth::None;
     config
 }
 

@@ -1,7 +1,7 @@
 //! Control-plane throughput: GetSession and ListSessions at several
 //! concurrencies, on SQLite and on PostgreSQL, by calls without a key (a
-//! server running open) and with a project key (checked against the
-//! database on every call), interleaved.
+//! server with `--auth none`: no check at all) and with a project key
+//! (checked against the database on every call), one after the other.
 
 use std::time::{Duration, Instant};
 
@@ -62,8 +62,8 @@ async fn measure(server: &Server, backend: &str, report: &mut Report) -> Result<
         );
     }
     // A project key of the sessions' project, written straight to the
-    // database: the server started open and stays so, and checks a key
-    // whenever one is sent.
+    // database; the server (`--auth none`) checks a key whenever one is
+    // sent.
     let store = browserd::store::Store::connect(&server.database_url).await?;
     let (_, key) = browserd::access::create_key(&store, "default", false, "bench".into())
         .await
