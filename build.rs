@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "proto/browserd/v1/sessions.proto",
         "proto/browserd/v1/admin.proto",
+        "proto/browserd/v1/contexts.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let fds = protox::compile(protos, ["proto"])?;

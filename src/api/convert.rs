@@ -11,7 +11,7 @@ pub use crate::sessions::error::untrusted;
 use crate::pb;
 use crate::sessions::Error;
 use crate::sessions::model::{
-    EndReason, EventKind, Metadata, Session, SessionEvent, SessionId, SessionStatus,
+    ContextId, EndReason, EventKind, Metadata, Session, SessionEvent, SessionId, SessionStatus,
 };
 
 /// `field` names the request field, e.g. `session_ids[2]`. The id is
@@ -21,6 +21,15 @@ pub fn session_id(field: &str, id: &str) -> Result<SessionId, Error> {
         Error::invalid(
             field,
             format!("\"{}\" is not a session id (a UUID)", untrusted(id)),
+        )
+    })
+}
+
+pub fn context_id(field: &str, id: &str) -> Result<ContextId, Error> {
+    ContextId::parse(id).ok_or_else(|| {
+        Error::invalid(
+            field,
+            format!("\"{}\" is not a context id (a UUID)", untrusted(id)),
         )
     })
 }
@@ -77,6 +86,8 @@ pub fn event_kinds(values: &[i32]) -> Result<Vec<EventKind>, Error> {
         .map(|&v| match pb::EventKind::try_from(v) {
             Ok(pb::EventKind::StatusChanged) => Ok(EventKind::StatusChanged),
             Ok(pb::EventKind::Extended) => Ok(EventKind::Extended),
+            Ok(pb::EventKind::ContextSaved) => Ok(EventKind::ContextSaved),
+            Ok(pb::EventKind::ContextSaveFailed) => Ok(EventKind::ContextSaveFailed),
             Ok(pb::EventKind::Unspecified) | Err(_) => Err(Error::invalid(
                 "kinds",
                 format!("{v} is not an event kind (UNSPECIFIED is not a filter)"),
@@ -144,6 +155,7 @@ pub fn to_pb_session(session: &Session, connect_url: Option<String>) -> pb::Sess
         proxy_url,
         browser_version,
         project,
+        context,
     } = session;
     pb::Session {
         id: id.to_string(),
@@ -168,6 +180,10 @@ pub fn to_pb_session(session: &Session, connect_url: Option<String>) -> pb::Sess
         usage: Some(pb_duration(session.usage(SystemTime::now()))),
         proxy_url: proxy_url.clone().unwrap_or_default(),
         project: project.clone(),
+        context: context.map(|c| pb::SessionContext {
+            context_id: c.context_id.to_string(),
+            persist: c.persist,
+        }),
     }
 }
 
@@ -183,6 +199,7 @@ pub fn to_pb_event(event: &SessionEvent) -> pb::SessionEvent {
         to_status,
         end_reason,
         actor,
+        context_save,
         session,
     } = event;
     pb::SessionEvent {
@@ -197,9 +214,17 @@ pub fn to_pb_event(event: &SessionEvent) -> pb::SessionEvent {
         end_reason: pb_reason(*end_reason).into(),
         session: Some(to_pb_session(session, None)),
         actor: actor.clone(),
+        context_save: context_save.as_ref().map(|save| pb::ContextSave {
+            context_id: save.context_id.clone(),
+            version: save.version,
+            size_bytes: save.size_bytes,
+            error: save.error.clone().unwrap_or_default(),
+        }),
         kind: match kind {
             EventKind::StatusChanged => pb::EventKind::StatusChanged,
             EventKind::Extended => pb::EventKind::Extended,
+            EventKind::ContextSaved => pb::EventKind::ContextSaved,
+            EventKind::ContextSaveFailed => pb::EventKind::ContextSaveFailed,
         }
         .into(),
     }

@@ -77,6 +77,7 @@ impl SessionService for SessionServiceHandler {
             user_agent,
             proxy_url,
             idempotency_key,
+            context,
         } = request.into_inner();
         let request = crate::sessions::CreateRequest {
             timeout: optional_duration("timeout", timeout)?,
@@ -89,6 +90,19 @@ impl SessionService for SessionServiceHandler {
             user_agent,
             proxy_url,
             idempotency_key,
+            context: context
+                .map(
+                    |pb::SessionContext {
+                         context_id,
+                         persist,
+                     }| {
+                        Ok::<_, Error>(crate::sessions::model::SessionContext {
+                            context_id: convert::context_id("context.context_id", &context_id)?,
+                            persist,
+                        })
+                    },
+                )
+                .transpose()?,
         };
         let session = self.engine.create(&caller, request).await?;
         tracing::Span::current().record("session.id", session.id.to_string());

@@ -89,6 +89,12 @@ pub struct CreateArgs {
     /// Retrying with the same key returns the first session.
     #[arg(long)]
     idempotency_key: Option<String>,
+    /// Start from this context's saved state (see `browserd contexts`).
+    #[arg(long, value_name = "CONTEXT_ID")]
+    context: Option<String>,
+    /// Save the session's state back to --context when it ends normally.
+    #[arg(long, requires = "context")]
+    persist: bool,
 }
 
 #[derive(Debug, Args)]
@@ -196,6 +202,10 @@ pub async fn run(args: SessionsArgs) -> Result<(), CliError> {
                 user_agent: args.user_agent.unwrap_or_default(),
                 proxy_url: args.proxy_url.unwrap_or_default(),
                 idempotency_key: args.idempotency_key.unwrap_or_default(),
+                context: args.context.map(|context_id| pb::SessionContext {
+                    context_id,
+                    persist: args.persist,
+                }),
             };
             let session = client.create_session(request).await?.into_inner().session;
             out.session(session)

@@ -212,6 +212,7 @@ mod tests {
             to_status: SessionStatus::Pending,
             end_reason: None,
             actor: "system".into(),
+            context_save: None,
             session: Session {
                 id: SessionId::new(),
                 status: SessionStatus::Pending,
@@ -229,6 +230,7 @@ mod tests {
                 proxy_url: None,
                 browser_version: None,
                 project: "default".into(),
+                context: None,
             },
         }
     }

@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use super::engine::{LiveSession, Slot, SlotState, end_change, instant_of, now_ms, record_end};
 use super::model::{
-    CreateParams, EndReason, Metadata, Session, SessionId, SessionStatus, Viewport,
+    CreateParams, EndReason, Metadata, Session, SessionContext, SessionId, SessionStatus, Viewport,
 };
 use super::pool::Pooled;
 use super::presence::Presence;
@@ -34,6 +34,7 @@ pub struct CreateRequest {
     pub user_agent: String,
     pub proxy_url: String,
     pub idempotency_key: String,
+    pub context: Option<SessionContext>,
 }
 
 /// A browser the new session may have: a warm one, or the capacity to
@@ -166,6 +167,7 @@ impl Engine {
                 request.idempotency_key,
                 validate::IDEMPOTENCY_KEY_MAX_BYTES,
             )?,
+            context: request.context,
         })
     }
 
@@ -238,6 +240,7 @@ impl Engine {
             proxy_url: params.proxy.as_ref().map(crate::browser::Proxy::shown),
             browser_version: None,
             project: caller.project.clone(),
+            context: params.context,
         };
         let _order = self.inner.commit_order.lock().await;
         // Behind ends still waiting to be stored, a new session would be

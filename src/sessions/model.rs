@@ -159,6 +159,7 @@ pub struct CreateParams {
     /// With its credentials: only the launch sees them.
     pub proxy: Option<crate::browser::Proxy>,
     pub idempotency_key: Option<String>,
+    pub context: Option<SessionContext>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,6 +182,53 @@ pub struct Session {
     /// The project it belongs to; only that project's keys (and admin
     /// keys) see it.
     pub project: String,
+    /// The saved browser state it started from, and whether it saves back.
+    pub context: Option<SessionContext>,
+}
+
+/// A context's id: a UUID, parsed once at the boundary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ContextId(Uuid);
+
+impl ContextId {
+    pub fn new() -> Self {
+        Self(Uuid::new_v4())
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Uuid::parse_str(s).ok().map(Self)
+    }
+}
+
+impl Default for ContextId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for ContextId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// Which context a session uses, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionContext {
+    pub context_id: ContextId,
+    /// Saves its state back when it ends normally.
+    pub persist: bool,
+}
+
+/// A save of a session's state to its context, as its event records it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ContextSave {
+    pub context_id: String,
+    /// The context's version after it (unchanged when it failed).
+    pub version: u64,
+    pub size_bytes: u64,
+    /// Why it failed; `None` when it succeeded.
+    pub error: Option<String>,
 }
 
 impl Session {
@@ -214,15 +262,26 @@ pub enum EventKind {
     StatusChanged,
     /// A new timeout (ExtendSession); the status is unchanged.
     Extended,
+    /// The session's state was saved to its context.
+    ContextSaved,
+    /// Saving the session's state to its context failed.
+    ContextSaveFailed,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 2] = [Self::StatusChanged, Self::Extended];
+    pub const ALL: [EventKind; 4] = [
+        Self::StatusChanged,
+        Self::Extended,
+        Self::ContextSaved,
+        Self::ContextSaveFailed,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::StatusChanged => "STATUS_CHANGED",
             Self::Extended => "EXTENDED",
+            Self::ContextSaved => "CONTEXT_SAVED",
+            Self::ContextSaveFailed => "CONTEXT_SAVE_FAILED",
         }
     }
 
@@ -242,6 +301,8 @@ pub struct SessionEvent {
     /// Who caused it, as recorded (see [`Actor::recorded`]); empty for
     /// events stored before actors were.
     pub actor: String,
+    /// For the context-save kinds: the save.
+    pub context_save: Option<ContextSave>,
     /// The session right after the transition.
     pub session: Session,
 }

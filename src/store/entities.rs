@@ -36,6 +36,11 @@ pub mod sessions {
         /// sessions are the default project's.
         #[serde(default = "default_project")]
         pub project: String,
+        /// Absent from snapshots stored before contexts existed.
+        #[serde(default)]
+        pub context_id: Option<String>,
+        #[serde(default)]
+        pub context_persist: bool,
     }
 
     fn default_project() -> String {
@@ -83,6 +88,8 @@ pub mod session_events {
         pub snapshot: String,
         pub kind: String,
         pub actor: String,
+        /// JSON of the save, for the context-save kinds.
+        pub context_save: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -125,6 +132,53 @@ pub mod api_keys {
         pub description: Option<String>,
         pub created_at: i64,
         pub revoked_at: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod contexts {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "contexts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub project: String,
+        pub name: String,
+        pub metadata: String,
+        pub created_at: i64,
+        pub updated_at: i64,
+        pub version: i64,
+        pub size_bytes: i64,
+        pub saved_by_session_id: Option<String>,
+        pub last_save_error: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod context_versions {
+    use sea_orm::entity::prelude::*;
+
+    /// One saved version's sealed bytes; immutable once written.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "context_versions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub context_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub version: i64,
+        pub data: Vec<u8>,
+        pub session_id: String,
+        pub created_at: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -216,6 +216,8 @@ impl Store {
             browser_pid: None,
             user_data_dir: Some(user_data_dir.to_string_lossy().into_owned()),
             project: session.project.clone(),
+            context_id: session.context.map(|c| c.context_id.to_string()),
+            context_persist: session.context.is_some_and(|c| c.persist),
         };
         let txn = self.write().await?;
         if let Some(max) = project_quota(&txn, &session.project, true).await?
@@ -450,6 +452,7 @@ async fn insert_event(
         snapshot: Set(serde_json::to_string(row).expect("a row serialises")),
         kind: Set(kind.as_str().to_owned()),
         actor: Set(actor),
+        context_save: Set(None),
         ..Default::default()
     }
     .insert(txn)

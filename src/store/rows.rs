@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::entities::{session_events, sessions};
 use super::{Result, StoreError};
 use crate::sessions::model::{
-    EndReason, EventKind, Metadata, Session, SessionEvent, SessionId, SessionStatus, Viewport,
+    ContextId, EndReason, EventKind, Metadata, Session, SessionContext, SessionEvent, SessionId,
+    SessionStatus, Viewport,
 };
 
 pub(super) fn to_event(row: &session_events::Model) -> Result<SessionEvent> {
@@ -22,6 +23,12 @@ pub(super) fn to_event(row: &session_events::Model) -> Result<SessionEvent> {
         kind: EventKind::parse(&row.kind).ok_or_else(|| corrupt("kind"))?,
         occurred_at: from_millis(row.occurred_at),
         actor: row.actor.clone(),
+        context_save: match &row.context_save {
+            None => None,
+            Some(json) => Some(
+                serde_json::from_str(json).map_err(|e| corrupt(&format!("context_save: {e}")))?,
+            ),
+        },
         from_status: match &row.from_status {
             None => None,
             Some(s) => Some(SessionStatus::parse(s).ok_or_else(|| corrupt("from_status"))?),
@@ -79,6 +86,14 @@ pub(super) fn to_session(row: &sessions::Model) -> Result<Session> {
         proxy_url: row.proxy_url.clone(),
         browser_version: row.browser_version.clone(),
         project: row.project.clone(),
+        context: match &row.context_id {
+            None => None,
+            Some(id) => Some(SessionContext {
+                context_id: ContextId::parse(id)
+                    .ok_or_else(|| corrupt(format!("context_id {id:?}")))?,
+                persist: row.context_persist,
+            }),
+        },
     })
 }
 
