@@ -46,6 +46,7 @@ pub mod browser;
 pub mod cdp_proxy;
 pub mod cli;
 pub mod config;
+pub mod contexts;
 pub mod events;
 pub mod harness;
 pub mod secret;
@@ -70,7 +71,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use api::{AdminServiceHandler, SessionServiceHandler};
+use api::{AdminServiceHandler, ContextServiceHandler, SessionServiceHandler};
 use config::Config;
 use sessions::{Engine, EngineConfig};
 
@@ -199,7 +200,7 @@ pub async fn run(
             watch_buffer: config.watch_buffer,
             retention: Some(config.retention).filter(|t| !t.is_zero()),
         },
-        store,
+        store.clone(),
         launcher,
         tracker.clone(),
         stopping.clone(),
@@ -241,6 +242,10 @@ pub async fn run(
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
         .add_service(SessionServiceHandler::new(engine.clone(), access.clone()).into_server())
+        .add_service(
+            ContextServiceHandler::new(contexts::Contexts::new(store.clone()), access.clone())
+                .into_server(),
+        )
         .add_service(AdminServiceHandler::new(access).into_server())
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),

@@ -5,6 +5,7 @@
 //! logic.
 
 pub(crate) mod admin;
+mod contexts;
 pub(crate) mod convert;
 mod status;
 
@@ -19,6 +20,7 @@ use crate::pb;
 use crate::pb::session_service_server::{SessionService, SessionServiceServer};
 use crate::sessions::{Engine, Error};
 pub use admin::AdminServiceHandler;
+pub use contexts::ContextServiceHandler;
 use convert::{
     event_kinds, metadata, optional_duration, session_id, statuses, to_pb_event, to_pb_session,
     untrusted,

@@ -74,7 +74,7 @@ fn status(error: Error) -> Status {
             );
             Status::with_error_details(Code::ResourceExhausted, message, details)
         }
-        Error::NotLive { .. } => Status::failed_precondition(message),
+        Error::NotLive { .. } | Error::ContextBusy { .. } => Status::failed_precondition(message),
         Error::LaunchFailed { .. } | Error::Unavailable(_) => Status::unavailable(message),
         Error::Aborted(_) => Status::aborted(message),
         Error::OutOfRange { after, oldest } => Status::with_error_details(
@@ -105,6 +105,7 @@ fn status(error: Error) -> Status {
         | Error::AlreadyExists { .. }
         | Error::NotFound(_)
         | Error::NotLive { .. }
+        | Error::ContextBusy { .. }
         | Error::OutOfRange { .. } => {
             tracing::debug!(?code, error = ?status.message(), "request refused");
         }

@@ -21,7 +21,7 @@ use super::supervise::EndRules;
 use super::{Engine, Error, Result, validate};
 use crate::access::Caller;
 use crate::browser::{Browser, LaunchOptions};
-use crate::store::{Change, Inserted};
+use crate::store::{Change, ContextBusy, Inserted};
 
 /// What a caller sent to CreateSession, parsed but not yet bounded.
 #[derive(Debug, Clone, Default)]
@@ -266,6 +266,13 @@ impl Engine {
             }
             Inserted::Duplicate(existing) => Err(Refused::Duplicate(existing)),
             Inserted::OverQuota(max) => Err(Refused::Error(quota_refusal(&caller.project, max))),
+            Inserted::Context(busy) => {
+                let context = session.context.map(|c| c.context_id.to_string());
+                Err(Refused::Error(context_refusal(
+                    context.unwrap_or_default(),
+                    busy,
+                )))
+            }
         }
     }
 
@@ -399,6 +406,20 @@ impl Engine {
 
     fn profile(&self, id: SessionId) -> std::path::PathBuf {
         self.inner.config.profiles_dir.join(id.to_string())
+    }
+}
+
+fn context_refusal(context: String, busy: ContextBusy) -> Error {
+    match busy {
+        ContextBusy::Missing => Error::UnknownResource {
+            kind: crate::contexts::CONTEXT_RESOURCE,
+            name: context,
+        },
+        ContextBusy::UsedBy(session) => Error::ContextBusy {
+            context,
+            session: session.to_string(),
+            what: "it persists to it, and a context has one persisting session at a time; start without persist, or release that session first",
+        },
     }
 }
 

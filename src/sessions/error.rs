@@ -16,6 +16,14 @@ pub enum Error {
     AlreadyExists { kind: &'static str, name: String },
     #[error("project quota reached: project {project:?} may have at most {max} sessions at once")]
     ProjectQuota { project: String, max: u32 },
+    /// A context in use: by its writer (a second `persist`), or by any
+    /// session (a delete).
+    #[error("context {context} is in use by session {session}: {what}")]
+    ContextBusy {
+        context: String,
+        session: String,
+        what: &'static str,
+    },
     #[error("{field}: {reason}")]
     InvalidArgument { field: String, reason: String },
     #[error("session {0} not found")]

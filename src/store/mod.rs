@@ -4,6 +4,7 @@
 //! one transaction with its event, so two racing writers cannot both win.
 
 mod access;
+mod contexts;
 mod entities;
 mod error;
 mod log;
@@ -21,11 +22,13 @@ use sea_orm::{
 };
 
 use crate::sessions::model::{
-    Actor, EndReason, EventKind, Session, SessionEvent, SessionFilter, SessionId, SessionStatus,
+    Actor, ContextId, ContextSave, EndReason, EventKind, Session, SessionEvent, SessionFilter,
+    SessionId, SessionStatus,
 };
 use entities::{projects, session_events, session_metadata, sessions};
 use rows::{duration_ms, millis, parse_id, parse_status, to_event, to_session};
 
+pub use contexts::ContextBusy;
 pub use error::StoreError;
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -56,6 +59,16 @@ pub enum Change {
         at: SystemTime,
         actor: Actor,
     },
+    /// The session's browser state for its context: sealed bytes to save
+    /// as the version after `base` (what the session started from), or
+    /// why there are none. The status stays.
+    SaveContext {
+        context_id: ContextId,
+        base: u64,
+        sealed: std::result::Result<std::sync::Arc<Vec<u8>>, String>,
+        at: SystemTime,
+        actor: Actor,
+    },
 }
 
 impl Change {
@@ -65,7 +78,9 @@ impl Change {
         let to = match self {
             Self::Live { .. } => SessionStatus::Live,
             Self::End { reason, .. } => reason.terminal_status(),
-            Self::Extend { .. } => return (!from.is_terminal()).then_some(from),
+            Self::Extend { .. } | Self::SaveContext { .. } => {
+                return (!from.is_terminal()).then_some(from);
+            }
         };
         from.can_become(to).then_some(to)
     }
@@ -74,6 +89,10 @@ impl Change {
         match self {
             Self::Live { .. } | Self::End { .. } => EventKind::StatusChanged,
             Self::Extend { .. } => EventKind::Extended,
+            Self::SaveContext { sealed, .. } => match sealed {
+                Ok(_) => EventKind::ContextSaved,
+                Err(_) => EventKind::ContextSaveFailed,
+            },
         }
     }
 
@@ -81,14 +100,16 @@ impl Change {
     pub fn at(&self) -> SystemTime {
         match self {
             Self::Live { started_at, .. } => *started_at,
-            Self::End { at, .. } | Self::Extend { at, .. } => *at,
+            Self::End { at, .. } | Self::Extend { at, .. } | Self::SaveContext { at, .. } => *at,
         }
     }
 
     /// Who caused it, as its event records it.
     fn actor(&self) -> String {
         match self {
-            Self::Live { actor, .. } | Self::Extend { actor, .. } => actor.recorded(None),
+            Self::Live { actor, .. }
+            | Self::Extend { actor, .. }
+            | Self::SaveContext { actor, .. } => actor.recorded(None),
             Self::End { reason, actor, .. } => actor.recorded(Some(*reason)),
         }
     }
@@ -101,6 +122,9 @@ pub enum Inserted {
     /// The project already has this many PENDING or LIVE sessions, its
     /// quota.
     OverQuota(u32),
+    /// The session's context does not exist in its project, or another
+    /// session persists to it.
+    Context(ContextBusy),
 }
 
 /// Where a ListSessions page ends; the next page starts strictly after it.
@@ -226,6 +250,13 @@ impl Store {
             txn.rollback().await?;
             return Ok(Inserted::OverQuota(max));
         }
+        if let Some(context) = session.context
+            && let Err(busy) =
+                contexts::claim(&txn, context.context_id, &session.project, context.persist).await?
+        {
+            txn.rollback().await?;
+            return Ok(Inserted::Context(busy));
+        }
         let inserted = sessions::ActiveModel::from(row.clone()).insert(&txn).await;
         match inserted {
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
@@ -256,6 +287,7 @@ impl Store {
             &row,
             session.created_at,
             actor.recorded(None),
+            None,
         )
         .await?;
         txn.commit().await?;
@@ -300,6 +332,7 @@ impl Store {
                 update.timeout_ms = Set(duration_ms(*timeout));
                 update.expires_at = Set(current.created_at + duration_ms(*timeout));
             }
+            Change::SaveContext { .. } => {}
         }
         // The status we read is part of the condition: under PostgreSQL's
         // read-committed isolation a concurrent writer may have moved it.
@@ -318,13 +351,27 @@ impl Store {
                 id: id.to_string(),
                 what: "row vanished inside its transaction".into(),
             })?;
+        let (kind, saved) = match change {
+            Change::SaveContext {
+                context_id,
+                base,
+                sealed,
+                at,
+                ..
+            } => {
+                let (kind, save) = save_context(&txn, id, *context_id, *base, sealed, *at).await?;
+                (kind, Some(save))
+            }
+            _ => (change.kind(), None),
+        };
         let event = insert_event(
             &txn,
-            change.kind(),
+            kind,
             Some(from),
             &row,
             change.at(),
             change.actor(),
+            saved.as_ref(),
         )
         .await?;
         txn.commit().await?;
@@ -442,6 +489,7 @@ async fn insert_event(
     row: &sessions::Model,
     occurred_at: SystemTime,
     actor: String,
+    context_save: Option<&ContextSave>,
 ) -> Result<SessionEvent> {
     let event = session_events::ActiveModel {
         session_id: Set(row.id.clone()),
@@ -452,7 +500,8 @@ async fn insert_event(
         snapshot: Set(serde_json::to_string(row).expect("a row serialises")),
         kind: Set(kind.as_str().to_owned()),
         actor: Set(actor),
-        context_save: Set(None),
+        context_save: Set(context_save
+            .map(|save| serde_json::to_string(save).expect("a context save serialises"))),
         ..Default::default()
     }
     .insert(txn)
@@ -497,4 +546,41 @@ async fn running(db: &impl ConnectionTrait, project: &str) -> Result<u64> {
         ]))
         .count(db)
         .await?)
+}
+
+/// Saves a session's state to its context (or records why it could not
+/// be), inside the transaction of the event that reports it.
+async fn save_context(
+    txn: &sea_orm::DatabaseTransaction,
+    session: SessionId,
+    context_id: ContextId,
+    base: u64,
+    sealed: &std::result::Result<std::sync::Arc<Vec<u8>>, String>,
+    at: SystemTime,
+) -> Result<(EventKind, ContextSave)> {
+    let failed = |version: u64, error: String| ContextSave {
+        context_id: context_id.to_string(),
+        version,
+        size_bytes: 0,
+        error: Some(error),
+    };
+    let error = match sealed {
+        Ok(data) => match contexts::save(txn, context_id, base, session, data, at).await? {
+            Some(version) => {
+                let save = ContextSave {
+                    context_id: context_id.to_string(),
+                    version,
+                    size_bytes: data.len() as u64,
+                    error: None,
+                };
+                return Ok((EventKind::ContextSaved, save));
+            }
+            None => format!(
+                "the context moved on from version {base} while this session ran; its state was not saved"
+            ),
+        },
+        Err(error) => error.clone(),
+    };
+    let version = contexts::save_failed(txn, context_id, &error).await?;
+    Ok((EventKind::ContextSaveFailed, failed(version, error)))
 }
