@@ -139,6 +139,11 @@ pub struct Config {
     /// listens.
     #[arg(long, env = "BROWSERD_AUTH", value_enum, default_value_t = Auth::Keys)]
     pub auth: Auth,
+    /// Largest browser state a session may save to its context, compressed
+    /// and encrypted (`KiB`, `MiB`, `GiB`). A bigger save fails
+    /// (EVENT_KIND_CONTEXT_SAVE_FAILED) and the context keeps its version.
+    #[arg(long, env = "BROWSERD_CONTEXT_MAX_SIZE", default_value = "64MiB", value_parser = parse_size)]
+    pub context_max_size: usize,
     /// PEM certificate chain (leaf first): serves gRPC over TLS and the
     /// relay as `wss://`/`https://`. Needs --tls-key.
     #[arg(long, env = "BROWSERD_TLS_CERT")]

@@ -51,6 +51,7 @@ pub fn config(data_dir: &Path, database_url: Option<String>) -> Config {
         cdp_max_connections_per_session: 32,
         cdp_own_user_paths: true,
         auth: crate::config::Auth::Keys,
+        context_max_size: 64 << 20,
         tls_cert: None,
         tls_key: None,
         tls_client_ca: None,
