@@ -24,6 +24,8 @@ pub enum Command {
     Serve(Box<Config>),
     /// Manage the sessions of a running browserd (a gRPC client).
     Sessions(crate::cli::SessionsArgs),
+    /// Manage the saved browser contexts of a running browserd.
+    Contexts(crate::cli::ContextsArgs),
     /// Manage the projects of a running browserd (needs an admin key).
     Projects(crate::cli::ProjectsArgs),
     /// Manage API keys: on a running browserd (needs an admin key), or

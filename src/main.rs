@@ -1,6 +1,7 @@
 //! The `browserd` binary: `serve` starts telemetry, binds, and runs until
-//! SIGTERM or SIGINT; `sessions`, `projects` and `keys` are clients of a
-//! running server (`keys create` can also write to its database directly).
+//! SIGTERM or SIGINT; `sessions`, `contexts`, `projects` and `keys` are
+//! clients of a running server (`keys create` can also write to its
+//! database directly).
 
 use std::process::ExitCode;
 
@@ -16,6 +17,7 @@ async fn main() -> ExitCode {
     match command {
         Command::Serve(config) => serve(*config).await,
         Command::Sessions(args) => client(browserd::cli::run(args).await),
+        Command::Contexts(args) => client(browserd::cli::contexts(args).await),
         Command::Projects(args) => client(browserd::cli::projects(args).await),
         Command::Keys(args) => client(browserd::cli::keys(args).await),
     }

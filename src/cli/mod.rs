@@ -1,4 +1,4 @@
-//! `browserd sessions|projects|keys …`: a gRPC client of a running
+//! `browserd sessions|contexts|projects|keys …`: a gRPC client of a running
 //! browserd for operators and scripts. Tables for people by default; with
 //! `--json`, one JSON document per result (one per line for `watch`), with
 //! the field names and value formats of the protobuf JSON mapping that
@@ -11,6 +11,7 @@ use std::time::Duration;
 
 mod admin;
 mod connect;
+mod contexts;
 mod output;
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -21,6 +22,7 @@ use crate::pb::session_service_client::SessionServiceClient;
 pub use admin::{KeysArgs, ProjectsArgs, keys, projects};
 pub use connect::ClientArgs;
 use connect::connect;
+pub use contexts::{ContextsArgs, contexts};
 use output::Output;
 
 #[derive(Debug, Args)]

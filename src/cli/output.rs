@@ -1,4 +1,4 @@
-//! How `browserd sessions|projects|keys` prints results: tables and
+//! How `browserd sessions|contexts|projects|keys` prints results: tables and
 //! key-value blocks for people, or the protobuf JSON mapping (as grpcurl
 //! prints it) for scripts.
 
@@ -60,6 +60,10 @@ impl Output {
         }
         if !session.browser_version.is_empty() {
             row("browser", session.browser_version.clone());
+        }
+        if let Some(context) = &session.context {
+            let persist = if context.persist { " (persist)" } else { "" };
+            row("context", format!("{}{persist}", context.context_id));
         }
         if !session.connect_url.is_empty() {
             row("connect url", session.connect_url.clone());
@@ -144,6 +148,23 @@ impl Output {
             let expires = event.session.as_ref().and_then(|s| s.expires_at.as_ref());
             let _ = write!(line, " (extended, expires {})", time(expires));
         }
+        let save = event.context_save.clone().unwrap_or_default();
+        if event.kind == pb::EventKind::ContextSaved as i32 {
+            let _ = write!(
+                line,
+                " (context {} saved: version {}, {})",
+                save.context_id,
+                save.version,
+                size(save.size_bytes),
+            );
+        }
+        if event.kind == pb::EventKind::ContextSaveFailed as i32 {
+            let _ = write!(
+                line,
+                " (context {} not saved, stays at version {}: {})",
+                save.context_id, save.version, save.error,
+            );
+        }
         if event.end_reason != 0 {
             let _ = write!(line, " ({})", reason_name(event.end_reason));
         }
@@ -151,6 +172,61 @@ impl Output {
             let _ = write!(line, " by {}", event.actor);
         }
         print(&line)
+    }
+
+    pub fn context(&self, context: Option<pb::Context>) -> Result<(), CliError> {
+        let context = context.unwrap_or_default();
+        if self.json {
+            return print(&context_json(&context).to_string());
+        }
+        let mut rows = vec![
+            ("id", context.id.clone()),
+            ("name", context.name.clone()),
+            ("project", context.project.clone()),
+            ("metadata", labels(&context.metadata)),
+            ("version", context.version.to_string()),
+            ("size", size(context.size_bytes)),
+            ("created", time(context.created_at.as_ref())),
+            ("updated", time(context.updated_at.as_ref())),
+            ("saved by", dash(&context.saved_by_session_id)),
+            ("writer", dash(&context.writer_session_id)),
+        ];
+        if !context.last_save_error.is_empty() {
+            rows.push(("last save error", context.last_save_error.clone()));
+        }
+        print(&block(&rows))
+    }
+
+    pub fn contexts(&self, contexts: &[pb::Context]) -> Result<(), CliError> {
+        if self.json {
+            let all: Vec<Value> = contexts.iter().map(context_json).collect();
+            return print(&json!({ "contexts": all }).to_string());
+        }
+        let rows = contexts.iter().map(|c| {
+            vec![
+                c.id.clone(),
+                c.name.clone(),
+                c.project.clone(),
+                c.version.to_string(),
+                size(c.size_bytes),
+                time(c.updated_at.as_ref()),
+                dash(&c.writer_session_id),
+            ]
+        });
+        print(&table(
+            &[
+                "ID", "NAME", "PROJECT", "VERSION", "SIZE", "UPDATED", "WRITER",
+            ],
+            rows,
+        ))
+    }
+
+    /// DeleteContextResponse is empty: `{}` as grpcurl prints it.
+    pub fn deleted_context(&self, id: &str) -> Result<(), CliError> {
+        if self.json {
+            return print("{}");
+        }
+        print(&format!("deleted context {id}"))
     }
 
     pub fn project(&self, project: Option<pb::Project>) -> Result<(), CliError> {
@@ -301,6 +377,7 @@ fn session_json(s: &pb::Session) -> Value {
         "connectUrl": s.connect_url,
         "browserVersion": s.browser_version,
         "usage": s.usage.as_ref().map(ToString::to_string),
+        "context": s.context.as_ref().map(|c| json!({ "contextId": c.context_id, "persist": c.persist })),
     })
 }
 
@@ -316,6 +393,29 @@ fn event_json(e: &pb::SessionEvent) -> Value {
         "session": e.session.as_ref().map(session_json),
         "kind": pb::EventKind::try_from(e.kind).map_or("", |v| v.as_str_name()),
         "actor": e.actor,
+        "contextSave": e.context_save.as_ref().map(|save| json!({
+            "contextId": save.context_id,
+            // uint64 is a string in the protobuf JSON mapping.
+            "version": save.version.to_string(),
+            "sizeBytes": save.size_bytes.to_string(),
+            "error": save.error,
+        })),
+    })
+}
+
+fn context_json(c: &pb::Context) -> Value {
+    json!({
+        "id": c.id,
+        "name": c.name,
+        "project": c.project,
+        "metadata": c.metadata,
+        "createdAt": c.created_at.as_ref().map(ToString::to_string),
+        "updatedAt": c.updated_at.as_ref().map(ToString::to_string),
+        "version": c.version.to_string(),
+        "sizeBytes": c.size_bytes.to_string(),
+        "savedBySessionId": c.saved_by_session_id,
+        "writerSessionId": c.writer_session_id,
+        "lastSaveError": c.last_save_error,
     })
 }
 
@@ -345,6 +445,21 @@ fn quota(max_sessions: u32) -> String {
     } else {
         max_sessions.to_string()
     }
+}
+
+/// Bytes in the binary units the size flags take.
+fn size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 fn yes_no(value: bool) -> String {

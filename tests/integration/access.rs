@@ -27,7 +27,7 @@ on_both_backends!(
 
 /// A server whose database already holds an admin key of the default
 /// project when it starts (so it requires keys), and that key.
-async fn spawn_keyed(backend: Backend) -> (TestApp, String) {
+pub(crate) async fn spawn_keyed(backend: Backend) -> (TestApp, String) {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let database = TestDatabase::new(backend, data_dir.path()).await;
     let store = browserd::store::Store::connect(&database.url)
@@ -41,7 +41,11 @@ async fn spawn_keyed(backend: Backend) -> (TestApp, String) {
 }
 
 /// A project with a key of its own, made through AdminService.
-async fn project_key(admin: &mut KeyedAdmin, name: &str, max_sessions: u32) -> (String, String) {
+pub(crate) async fn project_key(
+    admin: &mut KeyedAdmin,
+    name: &str,
+    max_sessions: u32,
+) -> (String, String) {
     admin
         .create_project(pb::CreateProjectRequest {
             name: name.into(),

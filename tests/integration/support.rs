@@ -609,3 +609,15 @@ pub fn keyed_admin(channel: &Channel, key: &str) -> KeyedAdmin {
         bearer(key),
     )
 }
+
+pub type KeyedContexts = browserd::pb::context_service_client::ContextServiceClient<
+    tonic::service::interceptor::InterceptedService<Channel, Bearer>,
+>;
+
+/// A ContextService client that sends `key` with every call.
+pub fn keyed_contexts(channel: &Channel, key: &str) -> KeyedContexts {
+    browserd::pb::context_service_client::ContextServiceClient::with_interceptor(
+        channel.clone(),
+        bearer(key),
+    )
+}
