@@ -88,7 +88,7 @@ impl Engine {
                 }
                 self.abandon(reservation.id, state);
                 return match failed {
-                    Refused::Duplicate(existing) => self.settled(existing).await,
+                    Refused::Duplicate(existing) => self.settled(*existing).await,
                     Refused::Error(e) => Err(e),
                 };
             }
@@ -264,7 +264,7 @@ impl Engine {
                 self.inner.events.publish(event);
                 Ok(created)
             }
-            Inserted::Duplicate(existing) => Err(Refused::Duplicate(existing)),
+            Inserted::Duplicate(existing) => Err(Refused::Duplicate(Box::new(existing))),
             Inserted::OverQuota(max) => Err(Refused::Error(quota_refusal(&caller.project, max))),
             Inserted::Context(busy) => {
                 let context = session.context.map(|c| c.context_id.to_string());
@@ -433,7 +433,7 @@ fn quota_refusal(project: &str, max: u32) -> Error {
 /// Why a PENDING insert did not happen.
 enum Refused {
     /// The idempotency key is already this session's.
-    Duplicate(Session),
+    Duplicate(Box<Session>),
     Error(Error),
 }
 
