@@ -26,6 +26,9 @@
 //!   hop that adds credentials for an authenticating proxy
 //!   (`browser::proxy_hop`); plus a minimal WebSocket CDP client for the
 //!   tests and the bench ([`browser::cdp`]).
+//! - [`contexts`]: a persistent context's browser state as sealed bytes:
+//!   which profile files and cookies are saved, and their compression and
+//!   encryption at rest.
 //! - [`secret`]: the server secret and the connect tokens signed with it
 //!   (nothing per session is stored to check one).
 //! - [`tls`]: the certificate files, checked at start, and the TLS
@@ -46,6 +49,7 @@ pub mod browser;
 pub mod cdp_proxy;
 pub mod cli;
 pub mod config;
+pub mod contexts;
 pub mod events;
 pub mod harness;
 pub mod secret;
