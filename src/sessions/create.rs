@@ -422,6 +422,7 @@ impl From<&CreateParams> for LaunchOptions {
             viewport: params.viewport,
             user_agent: params.user_agent.clone(),
             proxy: params.proxy.clone(),
+            restore: None,
         }
     }
 }
