@@ -21,8 +21,8 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// Stores a login three ways: the server sets a session cookie (no
 /// Max-Age, HttpOnly) and a persistent one, and the page's script writes
-/// localStorage and an IndexedDB record. `window.done` settles when all
-/// are written.
+/// localStorage and an IndexedDB record, and registers a service worker.
+/// `window.done` settles when all are written.
 const LOGIN: &str = r#"<html><body><script>
 const opened = () => new Promise((ok, fail) => {
   const open = indexedDB.open('app', 1);
@@ -39,6 +39,8 @@ window.done = (async () => {
     tx.oncomplete = ok;
     tx.onerror = () => fail(tx.error);
   });
+  await navigator.serviceWorker.register('/sw.js');
+  await navigator.serviceWorker.ready;
   return 'saved';
 })();
 </script></body></html>"#;
@@ -58,7 +60,8 @@ window.done = (async () => {
     get.onsuccess = () => ok(get.result ?? null);
     get.onerror = () => fail(get.error);
   });
-  return JSON.stringify({user: localStorage.getItem('user'), token, cookies: document.cookie});
+  const workers = (await navigator.serviceWorker.getRegistrations()).length;
+  return JSON.stringify({user: localStorage.getItem('user'), token, workers, cookies: document.cookie});
 })();
 </script></body></html>"#;
 
@@ -106,10 +109,16 @@ async fn serve_site(session_id: &'static str) -> Site {
                         seen.lock().expect("checks").push(sent.to_owned());
                         (CHECK, String::new())
                     }
+                    "/sw.js" => ("self.addEventListener('fetch', () => {});", String::new()),
                     _ => ("", String::new()),
                 };
+                let kind = if path.ends_with(".js") {
+                    "text/javascript"
+                } else {
+                    "text/html"
+                };
                 let response = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\n{cookies}connection: close\r\n\r\n{body}",
+                    "HTTP/1.1 200 OK\r\ncontent-type: {kind}\r\ncontent-length: {}\r\n{cookies}connection: close\r\n\r\n{body}",
                     body.len()
                 );
                 let _ = socket.write_all(response.as_bytes()).await;
@@ -268,6 +277,7 @@ async fn a_logged_in_state_survives_save_and_restore(jail: Jail, mode: &str) {
     let has = |dir: &str| state.files.iter().any(|(p, _)| p.starts_with(dir));
     assert!(has("Default/Local Storage/leveldb"), "{state:?}");
     assert!(has("Default/IndexedDB"), "{state:?}");
+    assert!(has("Default/Service Worker/Database"), "{state:?}");
     let started = Instant::now();
     let sealed = contexts::seal(&state, &key, "ctx-1", 50 << 20).expect("sealed");
     let seal_time = started.elapsed();
@@ -290,6 +300,7 @@ async fn a_logged_in_state_survives_save_and_restore(jail: Jail, mode: &str) {
     let (page, sent) = check(&restored, &site).await;
     assert_eq!(page["user"], "alice", "localStorage: {page}");
     assert_eq!(page["token"], "token-123", "IndexedDB: {page}");
+    assert_eq!(page["workers"], 1, "service worker: {page}");
     assert_eq!(page["cookies"], "remember=yes", "{page}");
     assert!(sent.contains("sid=s3ss10n"), "session cookie: {sent:?}");
     restored.destroy().await;
@@ -304,7 +315,7 @@ async fn a_logged_in_state_survives_save_and_restore(jail: Jail, mode: &str) {
     let (page, sent) = check(&fresh, &site).await;
     assert_eq!(
         page,
-        json!({"user": null, "token": null, "cookies": ""}),
+        json!({"user": null, "token": null, "workers": 0, "cookies": ""}),
         "a fresh browser"
     );
     assert!(!sent.contains("sid="), "{sent:?}");
