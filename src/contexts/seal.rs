@@ -2,7 +2,7 @@
 //! every node of a cluster already shares, so any node can open a context
 //! any other saved, and no second secret has to be managed.
 
-use chacha20poly1305::{ChaCha20Poly1305, KeyInit};
+use ring::aead::{CHACHA20_POLY1305, LessSafeKey, UnboundKey};
 
 use crate::secret::ServerSecret;
 
@@ -29,7 +29,9 @@ impl SealKey {
         Self(key)
     }
 
-    pub(super) fn cipher(&self) -> ChaCha20Poly1305 {
-        ChaCha20Poly1305::new(&self.0.into())
+    pub(super) fn cipher(&self) -> LessSafeKey {
+        let key = UnboundKey::new(&CHACHA20_POLY1305, &self.0)
+            .expect("a 32-byte key is ChaCha20-Poly1305's length");
+        LessSafeKey::new(key)
     }
 }

@@ -27,8 +27,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
-use chacha20poly1305::Nonce;
-use chacha20poly1305::aead::{Aead, Payload};
+use ring::aead::{Aad, NONCE_LEN, Nonce};
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 
@@ -68,7 +67,6 @@ pub const MAX_UNPACKED: usize = 1 << 30;
 
 /// The first byte of every sealed blob: how the rest is laid out.
 const FORMAT: u8 = 1;
-const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 /// zstd's default level: a profile's LevelDB and JSON files shrink several
 /// times over, in milliseconds.
@@ -243,22 +241,24 @@ pub fn seal(
     if size > limit {
         return Err(SnapshotError::TooLarge { size, limit });
     }
+    // Random, since nodes share no counter: at 96 bits, 2^32 saves under
+    // one key keep the chance of any nonce repeating below 2^-32.
     let mut nonce = [0u8; NONCE_LEN];
     getrandom::fill(&mut nonce).map_err(|e| SnapshotError::Io(io::Error::other(e)))?;
-    let sealed = key
-        .cipher()
-        .encrypt(
-            &Nonce::from(nonce),
-            Payload {
-                msg: &compressed,
-                aad: &associated_data(context_id),
-            },
-        )
-        .map_err(|_| io::Error::other("the state is too long for the cipher"))?;
     let mut blob = Vec::with_capacity(size);
     blob.push(FORMAT);
     blob.extend_from_slice(&nonce);
-    blob.extend_from_slice(&sealed);
+    blob.extend_from_slice(&compressed);
+    let aad = associated_data(context_id);
+    let tag = key
+        .cipher()
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(&aad),
+            &mut blob[1 + NONCE_LEN..],
+        )
+        .map_err(|_| io::Error::other("the state is too long for the cipher"))?;
+    blob.extend_from_slice(tag.as_ref());
     Ok(blob)
 }
 
@@ -275,14 +275,14 @@ pub fn open(sealed: &[u8], key: &SealKey, context_id: &str) -> Result<BrowserSta
     }
     let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
     let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("split at the nonce's length");
+    let mut opened = ciphertext.to_vec();
+    let aad = associated_data(context_id);
     let compressed = key
         .cipher()
-        .decrypt(
-            &Nonce::from(nonce),
-            Payload {
-                msg: ciphertext,
-                aad: &associated_data(context_id),
-            },
+        .open_in_place(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(&aad),
+            &mut opened,
         )
         .map_err(|_| {
             corrupt(
@@ -290,7 +290,7 @@ pub fn open(sealed: &[u8], key: &SealKey, context_id: &str) -> Result<BrowserSta
             )
         })?;
     let mut archive = Vec::new();
-    zstd::stream::read::Decoder::with_buffer(&compressed[..])
+    zstd::stream::read::Decoder::with_buffer(&*compressed)
         .and_then(|d| d.take(MAX_UNPACKED as u64 + 1).read_to_end(&mut archive))
         .map_err(|e| SnapshotError::Corrupt(format!("cannot decompress it: {e}")))?;
     if archive.len() > MAX_UNPACKED {
