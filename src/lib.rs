@@ -26,6 +26,9 @@
 //!   hop that adds credentials for an authenticating proxy
 //!   (`browser::proxy_hop`); plus a minimal WebSocket CDP client for the
 //!   tests and the bench ([`browser::cdp`]).
+//! - [`contexts`]: a persistent context's browser state as sealed bytes:
+//!   which profile files and cookies are saved, and their compression and
+//!   encryption at rest.
 //! - [`secret`]: the server secret and the connect tokens signed with it
 //!   (nothing per session is stored to check one).
 //! - [`tls`]: the certificate files, checked at start, and the TLS
@@ -191,6 +194,8 @@ pub async fn run(
             node_id: config.node_id(),
             profiles_dir,
             cdp_base_url: cdp_base_url.clone(),
+            seal_key: std::sync::Arc::new(contexts::SealKey::derive(&secret)),
+            context_max_size: config.context_max_size,
             secret: std::sync::Arc::new(secret),
             default_timeout: config.default_timeout,
             max_timeout: config.max_timeout,

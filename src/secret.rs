@@ -159,6 +159,16 @@ impl ServerSecret {
         self.connect_mac(id, expires).verify_slice(&given).is_ok() && unix_seconds(now) < expires
     }
 
+    /// Fills `out` with a key for one purpose, named by `info`: HKDF-SHA256
+    /// over the secret, so a key made here shows nothing of the secret or
+    /// of the keys made for other purposes, and every node that shares the
+    /// secret makes the same one.
+    pub(crate) fn derive_key(&self, info: &[u8], out: &mut [u8]) {
+        hkdf::Hkdf::<Sha256>::new(None, &self.key)
+            .expand(info, out)
+            .expect("callers ask for keys far below HKDF-SHA256's 8160-byte output limit");
+    }
+
     fn connect_mac(&self, id: &str, expires: u64) -> Hmac<Sha256> {
         let mut mac =
             Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any size");
@@ -202,6 +212,19 @@ mod tests {
         assert!(!secret.verify_connect_token("a", &format!("+1000060.{mac}"), now));
         let other = ServerSecret::from_bytes(vec![8; 32]);
         assert!(!other.verify_connect_token("a", &token, now));
+    }
+
+    #[test]
+    fn derived_keys_are_rfc_5869_hkdf_sha256() {
+        // RFC 5869, test case 3 (no salt, no info).
+        let secret = ServerSecret::from_bytes(vec![0x0b; 22]);
+        let mut okm = [0u8; 42];
+        secret.derive_key(b"", &mut okm);
+        let hex: String = okm.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8"
+        );
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Launching and removing Chromium. Owns browser processes, their profile
 //! and temp directories and the one CDP pipe to each ([`pipe`]), which
 //! browserd's own calls and every relayed client share; knows nothing of
-//! sessions, statuses or the database.
+//! sessions, statuses or the database. A persistent context's state goes
+//! into a profile before its browser starts, and comes out of it after a
+//! graceful close ([`Browser::save_state`]); what that state is, and how it
+//! is sealed, is `contexts`'.
 
 pub mod cdp;
 pub mod jail;
@@ -17,6 +20,8 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use crate::contexts::{self, BrowserState};
 
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -98,6 +103,22 @@ pub enum LaunchError {
     Timeout(Duration),
     #[error(transparent)]
     Cdp(#[from] CdpError),
+    #[error("cannot restore the context's state into the profile: {0}")]
+    Restore(std::io::Error),
+}
+
+/// Why a browser's state was not saved. The browser may be closed or
+/// still running: the caller destroys it either way.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    #[error(transparent)]
+    Cdp(#[from] CdpError),
+    #[error("the browser did not exit within {0:?} of being asked to close")]
+    Timeout(Duration),
+    #[error("the browser did not close cleanly: {0}")]
+    Unclean(String),
+    #[error("cannot read the browser's state files: {0}")]
+    Collect(std::io::Error),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,6 +243,11 @@ impl Launcher {
             }
             Err(e) => Err(e.into()),
         };
+        // Before any client can load a page, so none is sent without them.
+        let outcome = match outcome {
+            Ok(version) => restore_cookies(&pipe, options).await.map(|()| version),
+            Err(e) => Err(e),
+        };
         match outcome {
             Ok(version) => Ok(Browser {
                 group,
@@ -271,6 +297,9 @@ impl Launcher {
                 source,
             })?;
         let (mut command, identity) = (jailed.command, jailed.identity);
+        if let Some(state) = &options.restore {
+            restore_files(state, user_data_dir, identity.as_ref()).map_err(LaunchError::Restore)?;
+        }
         // A clean environment: the browser runs its users' code and must not
         // inherit browserd's (database URL, BROWSERD_*, OTEL_* headers).
         // HOME is the profile, so nothing lands in browserd's home either.
@@ -330,6 +359,54 @@ impl Launcher {
             })?;
         Ok((group, stderr, identity, ends))
     }
+}
+
+/// Writes a context's files into a new profile, owned by the uid its
+/// browser will run as (the jail gives it only the profile directory).
+/// Synchronous: a few milliseconds for a context of a few MB.
+fn restore_files(
+    state: &BrowserState,
+    profile: &Path,
+    identity: Option<&Identity>,
+) -> std::io::Result<()> {
+    contexts::snapshot::restore_files(state, profile)?;
+    match identity {
+        Some(identity) => give_tree(profile, identity.uid()),
+        None => Ok(()),
+    }
+}
+
+/// Chowns what is under `dir` (only what [`restore_files`] wrote: no
+/// browser has run in it yet) to `id`, the browser's uid and gid.
+fn give_tree(dir: &Path, id: u32) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        std::os::unix::fs::lchown(&path, Some(id), Some(id))?;
+        if entry.file_type()?.is_dir() {
+            give_tree(&path, id)?;
+        }
+    }
+    Ok(())
+}
+
+/// Gives a restored context's cookies to the new browser's default
+/// browser context, session cookies included.
+async fn restore_cookies(pipe: &Pipe, options: &LaunchOptions) -> Result<(), LaunchError> {
+    let Some(state) = &options.restore else {
+        return Ok(());
+    };
+    let none = state.cookies.is_null() || state.cookies.as_array().is_some_and(Vec::is_empty);
+    if !none {
+        // `Network.Cookie`s as `Storage.getCookies` gave them: Chromium
+        // takes them as `CookieParam`s, ignoring the fields it computes
+        // (`size`, `session`); a session cookie's `expires` of -1 keeps
+        // it a session cookie.
+        let params = json!({"cookies": state.cookies});
+        pipe.call("Storage.setCookies", params, CDP_CALL_TIMEOUT)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Puts the CDP pipe where `--remote-debugging-pipe` looks for it: fd 3
@@ -432,6 +509,48 @@ impl Browser {
                 }
             }
         }
+    }
+
+    /// Saves what a persistent context keeps of this browser: its cookies
+    /// (default browser context, session cookies included), then, after
+    /// asking it to close, so that its LevelDB stores (localStorage,
+    /// IndexedDB) are written out, and waiting for its processes to exit,
+    /// its state files. All within `timeout`.
+    ///
+    /// The browser is gone afterwards, or going, whatever the outcome. To
+    /// its watchers this looks like a crash ([`Browser::lost`] resolves):
+    /// the caller stops watching it before calling this, and calls
+    /// [`Browser::destroy`] after, which still removes everything (the
+    /// profile, helpers left behind), and on an error keeps the context's
+    /// previous version. Relayed clients see their connection close.
+    pub async fn save_state(&self, timeout: Duration) -> Result<BrowserState, SaveError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
+        let cookies = self
+            .pipe
+            .call("Storage.getCookies", json!({}), left())
+            .await?;
+        let cookies = cookies.get("cookies").cloned().unwrap_or_else(|| json!([]));
+        // The reply may be lost as the browser exits: the exit tells.
+        match self.pipe.call("Browser.close", json!({}), left()).await {
+            Ok(_) | Err(CdpError::Closed) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let status = tokio::time::timeout_at(deadline, self.group.leader_exited())
+            .await
+            .map_err(|_| SaveError::Timeout(timeout))?;
+        if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+            return Err(SaveError::Unclean(describe_exit(status)));
+        }
+        // Helpers (a storage or network service) may still be writing.
+        if !self.group.gone_within(left()).await {
+            return Err(SaveError::Timeout(timeout));
+        }
+        let profile = self.user_data_dir.clone();
+        tokio::task::spawn_blocking(move || contexts::snapshot::collect(&profile, cookies))
+            .await
+            .map_err(|e| SaveError::Collect(std::io::Error::other(e)))?
+            .map_err(SaveError::Collect)
     }
 
     /// Kills the browser's whole process tree, including the crash handlers

@@ -1,6 +1,10 @@
 //! What a browser is launched with: per-session options, and the
 //! viewport, a fact of headless Chromium's windows as much as a request.
 
+use std::sync::Arc;
+
+use crate::contexts::BrowserState;
+
 /// Every page's `innerWidth` × `innerHeight`, not the window's size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Viewport {
@@ -32,6 +36,10 @@ pub struct LaunchOptions {
     pub viewport: Viewport,
     pub user_agent: Option<String>,
     pub proxy: Option<Proxy>,
+    /// A persistent context's state, put into the profile before the
+    /// browser starts (files) and before the launch returns (cookies).
+    /// Never in a pooled browser: a state is not the default.
+    pub restore: Option<Arc<BrowserState>>,
 }
 
 /// The proxy a browser sends its traffic through.
@@ -130,6 +138,7 @@ impl Default for LaunchOptions {
             viewport: Viewport::DEFAULT,
             user_agent: None,
             proxy: None,
+            restore: None,
         }
     }
 }

@@ -231,6 +231,12 @@ impl Group {
     /// is reaped. Returns whether the group is gone.
     pub async fn kill(&self, grace: Duration) -> bool {
         kill_group(self.pid as i32);
+        self.gone_within(grace).await
+    }
+
+    /// Waits, up to `grace`, until every member of the group is reaped.
+    /// Returns whether the group is gone.
+    pub async fn gone_within(&self, grace: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + grace;
         let mut state = self.state.clone();
         // A jailed browser's processes die in its pid namespace, reaped by

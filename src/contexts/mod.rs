@@ -1,7 +1,17 @@
 //! Persistent contexts: browser state saved by one session and restored
-//! into later ones.
+//! into later ones. [`Contexts`] is ContextService's logic (scoped to the
+//! caller's project, as sessions are); [`model`] the types; the browser
+//! state as bytes is [`snapshot`] (collected after a graceful close,
+//! restored into a fresh profile before the next launch) and [`seal`]
+//! (what keeps those bytes secret and bound to their context at rest).
+//! The engine saves and restores; this module starts no browser.
 
 pub mod model;
+pub mod seal;
+pub mod snapshot;
+
+pub use seal::SealKey;
+pub use snapshot::{BrowserState, SnapshotError};
 
 /// `google.rpc.ResourceInfo.resource_type` of a context.
 pub const CONTEXT_RESOURCE: &str = "browserd.v1.Context";

@@ -69,8 +69,10 @@ impl Engine {
         if let Some(max) = self.inner.store.over_quota(project).await? {
             return Err(quota_refusal(project, max));
         }
-        let options = LaunchOptions::from(&params);
-        let reservation = self.reserve(&options).await?;
+        let mut options = LaunchOptions::from(&params);
+        // A context's state must be in the profile before the browser
+        // starts: never a warm browser.
+        let reservation = self.reserve(&options, params.context.is_none()).await?;
         let from_pool = reservation.warm.is_some();
         let slot = Arc::new(Slot {
             state: Arc::new(tokio::sync::Mutex::new(SlotState::Pending)),
@@ -103,11 +105,17 @@ impl Engine {
             session.end_reason = tracing::field::Empty,
             session.ended_by = tracing::field::Empty,
         );
-        let browser = match self
-            .launch(&created, &options, reservation.warm, &span)
-            .await
-        {
-            Ok(browser) => browser,
+        // Read after the insert claimed the context: a persisting session
+        // starts from the version no other writer can change until it ends.
+        let launched = match self.restore(&created, &mut options).await {
+            Ok(base) => self
+                .launch(&created, &options, reservation.warm, &span)
+                .await
+                .map(|browser| Launched { browser, base }),
+            Err(cause) => Err(cause),
+        };
+        let launched = match launched {
+            Ok(launched) => launched,
             Err(cause) => {
                 let id = created.id;
                 let change = end_change(
@@ -125,7 +133,7 @@ impl Engine {
         let session = self
             .go_live(
                 created,
-                browser,
+                launched,
                 reservation.permit,
                 span,
                 &mut state,
@@ -171,9 +179,10 @@ impl Engine {
         })
     }
 
-    /// A warm browser when one fits, else capacity for a cold launch.
-    async fn reserve(&self, options: &LaunchOptions) -> Result<Reservation> {
-        let pooled = if options.is_default() {
+    /// A warm browser when one fits (and `warm_ok`), else capacity for a
+    /// cold launch.
+    async fn reserve(&self, options: &LaunchOptions, warm_ok: bool) -> Result<Reservation> {
+        let pooled = if warm_ok && options.is_default() {
             self.take_pooled().await
         } else {
             None
@@ -276,6 +285,42 @@ impl Engine {
         }
     }
 
+    /// Puts the session's context's latest state into `options`, to be
+    /// restored into the new profile; returns the version it is, which a
+    /// persisting session saves after. Errors are the cause, for the
+    /// session's record (LAUNCH_FAILED) and the caller.
+    async fn restore(
+        &self,
+        session: &Session,
+        options: &mut LaunchOptions,
+    ) -> Result<Option<u64>, String> {
+        let Some(context) = session.context else {
+            return Ok(None);
+        };
+        let snapshot = self
+            .inner
+            .store
+            .snapshot(context.context_id)
+            .await
+            .map_err(|e| format!("cannot read context {}: {e}", context.context_id))?
+            .ok_or_else(|| format!("context {} was deleted", context.context_id))?;
+        if snapshot.version > 0 {
+            let state = crate::contexts::snapshot::open(
+                &snapshot.data,
+                &self.inner.config.seal_key,
+                &context.context_id.to_string(),
+            )
+            .map_err(|e| {
+                format!(
+                    "cannot open version {} of context {}: {e}",
+                    snapshot.version, context.context_id
+                )
+            })?;
+            options.restore = Some(Arc::new(state));
+        }
+        Ok(Some(snapshot.version))
+    }
+
     /// The reserved warm browser, or a new one. Errors are the cause, for
     /// the session's record and the caller.
     async fn launch(
@@ -305,12 +350,13 @@ impl Engine {
     async fn go_live(
         &self,
         created: Session,
-        browser: Arc<Browser>,
+        launched: Launched,
         permit: OwnedSemaphorePermit,
         span: tracing::Span,
         state: &mut SlotGuard,
         caller: &Caller,
     ) -> Result<Session> {
+        let Launched { browser, base } = launched;
         let id = created.id;
         let live = self
             .commit(
@@ -379,12 +425,18 @@ impl Engine {
                 )
                 .instrument(span.clone()),
         );
+        let persist = session
+            .context
+            .filter(|c| c.persist)
+            .zip(base)
+            .map(|(c, base)| (c.context_id, base));
         **state = SlotState::Live(Box::new(LiveSession {
             browser,
             deadline,
             supervisor,
             span,
             permit,
+            persist,
         }));
         Ok(session)
     }
@@ -430,6 +482,13 @@ fn quota_refusal(project: &str, max: u32) -> Error {
     }
 }
 
+/// A new session's browser, and the version of its context it was
+/// restored from (`None`: no context).
+struct Launched {
+    browser: Arc<Browser>,
+    base: Option<u64>,
+}
+
 /// Why a PENDING insert did not happen.
 enum Refused {
     /// The idempotency key is already this session's.
@@ -443,6 +502,7 @@ impl From<&CreateParams> for LaunchOptions {
             viewport: params.viewport,
             user_agent: params.user_agent.clone(),
             proxy: params.proxy.clone(),
+            restore: None,
         }
     }
 }

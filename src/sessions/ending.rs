@@ -5,10 +5,16 @@
 use std::time::Duration;
 
 use super::engine::{LiveSession, SlotState, end_change, record_end};
-use super::model::{Actor, EndReason, Metadata, Session, SessionFilter, SessionId, SessionStatus};
+use super::model::{
+    Actor, ContextId, EndReason, Metadata, Session, SessionFilter, SessionId, SessionStatus,
+};
 use super::{Engine, Error, MAX_PAGE_SIZE, Result, page_token, validate};
 use crate::access::Caller;
 use crate::browser;
+
+/// How long a persisting session's browser gets to close and hand over
+/// its state; past it, the save fails and the context keeps its version.
+const CONTEXT_SAVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long shutdown keeps trying to store ends the database refused.
 const BACKLOG_GRACE: Duration = Duration::from_secs(5);
@@ -56,6 +62,12 @@ impl Engine {
         if let Some(route) = self.routes().remove(&id) {
             route.closed.cancel();
         }
+        if reason.terminal_status() == SessionStatus::Released
+            && let Some((context, base)) = live.persist
+        {
+            self.save_context(id, &live.browser, context, base, &actor)
+                .await;
+        }
         live.browser.destroy().await;
         // The browser is gone: its capacity is free before anyone can learn
         // that the session ended and ask for another.
@@ -69,6 +81,43 @@ impl Engine {
     }
 
     /// Ends a session for browserd's own reasons.
+    /// Saves a normally ending session's browser state to its context as
+    /// the version after `base`, or records why it could not (the context
+    /// keeps its version). Its clients are gone and its supervision is
+    /// stopped: the browser is closed here, gracefully, so its storage is
+    /// flushed to disk before it is read.
+    async fn save_context(
+        &self,
+        id: SessionId,
+        browser: &crate::browser::Browser,
+        context: ContextId,
+        base: u64,
+        actor: &Actor,
+    ) {
+        let config = &self.inner.config;
+        let sealed = match browser.save_state(CONTEXT_SAVE_TIMEOUT).await {
+            Ok(state) => crate::contexts::snapshot::seal(
+                &state,
+                &config.seal_key,
+                &context.to_string(),
+                config.context_max_size,
+            )
+            .map(std::sync::Arc::new)
+            .map_err(|e| e.to_string()),
+            Err(e) => Err(format!("cannot read the browser's state: {e}")),
+        };
+        let change = crate::store::Change::SaveContext {
+            context_id: context,
+            base,
+            sealed,
+            at: super::engine::now_ms(),
+            actor: actor.clone(),
+        };
+        if let Err(e) = self.commit(id, change).await {
+            tracing::warn!(session.id = %id, context.id = %context, error = %e, "cannot store a context save; the context keeps its version");
+        }
+    }
+
     pub(super) async fn end_logged(&self, id: SessionId, reason: EndReason, error: Option<String>) {
         match self.end(id, reason, error, Actor::System).await {
             Ok(_) | Err(Error::EndDeferred(_)) => {}

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::model::{Actor, EndReason, SessionEvent, SessionId};
+use super::model::{Actor, ContextId, EndReason, SessionEvent, SessionId};
 use super::pool::WarmPool;
 use super::routes::Route;
 use super::{Error, Result};
@@ -42,6 +42,11 @@ pub struct EngineConfig {
     pub watch_buffer: usize,
     /// How long ended sessions and old events are kept; `None`: forever.
     pub retention: Option<Duration>,
+    /// Seals saved context state (derived from the server secret).
+    pub seal_key: Arc<crate::contexts::seal::SealKey>,
+    /// Largest saved context state, sealed, in bytes; a bigger save fails
+    /// (CONTEXT_SAVE_FAILED) and the context keeps its version.
+    pub context_max_size: usize,
 }
 
 #[derive(Clone)]
@@ -111,6 +116,9 @@ pub(super) struct LiveSession {
     pub supervisor: CancellationToken,
     pub span: tracing::Span,
     pub permit: OwnedSemaphorePermit,
+    /// The context it saves to when it ends normally, and the version it
+    /// started from (the save is the version after it, or fails).
+    pub persist: Option<(ContextId, u64)>,
 }
 
 impl Engine {

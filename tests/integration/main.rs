@@ -17,6 +17,7 @@ mod pool;
 mod relay;
 mod secrets;
 mod sessions;
+mod snapshot;
 mod soak;
 mod support;
 mod telemetry;
