@@ -13,6 +13,7 @@ mod faults;
 mod files;
 mod isolation;
 mod lifecycle;
+mod persist;
 mod pool;
 mod relay;
 mod secrets;
