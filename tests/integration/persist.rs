@@ -32,18 +32,15 @@ async fn serve_site() -> std::net::SocketAddr {
                 let n = socket.read(&mut buf).await.unwrap_or(0);
                 let request = String::from_utf8_lossy(&buf[..n]).into_owned();
                 let path = request.split_whitespace().nth(1).unwrap_or("/").to_owned();
-                let logged_in = request
-                    .lines()
-                    .any(|l| l.to_ascii_lowercase().starts_with("cookie:") && l.contains("sid=alice-"));
+                let logged_in = request.lines().any(|l| {
+                    l.to_ascii_lowercase().starts_with("cookie:") && l.contains("sid=alice-")
+                });
                 let (headers, body) = match path.as_str() {
                     "/login" => (
                         "set-cookie: sid=alice-7f3a; Path=/; HttpOnly\r\n",
                         "<html><body>welcome</body></html>".to_owned(),
                     ),
-                    "/whoami" => (
-                        "",
-                        if logged_in { "alice" } else { "anonymous" }.to_owned(),
-                    ),
+                    "/whoami" => ("", if logged_in { "alice" } else { "anonymous" }.to_owned()),
                     _ => ("", "<html><body>home</body></html>".to_owned()),
                 };
                 let response = format!(
@@ -100,7 +97,10 @@ async fn whoami(page: &Page, site: std::net::SocketAddr) -> String {
 
 /// What a new session's browser knows of the login: (who the site says,
 /// localStorage's user, the IndexedDB record's plan).
-async fn what_is_remembered(connect_url: &str, site: std::net::SocketAddr) -> (String, String, String) {
+async fn what_is_remembered(
+    connect_url: &str,
+    site: std::net::SocketAddr,
+) -> (String, String, String) {
     let browser = connect_cdp(connect_url).await;
     let page = browser
         .new_page(format!("http://{site}/"))
@@ -250,14 +250,17 @@ async fn a_crash_keeps_the_previous_version(backend: Backend) {
         .await;
     // SAFETY: killing a browser this test's server launched.
     unsafe { libc::kill(pid, libc::SIGKILL) };
-    let failed = events
-        .until(&session.id, pb::SessionStatus::Failed)
-        .await;
+    let failed = events.until(&session.id, pb::SessionStatus::Failed).await;
     assert_eq!(failed.end_reason, pb::EndReason::BrowserCrashed as i32);
     let context = get_context(&app, &context.id).await;
     assert_eq!(context.version, 0, "a crash saves nothing");
     assert_eq!(context.writer_session_id, "", "the lease died with it");
-    let kinds: Vec<i32> = app.events_of(&session.id).await.iter().map(|e| e.kind).collect();
+    let kinds: Vec<i32> = app
+        .events_of(&session.id)
+        .await
+        .iter()
+        .map(|e| e.kind)
+        .collect();
     assert!(
         !kinds.contains(&(pb::EventKind::ContextSaved as i32)),
         "{kinds:?}"

@@ -71,6 +71,8 @@ enum Section {
     Crash,
     /// GetSession and ListSessions throughput.
     Control,
+    /// A session from a saved context of about 5 MB, and the save.
+    Contexts,
     /// WatchSessions delivery to many subscribers.
     Events,
     /// browserd's own memory.

@@ -1,5 +1,6 @@
 //! The bench's sections, one file each.
 
+mod contexts;
 mod control;
 mod crash;
 mod events;
@@ -28,6 +29,9 @@ pub async fn run_all(bench: &mut Bench) -> Result<()> {
     }
     if bench.wants(Section::Control) {
         control::run(bench).await?;
+    }
+    if bench.wants(Section::Contexts) {
+        contexts::run(bench).await?;
     }
     if bench.wants(Section::Events) {
         events::run(bench).await?;
