@@ -26,9 +26,10 @@
 //!   hop that adds credentials for an authenticating proxy
 //!   (`browser::proxy_hop`); plus a minimal WebSocket CDP client for the
 //!   tests and the bench ([`browser::cdp`]).
-//! - [`contexts`]: a persistent context's browser state as sealed bytes:
-//!   which profile files and cookies are saved, and their compression and
-//!   encryption at rest.
+//! - [`contexts`]: persistent contexts: ContextService's logic, and a
+//!   context's browser state as sealed bytes (which profile files and
+//!   cookies are saved, their compression and encryption at rest). The
+//!   engine restores one before a launch and saves one at a normal end.
 //! - [`secret`]: the server secret and the connect tokens signed with it
 //!   (nothing per session is stored to check one).
 //! - [`tls`]: the certificate files, checked at start, and the TLS
