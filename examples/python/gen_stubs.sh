@@ -10,5 +10,7 @@ rm -rf "$here/gen"
 mkdir -p "$here/gen"
 "$python" -m grpc_tools.protoc -I"$proto" \
   --python_out="$here/gen" --pyi_out="$here/gen" --grpc_python_out="$here/gen" \
-  "$proto/browserd/v1/sessions.proto"
+  "$proto/browserd/v1/sessions.proto" \
+  "$proto/browserd/v1/contexts.proto" \
+  "$proto/browserd/v1/admin.proto"
 echo "generated $(cd "$here/gen" && find . -name '*.py' | sort | tr '\n' ' ')"
