@@ -129,10 +129,7 @@ fn not_found(id: ContextId) -> Error {
 /// starts after (a project name has no newline, a context name no
 /// control character).
 fn encode_token(project: &str, name: &str) -> String {
-    format!("v1:{project}\n{name}")
-        .bytes()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::sessions::page_token::opaque(&format!("v1:{project}\n{name}"))
 }
 
 fn decode_token(token: &str) -> Result<Option<(String, String)>> {
@@ -140,15 +137,7 @@ fn decode_token(token: &str) -> Result<Option<(String, String)>> {
         return Ok(None);
     }
     let invalid = || Error::invalid("page_token", "not a token this server issued");
-    if !token.len().is_multiple_of(2) || !token.is_ascii() {
-        return Err(invalid());
-    }
-    let bytes = (0..token.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&token[i..i + 2], 16))
-        .collect::<std::result::Result<Vec<u8>, _>>()
-        .map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    let text = crate::sessions::page_token::unopaque(token).ok_or_else(invalid)?;
     let (project, name) = text
         .strip_prefix("v1:")
         .and_then(|rest| rest.split_once('\n'))

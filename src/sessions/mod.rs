@@ -31,7 +31,7 @@ mod ending;
 mod engine;
 pub mod error;
 pub mod model;
-mod page_token;
+pub(crate) mod page_token;
 mod pool;
 pub mod presence;
 mod queries;

@@ -20,10 +20,26 @@ pub fn encode(cursor: Cursor) -> String {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis();
-    format!("v1:{ms}:{}", cursor.id)
-        .bytes()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    opaque(&format!("v1:{ms}:{}", cursor.id))
+}
+
+/// A page token's text as the client sees it: hex, so it is opaque and
+/// safe in any transport.
+pub(crate) fn opaque(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The text of a token made by [`opaque`]; `None` for anything else.
+pub(crate) fn unopaque(token: &str) -> Option<String> {
+    if !token.len().is_multiple_of(2) || !token.is_ascii() {
+        return None;
+    }
+    let bytes = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&token[i..i + 2], 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .ok()?;
+    String::from_utf8(bytes).ok()
 }
 
 /// `None` for the first page (an empty token).
@@ -32,15 +48,7 @@ pub fn decode(token: &str) -> Result<Option<Cursor>> {
         return Ok(None);
     }
     let invalid = || Error::invalid("page_token", "not a token this server issued");
-    if !token.len().is_multiple_of(2) || !token.is_ascii() {
-        return Err(invalid());
-    }
-    let bytes = (0..token.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&token[i..i + 2], 16))
-        .collect::<Result<Vec<u8>, _>>()
-        .map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    let text = unopaque(token).ok_or_else(invalid)?;
     let mut parts = text.splitn(3, ':');
     let (Some("v1"), Some(ms), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(invalid());
