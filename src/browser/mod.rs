@@ -515,7 +515,8 @@ impl Browser {
     /// (default browser context, session cookies included), then, after
     /// asking it to close, so that its LevelDB stores (localStorage,
     /// IndexedDB) are written out, and waiting for its processes to exit,
-    /// its state files. All within `timeout`.
+    /// its state files, at most `max_bytes` of them (see
+    /// [`contexts::snapshot::collect`]). All within `timeout`.
     ///
     /// The browser is gone afterwards, or going, whatever the outcome. To
     /// its watchers this looks like a crash ([`Browser::lost`] resolves):
@@ -523,7 +524,11 @@ impl Browser {
     /// [`Browser::destroy`] after, which still removes everything (the
     /// profile, helpers left behind), and on an error keeps the context's
     /// previous version. Relayed clients see their connection close.
-    pub async fn save_state(&self, timeout: Duration) -> Result<BrowserState, SaveError> {
+    pub async fn save_state(
+        &self,
+        timeout: Duration,
+        max_bytes: usize,
+    ) -> Result<BrowserState, SaveError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
         let cookies = self
@@ -547,10 +552,12 @@ impl Browser {
             return Err(SaveError::Timeout(timeout));
         }
         let profile = self.user_data_dir.clone();
-        tokio::task::spawn_blocking(move || contexts::snapshot::collect(&profile, cookies))
-            .await
-            .map_err(|e| SaveError::Collect(std::io::Error::other(e)))?
-            .map_err(SaveError::Collect)
+        tokio::task::spawn_blocking(move || {
+            contexts::snapshot::collect(&profile, cookies, max_bytes)
+        })
+        .await
+        .map_err(|e| SaveError::Collect(std::io::Error::other(e)))?
+        .map_err(SaveError::Collect)
     }
 
     /// Kills the browser's whole process tree, including the crash handlers

@@ -108,14 +108,24 @@ pub enum SnapshotError {
 
 /// Reads the state files out of `profile`, whose browser has exited.
 /// Links, sockets and FIFOs are skipped, never followed; more than
-/// [`MAX_UNPACKED`] bytes of files is an error of kind `FileTooLarge`.
-pub fn collect(profile: &Path, cookies: serde_json::Value) -> io::Result<BrowserState> {
+/// `max_bytes` (at most [`MAX_UNPACKED`]) bytes of files is an error of
+/// kind `FileTooLarge`, found before more is read: a page can fill its
+/// storage with gigabytes, and every save holds what it read in memory.
+pub fn collect(
+    profile: &Path,
+    cookies: serde_json::Value,
+    max_bytes: usize,
+) -> io::Result<BrowserState> {
     let root = rustix::fs::open(
         profile,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    let mut collected = Collected::default();
+    let mut collected = Collected {
+        files: Vec::new(),
+        bytes: 0,
+        max: max_bytes.min(MAX_UNPACKED),
+    };
     for saved in SAVED {
         let path = Path::new(saved);
         let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
@@ -141,10 +151,11 @@ pub fn collect(profile: &Path, cookies: serde_json::Value) -> io::Result<Browser
     Ok(BrowserState { cookies, files })
 }
 
-#[derive(Default)]
 struct Collected {
     files: Vec<(PathBuf, Vec<u8>)>,
     bytes: usize,
+    /// The most bytes of files read.
+    max: usize,
 }
 
 impl Collected {
@@ -180,15 +191,15 @@ impl Collected {
             }
             FileType::RegularFile => {
                 let mut data = Vec::new();
-                let room = MAX_UNPACKED.saturating_sub(self.bytes) as u64;
+                let room = self.max.saturating_sub(self.bytes) as u64;
                 std::fs::File::from(entry)
                     .take(room + 1)
                     .read_to_end(&mut data)?;
                 self.bytes += data.len();
-                if self.bytes > MAX_UNPACKED {
+                if self.bytes > self.max {
                     return Err(io::Error::new(
                         io::ErrorKind::FileTooLarge,
-                        format!("the profile's state files exceed {MAX_UNPACKED} bytes"),
+                        format!("the profile's state files exceed {} bytes", self.max),
                     ));
                 }
                 self.files.push((path, data));
@@ -504,7 +515,7 @@ mod tests {
         }
         assert!(!profile.path().parent().expect("parent").join("x").exists());
         restore_files(&state(), profile.path()).expect("restored");
-        let back = collect(profile.path(), json!([])).expect("collected");
+        let back = collect(profile.path(), json!([]), MAX_UNPACKED).expect("collected");
         let mut want = state().files;
         want.sort();
         assert_eq!(back.files, want);
@@ -528,7 +539,7 @@ mod tests {
         std::os::unix::fs::symlink(outside.path(), p.join("Default/Service Worker")).expect("link");
         std::os::unix::fs::symlink(outside.path().join("secret"), p.join("Default/Preferences"))
             .expect("link");
-        let state = collect(p, json!([])).expect("collected");
+        let state = collect(p, json!([]), MAX_UNPACKED).expect("collected");
         let paths: Vec<_> = state.files.iter().map(|(path, _)| path.clone()).collect();
         assert_eq!(
             paths,
@@ -536,5 +547,17 @@ mod tests {
                 "Default/IndexedDB/http_a.test_0.indexeddb.leveldb/000003.log"
             )]
         );
+    }
+
+    #[test]
+    fn collect_stops_reading_past_its_limit() {
+        let profile = tempfile::tempdir().expect("temp dir");
+        let idb = profile.path().join("Default/IndexedDB/big");
+        std::fs::create_dir_all(&idb).expect("mkdir");
+        std::fs::write(idb.join("000003.log"), vec![7u8; 4096]).expect("write");
+        let refused = collect(profile.path(), json!([]), 4095).expect_err("over the limit");
+        assert_eq!(refused.kind(), io::ErrorKind::FileTooLarge);
+        assert!(refused.to_string().contains("4095"), "{refused}");
+        collect(profile.path(), json!([]), 4096).expect("at the limit");
     }
 }

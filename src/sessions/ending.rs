@@ -16,6 +16,10 @@ use crate::browser;
 /// its state; past it, the save fails and the context keeps its version.
 const CONTEXT_SAVE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How many bytes of state files a save reads per byte of
+/// `--context-max-size`, before giving up (FileTooLarge).
+const UNPACKED_PER_SEALED: usize = 4;
+
 /// How long shutdown keeps trying to store ends the database refused.
 const BACKLOG_GRACE: Duration = Duration::from_secs(5);
 
@@ -95,7 +99,10 @@ impl Engine {
         actor: &Actor,
     ) {
         let config = &self.inner.config;
-        let sealed = match browser.save_state(CONTEXT_SAVE_TIMEOUT).await {
+        // Storage compresses (LevelDB less than a page's own data): the
+        // files may take a few times the sealed limit, not more.
+        let unpacked = config.context_max_size.saturating_mul(UNPACKED_PER_SEALED);
+        let sealed = match browser.save_state(CONTEXT_SAVE_TIMEOUT, unpacked).await {
             Ok(state) => crate::contexts::snapshot::seal(
                 &state,
                 &config.seal_key,
@@ -104,6 +111,14 @@ impl Engine {
             )
             .map(std::sync::Arc::new)
             .map_err(|e| e.to_string()),
+            Err(crate::browser::SaveError::Collect(e))
+                if e.kind() == std::io::ErrorKind::FileTooLarge =>
+            {
+                Err(format!(
+                    "the browser state is over the limit of {} bytes (--context-max-size): its files alone take more than {unpacked} bytes",
+                    config.context_max_size
+                ))
+            }
             Err(e) => Err(format!("cannot read the browser's state: {e}")),
         };
         let change = crate::store::Change::SaveContext {

@@ -265,7 +265,10 @@ async fn a_logged_in_state_survives_save_and_restore(jail: Jail, mode: &str) {
     drop(tab);
 
     let started = Instant::now();
-    let state = first.save_state(WAIT).await.expect("state saved");
+    let state = first
+        .save_state(WAIT, browserd::contexts::snapshot::MAX_UNPACKED)
+        .await
+        .expect("state saved");
     let save_time = started.elapsed();
     assert!(!first.is_alive(), "the browser was closed to save");
     let cookies = state.cookies.as_array().expect("cookies");
