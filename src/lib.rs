@@ -37,6 +37,7 @@
 //! - [`telemetry`]: tracing, and OpenTelemetry traces and metrics.
 //! - [`cli`]: `browserd sessions|projects|keys …`, a client of a running
 //!   server; `keys create` also works offline, on the database itself.
+//! - [`node_lock`]: one node per data directory and per SQLite file.
 //! - [`harness`]: a real server on ephemeral ports and fresh databases, for
 //!   the integration tests and `browserd-bench` (`src/bin/browserd-bench/`,
 //!   one file per section); not used by the service.
@@ -53,6 +54,7 @@ pub mod config;
 pub mod contexts;
 pub mod events;
 pub mod harness;
+pub mod node_lock;
 pub mod secret;
 pub mod sessions;
 pub mod store;
@@ -101,6 +103,8 @@ pub enum StartError {
         dir: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Lock(#[from] node_lock::LockError),
     #[error("a listener has no local address: {0}")]
     Listener(std::io::Error),
     #[error(transparent)]
@@ -150,6 +154,11 @@ pub async fn run(
             source,
         })?;
     }
+    // Held until this function returns.
+    let _data_dir_lock = node_lock::NodeLock::take(
+        &data_dir.join("browserd.lock"),
+        &format!("the data directory {}", data_dir.display()),
+    )?;
     let jail = match config.isolation {
         config::Isolation::Jail => browser::jail::Jail::build(config.bwrap_path.as_deref())?,
         config::Isolation::None => {
@@ -161,6 +170,14 @@ pub async fn run(
     };
     let secret = secret::ServerSecret::load_or_create(&config.secret_file(&data_dir))?;
     let database_url = config.database_url(&data_dir);
+    let _database_lock = sqlite_file(&database_url)
+        .map(|file| {
+            node_lock::NodeLock::take(
+                std::path::Path::new(&format!("{file}.lock")),
+                &format!("the SQLite database {file}"),
+            )
+        })
+        .transpose()?;
     let store = store::Store::connect(&database_url).await?;
     private_database(&database_url)?;
 
@@ -339,11 +356,15 @@ async fn open(
 
 /// Makes a SQLite database's files readable by browserd's user only, once
 /// [`store::Store::connect`] has opened it; other databases are left alone.
-pub(crate) fn private_database(database_url: &str) -> Result<(), StartError> {
-    if let Some(file) = database_url
+/// The file of a `sqlite://` database URL.
+fn sqlite_file(database_url: &str) -> Option<&str> {
+    database_url
         .strip_prefix("sqlite://")
         .map(|rest| rest.split('?').next().unwrap_or(rest))
-    {
+}
+
+pub(crate) fn private_database(database_url: &str) -> Result<(), StartError> {
+    if let Some(file) = sqlite_file(database_url) {
         // Its -wal and -shm files exist already (migrations ran); SQLite
         // gives the ones it makes later the database file's mode.
         for suffix in ["", "-wal", "-shm"] {

@@ -202,3 +202,35 @@ async fn a_bad_chrome_path_is_one_clear_sentence() {
         "{stderr}"
     );
 }
+
+/// A second node on a running node's SQLite file, or on its data
+/// directory (whatever the database), is refused at start, naming the
+/// holder; the first node carries on. (Several nodes share PostgreSQL,
+/// each with a data directory of its own.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_node_on_one_data_dir_or_sqlite_file_is_refused() {
+    let mut first = spawn_app(Backend::Sqlite).await;
+    let other_dir = tempfile::tempdir().expect("temp dir");
+    let same_file =
+        browserd::harness::config(other_dir.path(), Some(first.database_url().to_owned()));
+    let refused = start_and_stop(same_file)
+        .await
+        .expect_err("a second node on one SQLite file")
+        .to_string();
+    let pid = std::process::id().to_string();
+    assert!(
+        refused.contains("SQLite database") && refused.contains(&pid),
+        "{refused}"
+    );
+    let postgres = TestDatabase::new(Backend::Postgres, other_dir.path()).await;
+    let same_dir = browserd::harness::config(first.data_dir.path(), Some(postgres.url.clone()));
+    let refused = start_and_stop(same_dir)
+        .await
+        .expect_err("a second node on one data directory")
+        .to_string();
+    assert!(refused.contains("data directory"), "{refused}");
+    let session = first.create(Default::default()).await;
+    assert_eq!(status_of(&session), pb::SessionStatus::Live);
+    postgres.remove().await;
+    first.stop().await;
+}

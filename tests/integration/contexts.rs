@@ -19,9 +19,27 @@ on_both_backends!(
     bad_context_requests_name_the_field_and_write_nothing,
     another_projects_contexts_are_not_found,
     one_persisting_session_per_context_and_any_number_of_readers,
-    racing_persisting_creates_on_two_nodes_admit_exactly_one,
-    a_delete_racing_session_starts_never_leaves_a_session_without_its_context,
 );
+
+// Several nodes share PostgreSQL only: a second node on a SQLite file is
+// refused at start (see `binary::a_second_node_on_one_data_dir_or_sqlite_file_is_refused`).
+mod two_nodes {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn racing_persisting_creates_admit_exactly_one() {
+        super::racing_persisting_creates_on_two_nodes_admit_exactly_one(
+            crate::support::Backend::Postgres,
+        )
+        .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_delete_racing_session_starts_never_leaves_a_session_without_its_context() {
+        super::a_delete_racing_session_starts_never_leaves_a_session_without_its_context(
+            crate::support::Backend::Postgres,
+        )
+        .await
+    }
+}
 
 /// A keyed server with projects `a` and `b`, each with a key of its own.
 struct Projects {
