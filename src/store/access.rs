@@ -2,12 +2,17 @@
 
 use std::time::SystemTime;
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, SqlErr,
+};
 
+use super::entities::sessions;
 use super::entities::{api_keys, projects};
 use super::rows::{from_millis, millis};
-use super::{Result, Store, project_quota, running};
+use super::{Result, Store};
 use crate::access::{ApiKey, Project};
+use crate::sessions::model::SessionStatus;
 
 impl Store {
     /// Creates a project; `None` when the name is taken.
@@ -176,4 +181,37 @@ fn to_api_key(row: &api_keys::Model) -> ApiKey {
         created_at: from_millis(row.created_at),
         revoked_at: row.revoked_at.map(from_millis),
     }
+}
+
+/// A project's session quota; with `lock`, its row stays locked until the
+/// transaction ends (PostgreSQL: `FOR UPDATE`; SQLite's write transaction
+/// is serialised already), so creates count one after the other.
+pub(super) async fn project_quota(
+    db: &impl ConnectionTrait,
+    project: &str,
+    lock: bool,
+) -> Result<Option<u32>> {
+    let mut query = projects::Entity::find_by_id(project.to_owned());
+    if lock {
+        query = query.lock_exclusive();
+    }
+    let rows = query.all(db).await?;
+    Ok(rows
+        .first()
+        .and_then(|p| p.max_sessions)
+        .and_then(|max| u32::try_from(max).ok())
+        .filter(|max| *max > 0))
+}
+
+/// How many of a project's sessions are PENDING or LIVE.
+pub(super) async fn running(db: &impl ConnectionTrait, project: &str) -> Result<u64> {
+    use sea_orm::PaginatorTrait;
+    Ok(sessions::Entity::find()
+        .filter(sessions::Column::Project.eq(project))
+        .filter(sessions::Column::Status.is_in([
+            SessionStatus::Pending.as_str(),
+            SessionStatus::Live.as_str(),
+        ]))
+        .count(db)
+        .await?)
 }

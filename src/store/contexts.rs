@@ -14,7 +14,9 @@ use super::entities::{context_versions, contexts, sessions};
 use super::rows::{from_millis, millis};
 use super::{Result, Store, StoreError};
 use crate::contexts::model::{Context, Snapshot};
-use crate::sessions::model::{ContextId, Metadata, SessionId, SessionStatus};
+use crate::sessions::model::{
+    ContextId, ContextSave, EventKind, Metadata, SessionId, SessionStatus,
+};
 
 /// Versions kept per context: the latest, and the one before it (which a
 /// session that started just before a save may still be reading).
@@ -310,4 +312,41 @@ fn to_context(row: &contexts::Model, writer: Option<SessionId>) -> Result<Contex
         writer,
         last_save_error: row.last_save_error.clone(),
     })
+}
+
+/// Saves a session's state to its context (or records why it could not
+/// be), inside the transaction of the event that reports it.
+pub(super) async fn save_context(
+    txn: &sea_orm::DatabaseTransaction,
+    session: SessionId,
+    context_id: ContextId,
+    base: u64,
+    sealed: &std::result::Result<std::sync::Arc<Vec<u8>>, String>,
+    at: SystemTime,
+) -> Result<(EventKind, ContextSave)> {
+    let failed = |version: u64, error: String| ContextSave {
+        context_id: context_id.to_string(),
+        version,
+        size_bytes: 0,
+        error: Some(error),
+    };
+    let error = match sealed {
+        Ok(data) => match save(txn, context_id, base, session, data, at).await? {
+            Some(version) => {
+                let save = ContextSave {
+                    context_id: context_id.to_string(),
+                    version,
+                    size_bytes: data.len() as u64,
+                    error: None,
+                };
+                return Ok((EventKind::ContextSaved, save));
+            }
+            None => format!(
+                "the context moved on from version {base} while this session ran; its state was not saved"
+            ),
+        },
+        Err(error) => error.clone(),
+    };
+    let version = save_failed(txn, context_id, &error).await?;
+    Ok((EventKind::ContextSaveFailed, failed(version, error)))
 }

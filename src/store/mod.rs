@@ -2,34 +2,41 @@
 //! speaks SQL. It stores what the engine decided and never decides itself:
 //! a status change is a compare-and-set on the current status, written in
 //! one transaction with its event, so two racing writers cannot both win.
+//!
+//! One file per concern: this one connects and writes sessions (insert,
+//! the compare-and-set transition); `change` is what the engine asks to
+//! write, `reads` the session reads, `log` the event log's reads and
+//! pruning, `access` projects and keys, `contexts` contexts and their
+//! versions, `rows` and `entities` the tables.
 
 mod access;
+mod change;
 mod contexts;
 mod entities;
 mod error;
 mod log;
+mod reads;
 mod rows;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use migrations::{ERASING_SECRETS, Migrator, MigratorTrait};
-use sea_orm::sea_query::Query;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database,
-    DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    EntityTrait, QueryFilter, Set, SqlErr, TransactionTrait,
 };
 
 use crate::sessions::model::{
-    Actor, ContextId, ContextSave, EndReason, EventKind, Session, SessionEvent, SessionFilter,
-    SessionId, SessionStatus,
+    Actor, ContextSave, EventKind, Session, SessionEvent, SessionId, SessionStatus,
 };
-use entities::{projects, session_events, session_metadata, sessions};
-use rows::{duration_ms, millis, parse_id, parse_status, to_event, to_session};
+use entities::{session_events, session_metadata, sessions};
+use rows::{duration_ms, millis, parse_status, to_event};
 
+pub use change::{Change, Inserted};
 pub use contexts::ContextBusy;
 pub use error::StoreError;
+pub use reads::{Cursor, Unfinished};
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -37,111 +44,6 @@ type Result<T> = std::result::Result<T, StoreError>;
 const POOL_SIZE: u32 = 8;
 /// How long a request waits for a database connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// A state change the engine has decided on.
-#[derive(Debug, Clone)]
-pub enum Change {
-    Live {
-        started_at: SystemTime,
-        browser_version: String,
-        browser_pid: u32,
-        actor: Actor,
-    },
-    End {
-        reason: EndReason,
-        error: Option<String>,
-        at: SystemTime,
-        actor: Actor,
-    },
-    /// A new hard timeout, counted from creation; the status stays.
-    Extend {
-        timeout: Duration,
-        at: SystemTime,
-        actor: Actor,
-    },
-    /// The session's browser state for its context: sealed bytes to save
-    /// as the version after `base` (what the session started from), or
-    /// why there are none. The status stays.
-    SaveContext {
-        context_id: ContextId,
-        base: u64,
-        sealed: std::result::Result<std::sync::Arc<Vec<u8>>, String>,
-        at: SystemTime,
-        actor: Actor,
-    },
-}
-
-impl Change {
-    /// The status after this change, from `from`; `None` when the change
-    /// does not apply to a session in `from`.
-    fn to_status(&self, from: SessionStatus) -> Option<SessionStatus> {
-        let to = match self {
-            Self::Live { .. } => SessionStatus::Live,
-            Self::End { reason, .. } => reason.terminal_status(),
-            Self::Extend { .. } | Self::SaveContext { .. } => {
-                return (!from.is_terminal()).then_some(from);
-            }
-        };
-        from.can_become(to).then_some(to)
-    }
-
-    fn kind(&self) -> EventKind {
-        match self {
-            Self::Live { .. } | Self::End { .. } => EventKind::StatusChanged,
-            Self::Extend { .. } => EventKind::Extended,
-            Self::SaveContext { sealed, .. } => match sealed {
-                Ok(_) => EventKind::ContextSaved,
-                Err(_) => EventKind::ContextSaveFailed,
-            },
-        }
-    }
-
-    /// When it happened, which its event records.
-    pub fn at(&self) -> SystemTime {
-        match self {
-            Self::Live { started_at, .. } => *started_at,
-            Self::End { at, .. } | Self::Extend { at, .. } | Self::SaveContext { at, .. } => *at,
-        }
-    }
-
-    /// Who caused it, as its event records it.
-    fn actor(&self) -> String {
-        match self {
-            Self::Live { actor, .. }
-            | Self::Extend { actor, .. }
-            | Self::SaveContext { actor, .. } => actor.recorded(None),
-            Self::End { reason, actor, .. } => actor.recorded(Some(*reason)),
-        }
-    }
-}
-
-pub enum Inserted {
-    Created(SessionEvent),
-    /// The idempotency key was already taken by this session.
-    Duplicate(Session),
-    /// The project already has this many PENDING or LIVE sessions, its
-    /// quota.
-    OverQuota(u32),
-    /// The session's context does not exist in its project, or another
-    /// session persists to it.
-    Context(ContextBusy),
-}
-
-/// Where a ListSessions page ends; the next page starts strictly after it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cursor {
-    pub created_at: SystemTime,
-    pub id: SessionId,
-}
-
-/// A session a previous process left unfinished, with what is needed to
-/// find and remove its browser.
-#[derive(Debug, Clone)]
-pub struct Unfinished {
-    pub id: SessionId,
-    pub browser_pid: Option<u32>,
-    pub user_data_dir: Option<String>,
-}
 
 #[derive(Clone)]
 pub struct Store {
@@ -244,8 +146,8 @@ impl Store {
             context_persist: session.context.is_some_and(|c| c.persist),
         };
         let txn = self.write().await?;
-        if let Some(max) = project_quota(&txn, &session.project, true).await?
-            && running(&txn, &session.project).await? >= u64::from(max)
+        if let Some(max) = access::project_quota(&txn, &session.project, true).await?
+            && access::running(&txn, &session.project).await? >= u64::from(max)
         {
             txn.rollback().await?;
             return Ok(Inserted::OverQuota(max));
@@ -359,7 +261,8 @@ impl Store {
                 at,
                 ..
             } => {
-                let (kind, save) = save_context(&txn, id, *context_id, *base, sealed, *at).await?;
+                let (kind, save) =
+                    contexts::save_context(&txn, id, *context_id, *base, sealed, *at).await?;
                 (kind, Some(save))
             }
             _ => (change.kind(), None),
@@ -377,107 +280,16 @@ impl Store {
         txn.commit().await?;
         Ok(Some(event))
     }
-
-    pub async fn get(&self, id: SessionId) -> Result<Option<Session>> {
-        session_row(&self.db, id)
-            .await?
-            .as_ref()
-            .map(to_session)
-            .transpose()
-    }
-
-    /// The session of `project` created with idempotency key `key`.
-    pub async fn get_by_idempotency_key(
-        &self,
-        project: &str,
-        key: &str,
-    ) -> Result<Option<Session>> {
-        sessions::Entity::find()
-            .filter(sessions::Column::IdempotencyKey.eq(scoped_key(project, key)))
-            .one(&self.db)
-            .await?
-            .as_ref()
-            .map(to_session)
-            .transpose()
-    }
-
-    /// Sessions matching `filter`, newest first, strictly after `after`.
-    pub async fn list(
-        &self,
-        filter: &SessionFilter,
-        limit: u64,
-        after: Option<Cursor>,
-    ) -> Result<Vec<Session>> {
-        let mut query = sessions::Entity::find();
-        for project in &filter.projects {
-            query = query.filter(sessions::Column::Project.eq(project.as_str()));
-        }
-        if !filter.statuses.is_empty() {
-            query = query
-                .filter(sessions::Column::Status.is_in(filter.statuses.iter().map(|s| s.as_str())));
-        }
-        for (key, value) in &filter.metadata {
-            query = query.filter(
-                sessions::Column::Id.in_subquery(
-                    Query::select()
-                        .column(session_metadata::Column::SessionId)
-                        .from(session_metadata::Entity)
-                        .and_where(session_metadata::Column::Key.eq(key.as_str()))
-                        .and_where(session_metadata::Column::Value.eq(value.as_str()))
-                        .to_owned(),
-                ),
-            );
-        }
-        if let Some(cursor) = after {
-            let created = millis(cursor.created_at);
-            query = query.filter(
-                Condition::any()
-                    .add(sessions::Column::CreatedAt.lt(created))
-                    .add(
-                        Condition::all()
-                            .add(sessions::Column::CreatedAt.eq(created))
-                            .add(sessions::Column::Id.lt(cursor.id.to_string())),
-                    ),
-            );
-        }
-        query
-            .order_by_desc(sessions::Column::CreatedAt)
-            .order_by_desc(sessions::Column::Id)
-            .limit(limit)
-            .all(&self.db)
-            .await?
-            .iter()
-            .map(to_session)
-            .collect()
-    }
-
-    /// Sessions owned by `node_id` that never reached a terminal status.
-    pub async fn unfinished(&self, node_id: &str) -> Result<Vec<Unfinished>> {
-        let rows = sessions::Entity::find()
-            .filter(sessions::Column::NodeId.eq(node_id))
-            .filter(sessions::Column::Status.is_in([
-                SessionStatus::Pending.as_str(),
-                SessionStatus::Live.as_str(),
-            ]))
-            .all(&self.db)
-            .await?;
-        rows.into_iter()
-            .map(|row| {
-                Ok(Unfinished {
-                    id: parse_id(&row.id)?,
-                    browser_pid: row.browser_pid.map(|p| p as u32),
-                    user_data_dir: row.user_data_dir,
-                })
-            })
-            .collect()
-    }
 }
 
 /// The row of session `id`. Not `.one()`: it binds `LIMIT ?`, and SQLite
 /// re-prepares (parses and plans anew) a statement whose LIMIT is a bound
 /// parameter on every execution, which was most of a GetSession's cost. A
 /// primary key matches one row at most anyway.
-async fn session_row(db: &impl ConnectionTrait, id: SessionId) -> Result<Option<sessions::Model>> {
+pub(super) async fn session_row(
+    db: &impl ConnectionTrait,
+    id: SessionId,
+) -> Result<Option<sessions::Model>> {
     let mut rows = sessions::Entity::find_by_id(id.to_string()).all(db).await?;
     Ok(rows.pop())
 }
@@ -511,76 +323,6 @@ async fn insert_event(
 
 /// An idempotency key as stored: unique per project, not across them (a
 /// project name has no `/`).
-fn scoped_key(project: &str, key: &str) -> String {
+pub(super) fn scoped_key(project: &str, key: &str) -> String {
     format!("{project}/{key}")
-}
-
-/// A project's session quota; with `lock`, its row stays locked until the
-/// transaction ends (PostgreSQL: `FOR UPDATE`; SQLite's write transaction
-/// is serialised already), so creates count one after the other.
-async fn project_quota(
-    db: &impl ConnectionTrait,
-    project: &str,
-    lock: bool,
-) -> Result<Option<u32>> {
-    let mut query = projects::Entity::find_by_id(project.to_owned());
-    if lock {
-        query = query.lock_exclusive();
-    }
-    let rows = query.all(db).await?;
-    Ok(rows
-        .first()
-        .and_then(|p| p.max_sessions)
-        .and_then(|max| u32::try_from(max).ok())
-        .filter(|max| *max > 0))
-}
-
-/// How many of a project's sessions are PENDING or LIVE.
-async fn running(db: &impl ConnectionTrait, project: &str) -> Result<u64> {
-    use sea_orm::PaginatorTrait;
-    Ok(sessions::Entity::find()
-        .filter(sessions::Column::Project.eq(project))
-        .filter(sessions::Column::Status.is_in([
-            SessionStatus::Pending.as_str(),
-            SessionStatus::Live.as_str(),
-        ]))
-        .count(db)
-        .await?)
-}
-
-/// Saves a session's state to its context (or records why it could not
-/// be), inside the transaction of the event that reports it.
-async fn save_context(
-    txn: &sea_orm::DatabaseTransaction,
-    session: SessionId,
-    context_id: ContextId,
-    base: u64,
-    sealed: &std::result::Result<std::sync::Arc<Vec<u8>>, String>,
-    at: SystemTime,
-) -> Result<(EventKind, ContextSave)> {
-    let failed = |version: u64, error: String| ContextSave {
-        context_id: context_id.to_string(),
-        version,
-        size_bytes: 0,
-        error: Some(error),
-    };
-    let error = match sealed {
-        Ok(data) => match contexts::save(txn, context_id, base, session, data, at).await? {
-            Some(version) => {
-                let save = ContextSave {
-                    context_id: context_id.to_string(),
-                    version,
-                    size_bytes: data.len() as u64,
-                    error: None,
-                };
-                return Ok((EventKind::ContextSaved, save));
-            }
-            None => format!(
-                "the context moved on from version {base} while this session ran; its state was not saved"
-            ),
-        },
-        Err(error) => error.clone(),
-    };
-    let version = contexts::save_failed(txn, context_id, &error).await?;
-    Ok((EventKind::ContextSaveFailed, failed(version, error)))
 }
