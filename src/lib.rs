@@ -13,6 +13,7 @@
 //!   one file per question: `engine` (state, locks, the commit path),
 //!   `create`, `supervise` (timeouts, crashes, inactivity, extend),
 //!   `ending` (release, release-all, shutdown, restart reconciliation),
+//!   `contexts` (restoring a session's context, saving it back),
 //!   `queries`, `pool` (the warm pool and its refill), `routes` (the
 //!   relay's view), `page_token`; with [`sessions::model`] for the domain
 //!   types.

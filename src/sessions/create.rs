@@ -21,7 +21,7 @@ use super::supervise::EndRules;
 use super::{Engine, Error, Result, validate};
 use crate::access::Caller;
 use crate::browser::{Browser, LaunchOptions};
-use crate::store::{Change, ContextBusy, Inserted};
+use crate::store::{Change, Inserted};
 
 /// What a caller sent to CreateSession, parsed but not yet bounded.
 #[derive(Debug, Clone, Default)]
@@ -277,48 +277,12 @@ impl Engine {
             Inserted::OverQuota(max) => Err(Refused::Error(quota_refusal(&caller.project, max))),
             Inserted::Context(busy) => {
                 let context = session.context.map(|c| c.context_id.to_string());
-                Err(Refused::Error(context_refusal(
+                Err(Refused::Error(super::contexts::context_refusal(
                     context.unwrap_or_default(),
                     busy,
                 )))
             }
         }
-    }
-
-    /// Puts the session's context's latest state into `options`, to be
-    /// restored into the new profile; returns the version it is, which a
-    /// persisting session saves after. Errors are the cause, for the
-    /// session's record (LAUNCH_FAILED) and the caller.
-    async fn restore(
-        &self,
-        session: &Session,
-        options: &mut LaunchOptions,
-    ) -> Result<Option<u64>, String> {
-        let Some(context) = session.context else {
-            return Ok(None);
-        };
-        let snapshot = self
-            .inner
-            .store
-            .snapshot(context.context_id)
-            .await
-            .map_err(|e| format!("cannot read context {}: {e}", context.context_id))?
-            .ok_or_else(|| format!("context {} was deleted", context.context_id))?;
-        if snapshot.version > 0 {
-            let state = crate::contexts::snapshot::open(
-                &snapshot.data,
-                &self.inner.config.seal_key,
-                &context.context_id.to_string(),
-            )
-            .map_err(|e| {
-                format!(
-                    "cannot open version {} of context {}: {e}",
-                    snapshot.version, context.context_id
-                )
-            })?;
-            options.restore = Some(Arc::new(state));
-        }
-        Ok(Some(snapshot.version))
     }
 
     /// The reserved warm browser, or a new one. Errors are the cause, for
@@ -458,20 +422,6 @@ impl Engine {
 
     fn profile(&self, id: SessionId) -> std::path::PathBuf {
         self.inner.config.profiles_dir.join(id.to_string())
-    }
-}
-
-fn context_refusal(context: String, busy: ContextBusy) -> Error {
-    match busy {
-        ContextBusy::Missing => Error::UnknownResource {
-            kind: crate::contexts::CONTEXT_RESOURCE,
-            name: context,
-        },
-        ContextBusy::UsedBy(session) => Error::ContextBusy {
-            context,
-            session: session.to_string(),
-            what: "it persists to it, and a context has one persisting session at a time; start without persist, or release that session first",
-        },
     }
 }
 

@@ -5,20 +5,10 @@
 use std::time::Duration;
 
 use super::engine::{LiveSession, SlotState, end_change, record_end};
-use super::model::{
-    Actor, ContextId, EndReason, Metadata, Session, SessionFilter, SessionId, SessionStatus,
-};
+use super::model::{Actor, EndReason, Metadata, Session, SessionFilter, SessionId, SessionStatus};
 use super::{Engine, Error, MAX_PAGE_SIZE, Result, page_token, validate};
 use crate::access::Caller;
 use crate::browser;
-
-/// How long a persisting session's browser gets to close and hand over
-/// its state; past it, the save fails and the context keeps its version.
-const CONTEXT_SAVE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How many bytes of state files a save reads per byte of
-/// `--context-max-size`, before giving up (FileTooLarge).
-const UNPACKED_PER_SEALED: usize = 4;
 
 /// How long shutdown keeps trying to store ends the database refused.
 const BACKLOG_GRACE: Duration = Duration::from_secs(5);
@@ -85,54 +75,6 @@ impl Engine {
     }
 
     /// Ends a session for browserd's own reasons.
-    /// Saves a normally ending session's browser state to its context as
-    /// the version after `base`, or records why it could not (the context
-    /// keeps its version). Its clients are gone and its supervision is
-    /// stopped: the browser is closed here, gracefully, so its storage is
-    /// flushed to disk before it is read.
-    async fn save_context(
-        &self,
-        id: SessionId,
-        browser: &crate::browser::Browser,
-        context: ContextId,
-        base: u64,
-        actor: &Actor,
-    ) {
-        let config = &self.inner.config;
-        // Storage compresses (LevelDB less than a page's own data): the
-        // files may take a few times the sealed limit, not more.
-        let unpacked = config.context_max_size.saturating_mul(UNPACKED_PER_SEALED);
-        let sealed = match browser.save_state(CONTEXT_SAVE_TIMEOUT, unpacked).await {
-            Ok(state) => crate::contexts::snapshot::seal(
-                &state,
-                &config.seal_key,
-                &context.to_string(),
-                config.context_max_size,
-            )
-            .map(std::sync::Arc::new)
-            .map_err(|e| e.to_string()),
-            Err(crate::browser::SaveError::Collect(e))
-                if e.kind() == std::io::ErrorKind::FileTooLarge =>
-            {
-                Err(format!(
-                    "the browser state is over the limit of {} bytes (--context-max-size): its files alone take more than {unpacked} bytes",
-                    config.context_max_size
-                ))
-            }
-            Err(e) => Err(format!("cannot read the browser's state: {e}")),
-        };
-        let change = crate::store::Change::SaveContext {
-            context_id: context,
-            base,
-            sealed,
-            at: super::engine::now_ms(),
-            actor: actor.clone(),
-        };
-        if let Err(e) = self.commit(id, change).await {
-            tracing::warn!(session.id = %id, context.id = %context, error = %e, "cannot store a context save; the context keeps its version");
-        }
-    }
-
     pub(super) async fn end_logged(&self, id: SessionId, reason: EndReason, error: Option<String>) {
         match self.end(id, reason, error, Actor::System).await {
             Ok(_) | Err(Error::EndDeferred(_)) => {}

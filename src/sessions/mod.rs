@@ -18,6 +18,7 @@
 //! - `create`: CreateSession, step by step;
 //! - `supervise`: what ends a live session on its own, and ExtendSession;
 //! - `ending`: release, release-all, shutdown, restart reconciliation;
+//! - `contexts`: restoring a session's context and saving it back;
 //! - `queries`: get, list, live details, WatchSessions;
 //! - `pool`: the warm pool and its refill;
 //! - `retention`: pruning of ended sessions and old events;
@@ -26,6 +27,7 @@
 //! - [`model`], [`validate`], [`presence`], [`error`]: the domain types,
 //!   request bounds, CDP client presence and the engine's errors.
 
+mod contexts;
 mod create;
 mod ending;
 mod engine;
