@@ -210,6 +210,9 @@ async fn a_bad_chrome_path_is_one_clear_sentence() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_node_on_one_data_dir_or_sqlite_file_is_refused() {
     let mut first = spawn_app(Backend::Sqlite).await;
+    // Answered only once `run` is past its start, locks taken: the
+    // listener answers connects before that.
+    let session = first.create(Default::default()).await;
     let other_dir = tempfile::tempdir().expect("temp dir");
     let same_file =
         browserd::harness::config(other_dir.path(), Some(first.database_url().to_owned()));
@@ -229,8 +232,12 @@ async fn a_second_node_on_one_data_dir_or_sqlite_file_is_refused() {
         .expect_err("a second node on one data directory")
         .to_string();
     assert!(refused.contains("data directory"), "{refused}");
-    let session = first.create(Default::default()).await;
-    assert_eq!(status_of(&session), pb::SessionStatus::Live);
+    let session = first.get(&session.id).await;
+    assert_eq!(
+        status_of(&session),
+        pb::SessionStatus::Live,
+        "the first node carries on"
+    );
     postgres.remove().await;
     first.stop().await;
 }
