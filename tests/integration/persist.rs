@@ -25,12 +25,12 @@ async fn serve_site() -> std::net::SocketAddr {
         .expect("bind the site");
     let addr = listener.local_addr().expect("site address");
     tokio::spawn(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         while let Ok((mut socket, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let n = socket.read(&mut buf).await.unwrap_or(0);
-                let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let Some(request) = read_head(&mut socket).await else {
+                    return;
+                };
                 let path = request.split_whitespace().nth(1).unwrap_or("/").to_owned();
                 let logged_in = request.lines().any(|l| {
                     l.to_ascii_lowercase().starts_with("cookie:") && l.contains("sid=alice-")

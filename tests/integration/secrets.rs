@@ -476,15 +476,9 @@ impl TestProxy {
 }
 
 async fn proxy_one(mut socket: tokio::net::TcpStream, seen: mpsc::UnboundedSender<Seen>) {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match socket.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
+    let Some(head) = read_head(&mut socket).await else {
+        return;
+    };
     let mut request_line = head.lines().next().unwrap_or_default().split(' ');
     let method = request_line.next().unwrap_or_default().to_owned();
     let target = request_line.next().unwrap_or_default().to_owned();
@@ -523,6 +517,7 @@ async fn proxy_one(mut socket: tokio::net::TcpStream, seen: mpsc::UnboundedSende
         let _ = socket
             .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
             .await;
+        let mut buf = [0u8; 1];
         if let Ok(n) = socket.read(&mut buf).await
             && n > 0
         {

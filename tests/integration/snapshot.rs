@@ -12,7 +12,9 @@ use browserd::browser::{Browser, LaunchOptions, Launcher, find_chrome};
 use browserd::contexts::{self, SealKey};
 use browserd::secret::ServerSecret;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
+
+use crate::support::read_head;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -83,15 +85,9 @@ async fn serve_site(session_id: &'static str) -> Site {
         while let Ok((mut socket, _)) = listener.accept().await {
             let seen = seen.clone();
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let head = String::from_utf8_lossy(&head).into_owned();
+                let Some(head) = read_head(&mut socket).await else {
+                    return;
+                };
                 let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
                 let (body, cookies) = match path.as_str() {
                     "/login" => (

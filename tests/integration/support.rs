@@ -621,3 +621,18 @@ pub fn keyed_contexts(channel: &Channel, key: &str) -> KeyedContexts {
         bearer(key),
     )
 }
+
+/// An HTTP request head read from a test server's socket, up to its blank
+/// line; `None` when the peer closed before sending one.
+pub async fn read_head(socket: &mut tokio::net::TcpStream) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match socket.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
