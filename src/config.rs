@@ -102,9 +102,33 @@ pub struct Config {
     /// pruned, and WatchSessions cannot resume from before it. 0: forever.
     #[arg(long, env = "BROWSERD_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
     pub retention: Duration,
-    /// This node's name on the sessions it owns. Default: the host name.
+    /// This node's name on the sessions it owns, unique in a cluster: a
+    /// second process under the same name fences the first. Default: the
+    /// host name.
     #[arg(long, env = "BROWSERD_NODE_ID")]
     pub node_id: Option<String>,
+    /// The gRPC URL other nodes of a cluster reach this node at, to forward
+    /// calls on its sessions (`http://host:port`, `https://` with TLS).
+    /// Default: the gRPC listener's address, with the host name in place
+    /// of an unspecified address (0.0.0.0).
+    #[arg(long, env = "BROWSERD_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+    /// How long a node's lease lasts without a heartbeat (renewed every
+    /// quarter of it). Once it lapses, another node takes the node over and
+    /// ends its sessions with END_REASON_NODE_LOST: a shorter lease finds a
+    /// lost node sooner, and judges a stalled one lost sooner.
+    #[arg(long, env = "BROWSERD_LEASE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub lease: Duration,
+    /// On SIGTERM or SIGINT, how long to stop taking sessions and let this
+    /// node's sessions end on their own before releasing the rest
+    /// (END_REASON_SHUTDOWN). 0: release them at once.
+    #[arg(long, env = "BROWSERD_DRAIN_TIMEOUT", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+    /// PEM CA certificate(s) that other nodes' gRPC certificates chain to,
+    /// for forwarding to `https://` nodes; default: the system's roots.
+    /// With --tls-client-ca, this node presents --tls-cert to them.
+    #[arg(long, env = "BROWSERD_CLUSTER_CA_CERT")]
+    pub cluster_ca_cert: Option<PathBuf>,
     /// Largest WebSocket message (and frame) the CDP relay accepts from a
     /// client or a browser, in bytes (`KiB`, `MiB`, `GiB` suffixes work). A
     /// base64 full-page screenshot of a tall page plus a 20 MB evaluate
@@ -197,6 +221,10 @@ pub enum ConfigError {
     TlsPair,
     #[error("--tls-client-ca needs --tls-cert and --tls-key: mutual TLS is TLS first")]
     TlsClientCa,
+    #[error("--lease must be at least 1s: it is renewed every quarter of it")]
+    Lease,
+    #[error("--advertise-url {0:?} must be an http:// or https:// URL")]
+    AdvertiseUrl(String),
 }
 
 impl Config {
@@ -233,6 +261,14 @@ impl Config {
         if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
             return Err(ConfigError::TlsClientCa);
         }
+        if self.lease < std::time::Duration::from_secs(1) {
+            return Err(ConfigError::Lease);
+        }
+        if let Some(url) = &self.advertise_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::AdvertiseUrl(url.clone()));
+        }
         Ok(())
     }
 
@@ -252,6 +288,23 @@ impl Config {
 
     pub fn node_id(&self) -> String {
         self.node_id.clone().unwrap_or_else(hostname)
+    }
+
+    /// `--advertise-url`, or the URL of `grpc`, the bound gRPC listener.
+    pub fn advertise_url(&self, grpc: SocketAddr) -> String {
+        if let Some(url) = &self.advertise_url {
+            return url.trim_end_matches('/').to_owned();
+        }
+        let scheme = if self.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        if grpc.ip().is_unspecified() {
+            format!("{scheme}://{}:{}", hostname(), grpc.port())
+        } else {
+            format!("{scheme}://{grpc}")
+        }
     }
 }
 

@@ -38,6 +38,9 @@
 //! - [`telemetry`]: tracing, and OpenTelemetry traces and metrics.
 //! - [`cli`]: `browserd sessions|projects|keys …`, a client of a running
 //!   server; `keys create` also works offline, on the database itself.
+//! - [`cluster`]: several nodes on one PostgreSQL: this node's membership
+//!   (lease, epoch, drain, the other nodes) and the forwarding of calls to
+//!   the node that runs a session.
 //! - [`node_lock`]: one node per data directory and per SQLite file.
 //! - [`harness`]: a real server on ephemeral ports and fresh databases, for
 //!   the integration tests and `browserd-bench` (`src/bin/browserd-bench/`,
@@ -51,6 +54,7 @@ pub mod api;
 pub mod browser;
 pub mod cdp_proxy;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod contexts;
 pub mod events;
@@ -208,11 +212,20 @@ pub async fn run(
             let scheme = if tls.is_some() { "wss" } else { "ws" };
             format!("{scheme}://{cdp_addr}")
         });
+    let node = std::sync::Arc::new(cluster::Membership::new(
+        config.node_id(),
+        config.advertise_url(grpc_addr),
+        cdp_base_url.clone(),
+        config.lease,
+    ));
+    let peers = std::sync::Arc::new(cluster::Peers::new(
+        node.clone(),
+        store.clone(),
+        Some(tls::peer_client(&config)?),
+    ));
     let engine = Engine::new(
         EngineConfig {
-            node_id: config.node_id(),
             profiles_dir,
-            cdp_base_url: cdp_base_url.clone(),
             seal_key: std::sync::Arc::new(contexts::SealKey::derive(&secret)),
             context_max_size: config.context_max_size,
             secret: std::sync::Arc::new(secret),
@@ -224,11 +237,13 @@ pub async fn run(
             watch_buffer: config.watch_buffer,
             retention: Some(config.retention).filter(|t| !t.is_zero()),
         },
+        node,
         store.clone(),
         launcher,
         tracker.clone(),
         stopping.clone(),
     );
+    engine.join().await?;
     let reconciled = engine.reconcile().await?;
     if reconciled > 0 {
         tracing::warn!(
@@ -265,12 +280,14 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
-        .add_service(SessionServiceHandler::new(engine.clone(), access.clone()).into_server())
+        .add_service(
+            SessionServiceHandler::new(engine.clone(), access.clone(), peers.clone()).into_server(),
+        )
         .add_service(
             ContextServiceHandler::new(contexts::Contexts::new(store.clone()), access.clone())
                 .into_server(),
         )
-        .add_service(AdminServiceHandler::new(access).into_server())
+        .add_service(AdminServiceHandler::new(access, engine.clone()).into_server())
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
             stopping.clone().cancelled_owned(),
@@ -302,11 +319,12 @@ pub async fn run(
     let mut server = tokio::spawn(server);
     let ended_early = tokio::select! {
         served = &mut server => Some(served),
-        () = shutdown => {
-            tracing::info!("shutting down: releasing every session");
-            None
-        }
+        () = shutdown => None,
     };
+    if ended_early.is_none() && !config.drain_timeout.is_zero() {
+        engine.drain(config.drain_timeout).await;
+    }
+    tracing::info!("shutting down: releasing every session");
     health
         .set_not_serving::<pb::session_service_server::SessionServiceServer<SessionServiceHandler>>(
         )

@@ -115,6 +115,31 @@ impl ServerTls {
     }
 }
 
+/// How this node reaches other nodes' `https://` gRPC: their certificates
+/// checked against `--cluster-ca-cert` (default: the system's roots), and,
+/// when this node asks its own clients for certificates (mutual TLS, so
+/// its peers presumably do too), its own `--tls-cert` presented.
+pub fn peer_client(config: &Config) -> Result<tonic::transport::ClientTlsConfig, TlsError> {
+    let mut tls = tonic::transport::ClientTlsConfig::new();
+    tls = match &config.cluster_ca_cert {
+        Some(path) => {
+            let pem = read("--cluster-ca-cert", path)?;
+            certificates("--cluster-ca-cert", path, &pem)?;
+            tls.ca_certificate(Certificate::from_pem(pem))
+        }
+        None => tls.with_native_roots(),
+    };
+    if let (Some(_), Some(cert), Some(key)) =
+        (&config.tls_client_ca, &config.tls_cert, &config.tls_key)
+    {
+        tls = tls.identity(Identity::from_pem(
+            read("--tls-cert", cert)?,
+            read("--tls-key", key)?,
+        ));
+    }
+    Ok(tls)
+}
+
 /// The provider of every rustls config browserd builds. Given explicitly:
 /// a process-wide default would be one more thing to install in order.
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {

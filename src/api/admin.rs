@@ -1,22 +1,26 @@
-//! The tonic `AdminService`: projects and API keys, for admin keys only.
+//! The tonic `AdminService`: projects, API keys and the cluster's nodes,
+//! for admin keys only.
 
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
 use super::caller_of;
-use super::convert::timestamp;
+use super::convert::{pb_duration, timestamp};
 use crate::access::{Access, ApiKey, Project};
 use crate::pb;
 use crate::pb::admin_service_server::{AdminService, AdminServiceServer};
+use crate::sessions::{Engine, Error};
+use crate::store::NodeRow;
 
 pub struct AdminServiceHandler {
     access: Arc<Access>,
+    engine: Engine,
 }
 
 impl AdminServiceHandler {
-    pub fn new(access: Arc<Access>) -> Self {
-        Self { access }
+    pub fn new(access: Arc<Access>, engine: Engine) -> Self {
+        Self { access, engine }
     }
 
     pub fn into_server(self) -> AdminServiceServer<Self> {
@@ -115,6 +119,71 @@ impl AdminService for AdminServiceHandler {
         Ok(Response::new(pb::RevokeApiKeyResponse {
             api_key: Some(to_pb_key(&record)),
         }))
+    }
+
+    #[tracing::instrument(skip_all, fields(browserd.actor = tracing::field::Empty))]
+    async fn list_nodes(
+        &self,
+        request: Request<pb::ListNodesRequest>,
+    ) -> Result<Response<pb::ListNodesResponse>, Status> {
+        self.admin(&request).await?;
+        let pb::ListNodesRequest {} = request.into_inner();
+        let nodes = self.engine.nodes().await?;
+        Ok(Response::new(pb::ListNodesResponse {
+            nodes: nodes.iter().map(to_pb_node).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(browserd.actor = tracing::field::Empty))]
+    async fn drain_node(
+        &self,
+        request: Request<pb::DrainNodeRequest>,
+    ) -> Result<Response<pb::DrainNodeResponse>, Status> {
+        self.admin(&request).await?;
+        let pb::DrainNodeRequest { node_id, draining } = request.into_inner();
+        if node_id.is_empty() {
+            return Err(Error::invalid("node_id", "required").into());
+        }
+        if !self.engine.set_draining(&node_id, draining).await? {
+            return Err(Error::UnknownResource {
+                kind: "browserd.v1.Node",
+                name: node_id,
+            }
+            .into());
+        }
+        tracing::info!(node.id = %node_id, draining, "node drain changed");
+        Ok(Response::new(pb::DrainNodeResponse {}))
+    }
+}
+
+fn to_pb_node(node: &NodeRow) -> pb::Node {
+    let NodeRow {
+        id,
+        epoch,
+        grpc_url,
+        relay_url,
+        capacity,
+        sessions,
+        warm,
+        draining,
+        started_at,
+        heartbeat_age,
+        lapsed: _,
+        lost,
+    } = node;
+    let count = |n: &u64| (*n).min(u64::from(u32::MAX)) as u32;
+    pb::Node {
+        id: id.clone(),
+        grpc_url: grpc_url.clone(),
+        relay_url: relay_url.clone(),
+        capacity: count(capacity),
+        live_sessions: count(sessions),
+        warm_browsers: count(warm),
+        draining: *draining,
+        lost: *lost,
+        lease_age: Some(pb_duration(*heartbeat_age)),
+        started_at: Some(timestamp(*started_at)),
+        epoch: *epoch,
     }
 }
 

@@ -156,6 +156,7 @@ pub fn to_pb_session(session: &Session, connect_url: Option<String>) -> pb::Sess
         browser_version,
         project,
         context,
+        node_id,
     } = session;
     pb::Session {
         id: id.to_string(),
@@ -184,6 +185,7 @@ pub fn to_pb_session(session: &Session, connect_url: Option<String>) -> pb::Sess
             context_id: c.context_id.to_string(),
             persist: c.persist,
         }),
+        node_id: node_id.clone(),
     }
 }
 

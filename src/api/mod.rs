@@ -9,16 +9,22 @@ mod contexts;
 pub(crate) mod convert;
 mod status;
 
+use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use tokio_stream::Stream;
 use tokio_stream::StreamExt;
+use tonic::metadata::MetadataMap;
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::access::{Access, Caller};
+use crate::cluster::{Peers, peers};
 use crate::pb;
+use crate::pb::session_service_client::SessionServiceClient;
 use crate::pb::session_service_server::{SessionService, SessionServiceServer};
-use crate::sessions::{Engine, Error};
+use crate::sessions::{Engine, Error, Target};
 pub use admin::AdminServiceHandler;
 pub use contexts::ContextServiceHandler;
 use convert::{
@@ -30,12 +36,58 @@ pub use status::{ERROR_DOMAIN, SESSION_RESOURCE};
 
 pub struct SessionServiceHandler {
     engine: Engine,
-    access: std::sync::Arc<Access>,
+    access: Arc<Access>,
+    /// Carries calls on other nodes' sessions to those nodes.
+    peers: Arc<Peers>,
 }
 
 impl SessionServiceHandler {
-    pub fn new(engine: Engine, access: std::sync::Arc<Access>) -> Self {
-        Self { engine, access }
+    pub fn new(engine: Engine, access: Arc<Access>, peers: Arc<Peers>) -> Self {
+        Self {
+            engine,
+            access,
+            peers,
+        }
+    }
+
+    /// Sends a call to node `node`, as the caller (see [`crate::cluster`]).
+    async fn forward<Req, Res, Fut>(
+        &self,
+        node: &str,
+        metadata: &MetadataMap,
+        message: Req,
+        call: impl FnOnce(SessionServiceClient<Channel>, Request<Req>) -> Fut,
+    ) -> Result<Response<Res>, Status>
+    where
+        Fut: Future<Output = Result<Response<Res>, Status>>,
+    {
+        let client = self.peers.client(node).await?;
+        peers::answered(
+            node,
+            call(client, self.peers.request(metadata, message)).await,
+        )
+    }
+
+    /// Runs `here` on this node, or, when the session runs on another node
+    /// (and the call was not forwarded here already), sends the call there.
+    async fn here_or_owner<Req: Clone, Res, T, Fut>(
+        &self,
+        metadata: &MetadataMap,
+        message: &Req,
+        here: impl Future<Output = Result<T, Error>>,
+        answer: impl FnOnce(T) -> Res,
+        call: impl FnOnce(SessionServiceClient<Channel>, Request<Req>) -> Fut,
+    ) -> Result<Response<Res>, Status>
+    where
+        Fut: Future<Output = Result<Response<Res>, Status>>,
+    {
+        match here.await {
+            Ok(done) => Ok(Response::new(answer(done))),
+            Err(Error::Elsewhere { node, .. }) if !Peers::forwarded(metadata) => {
+                self.forward(&node, metadata, message.clone(), call).await
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub fn into_server(self) -> SessionServiceServer<Self> {
@@ -59,6 +111,12 @@ async fn caller_of<T>(access: &Access, request: &Request<T>) -> Result<Caller, S
     Ok(caller)
 }
 
+/// Whether a node's refusal of a new session means "try another node": it
+/// is full, it takes no session now, or it cannot be reached.
+fn full_or_gone(status: &Status) -> bool {
+    peers::not_reached(status) || status::refuses_placement(status)
+}
+
 pub type WatchSessionsStream =
     Pin<Box<dyn Stream<Item = Result<pb::WatchSessionsResponse, Status>> + Send>>;
 
@@ -70,6 +128,8 @@ impl SessionService for SessionServiceHandler {
         request: Request<pb::CreateSessionRequest>,
     ) -> Result<Response<pb::CreateSessionResponse>, Status> {
         let caller = caller_of(&self.access, &request).await?;
+        let headers = request.metadata().clone();
+        let message = request.into_inner();
         let pb::CreateSessionRequest {
             timeout,
             inactivity_timeout,
@@ -80,7 +140,7 @@ impl SessionService for SessionServiceHandler {
             proxy_url,
             idempotency_key,
             context,
-        } = request.into_inner();
+        } = message.clone();
         let request = crate::sessions::CreateRequest {
             timeout: optional_duration("timeout", timeout)?,
             inactivity_timeout: optional_duration("inactivity_timeout", inactivity_timeout)?,
@@ -106,11 +166,45 @@ impl SessionService for SessionServiceHandler {
                 )
                 .transpose()?,
         };
-        let session = self.engine.create(&caller, request).await?;
-        tracing::Span::current().record("session.id", session.id.to_string());
-        Ok(Response::new(pb::CreateSessionResponse {
-            session: Some(self.show(&session, &caller)),
-        }))
+        // A call forwarded here is placed here: the forwarding node chose.
+        let targets = if Peers::forwarded(&headers) {
+            vec![Target::Here]
+        } else {
+            self.engine.placement(&request)
+        };
+        let tried_peers = targets.iter().any(|t| matches!(t, Target::Node(_)));
+        let mut refusal = None;
+        for target in targets {
+            let refused = match target {
+                Target::Here => match self.engine.create(&caller, request.clone()).await {
+                    Ok(session) => {
+                        tracing::Span::current().record("session.id", session.id.to_string());
+                        return Ok(Response::new(pb::CreateSessionResponse {
+                            session: Some(self.show(&session, &caller)),
+                        }));
+                    }
+                    Err(e @ (Error::ResourceExhausted(_) | Error::NotPlaced(_))) => Status::from(e),
+                    Err(e) => return Err(e.into()),
+                },
+                Target::Node(node) => {
+                    let forwarded = self
+                        .forward(&node, &headers, message.clone(), |mut c, r| async move {
+                            c.create_session(r).await
+                        })
+                        .await;
+                    match forwarded {
+                        Ok(created) => return Ok(created),
+                        Err(status) if full_or_gone(&status) => status,
+                        Err(status) => return Err(status),
+                    }
+                }
+            };
+            refusal = Some(refused);
+        }
+        Err(match refusal {
+            Some(refused) if !tried_peers => refused,
+            _ => status::cluster_full(),
+        })
     }
 
     #[tracing::instrument(skip_all, fields(session.id = %untrusted(&request.get_ref().session_id), browserd.actor = tracing::field::Empty))]
@@ -164,14 +258,19 @@ impl SessionService for SessionServiceHandler {
         request: Request<pb::ReleaseSessionRequest>,
     ) -> Result<Response<pb::ReleaseSessionResponse>, Status> {
         let caller = caller_of(&self.access, &request).await?;
-        let pb::ReleaseSessionRequest { session_id: id } = request.into_inner();
-        let session = self
-            .engine
-            .release(&caller, session_id("session_id", &id)?)
-            .await?;
-        Ok(Response::new(pb::ReleaseSessionResponse {
-            session: Some(self.show(&session, &caller)),
-        }))
+        let headers = request.metadata().clone();
+        let message = request.into_inner();
+        let id = session_id("session_id", &message.session_id)?;
+        self.here_or_owner(
+            &headers,
+            &message,
+            self.engine.release(&caller, id),
+            |session| pb::ReleaseSessionResponse {
+                session: Some(self.show(&session, &caller)),
+            },
+            |mut c, r| async move { c.release_session(r).await },
+        )
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(browserd.actor = tracing::field::Empty))]
@@ -180,16 +279,33 @@ impl SessionService for SessionServiceHandler {
         request: Request<pb::ReleaseAllSessionsRequest>,
     ) -> Result<Response<pb::ReleaseAllSessionsResponse>, Status> {
         let caller = caller_of(&self.access, &request).await?;
+        let headers = request.metadata().clone();
+        let message = request.into_inner();
         let pb::ReleaseAllSessionsRequest {
             metadata: labels,
             project,
-        } = request.into_inner();
-        let released = self
-            .engine
-            .release_all(&caller, metadata(labels), &project)
-            .await?;
+        } = message.clone();
+        // This node's sessions here, every other node's by that node, all
+        // at once.
+        let others = if Peers::forwarded(&headers) {
+            Vec::new()
+        } else {
+            self.engine.node().running_peers()
+        };
+        let (here, there) = tokio::join!(
+            self.engine.release_all(&caller, metadata(labels), &project),
+            futures_util::future::join_all(others.iter().map(|node| {
+                self.forward(&node.id, &headers, message.clone(), |mut c, r| async move {
+                    c.release_all_sessions(r).await
+                })
+            }))
+        );
+        let mut released_ids: Vec<String> = here?.iter().map(ToString::to_string).collect();
+        for answer in there {
+            released_ids.extend(answer?.into_inner().released_ids);
+        }
         Ok(Response::new(pb::ReleaseAllSessionsResponse {
-            released_ids: released.iter().map(ToString::to_string).collect(),
+            released_ids,
         }))
     }
 
@@ -199,17 +315,21 @@ impl SessionService for SessionServiceHandler {
         request: Request<pb::ExtendSessionRequest>,
     ) -> Result<Response<pb::ExtendSessionResponse>, Status> {
         let caller = caller_of(&self.access, &request).await?;
-        let pb::ExtendSessionRequest {
-            session_id: id,
-            timeout,
-        } = request.into_inner();
-        let id = session_id("session_id", &id)?;
-        let timeout = optional_duration("timeout", timeout)?
+        let headers = request.metadata().clone();
+        let message = request.into_inner();
+        let id = session_id("session_id", &message.session_id)?;
+        let timeout = optional_duration("timeout", message.timeout)?
             .ok_or_else(|| Error::invalid("timeout", "required"))?;
-        let session = self.engine.extend(&caller, id, timeout).await?;
-        Ok(Response::new(pb::ExtendSessionResponse {
-            session: Some(self.show(&session, &caller)),
-        }))
+        self.here_or_owner(
+            &headers,
+            &message,
+            self.engine.extend(&caller, id, timeout),
+            |session| pb::ExtendSessionResponse {
+                session: Some(self.show(&session, &caller)),
+            },
+            |mut c, r| async move { c.extend_session(r).await },
+        )
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(session.id = %untrusted(&request.get_ref().session_id), browserd.actor = tracing::field::Empty))]
@@ -218,22 +338,27 @@ impl SessionService for SessionServiceHandler {
         request: Request<pb::GetLiveDetailsRequest>,
     ) -> Result<Response<pb::GetLiveDetailsResponse>, Status> {
         let caller = caller_of(&self.access, &request).await?;
-        let pb::GetLiveDetailsRequest { session_id: id } = request.into_inner();
-        let (pages, connect_url) = self
-            .engine
-            .live_details(&caller, session_id("session_id", &id)?)
-            .await?;
-        Ok(Response::new(pb::GetLiveDetailsResponse {
-            pages: pages
-                .into_iter()
-                .map(|p| pb::Page {
-                    target_id: p.target_id,
-                    url: p.url,
-                    title: p.title,
-                })
-                .collect(),
-            connect_url: connect_url.unwrap_or_default(),
-        }))
+        let headers = request.metadata().clone();
+        let message = request.into_inner();
+        let id = session_id("session_id", &message.session_id)?;
+        self.here_or_owner(
+            &headers,
+            &message,
+            self.engine.live_details(&caller, id),
+            |(pages, connect_url)| pb::GetLiveDetailsResponse {
+                pages: pages
+                    .into_iter()
+                    .map(|p| pb::Page {
+                        target_id: p.target_id,
+                        url: p.url,
+                        title: p.title,
+                    })
+                    .collect(),
+                connect_url: connect_url.unwrap_or_default(),
+            },
+            |mut c, r| async move { c.get_live_details(r).await },
+        )
+        .await
     }
 
     type WatchSessionsStream = WatchSessionsStream;

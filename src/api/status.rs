@@ -26,6 +26,40 @@ pub const SESSION_RESOURCE: &str = "browserd.v1.Session";
 /// that a freed slot is used soon.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// ErrorInfo reason of a node that takes no new session (it drains).
+const NOT_PLACING: &str = "NODE_NOT_PLACING";
+/// QuotaFailure subject of a node at --max-sessions.
+const NODE_SUBJECT: &str = "node";
+
+/// RESOURCE_EXHAUSTED when no node of the cluster has room.
+pub(super) fn cluster_full() -> Status {
+    let mut details = ErrorDetails::with_retry_info(Some(RETRY_AFTER));
+    details.add_quota_failure_violation(
+        "cluster",
+        "every node of the cluster runs as many sessions as it may (--max-sessions), or drains",
+    );
+    Status::with_error_details(
+        Code::ResourceExhausted,
+        "session limit reached on every node of the cluster",
+        details,
+    )
+}
+
+/// Whether `status` is a node's refusal to place a session there (full,
+/// or draining), after which another node may take it.
+pub(super) fn refuses_placement(status: &Status) -> bool {
+    let details = status.get_error_details();
+    match status.code() {
+        Code::ResourceExhausted => details
+            .quota_failure()
+            .is_some_and(|q| q.violations.iter().any(|v| v.subject == NODE_SUBJECT)),
+        Code::Unavailable => details
+            .error_info()
+            .is_some_and(|info| info.reason == NOT_PLACING),
+        _ => false,
+    }
+}
+
 /// The one place engine errors become gRPC statuses, with the error details
 /// a program acts on instead of parsing the message. Also the one place a
 /// refusal is logged: the caller's mistakes at DEBUG/INFO (they are not the
@@ -69,13 +103,20 @@ fn status(error: Error) -> Status {
         Error::ResourceExhausted(max) => {
             let mut details = ErrorDetails::with_retry_info(Some(RETRY_AFTER));
             details.add_quota_failure_violation(
-                "node",
+                NODE_SUBJECT,
                 format!("this node runs at most {max} sessions at once (--max-sessions)"),
             );
             Status::with_error_details(Code::ResourceExhausted, message, details)
         }
         Error::NotLive { .. } | Error::ContextBusy { .. } => Status::failed_precondition(message),
-        Error::LaunchFailed { .. } | Error::Unavailable(_) => Status::unavailable(message),
+        Error::LaunchFailed { .. } | Error::Unavailable(_) | Error::Elsewhere { .. } => {
+            Status::unavailable(message)
+        }
+        Error::NotPlaced(_) => Status::with_error_details(
+            Code::Unavailable,
+            message,
+            ErrorDetails::with_error_info(NOT_PLACING, ERROR_DOMAIN, HashMap::new()),
+        ),
         Error::Aborted(_) => Status::aborted(message),
         Error::OutOfRange { after, oldest } => Status::with_error_details(
             Code::OutOfRange,
@@ -114,6 +155,8 @@ fn status(error: Error) -> Status {
         }
         Error::LaunchFailed { .. }
         | Error::Unavailable(_)
+        | Error::NotPlaced(_)
+        | Error::Elsewhere { .. }
         | Error::StoreUnavailable(_)
         | Error::EndDeferred(_) => {
             tracing::warn!(?code, error = ?message_of(&error), "request failed");

@@ -1,29 +1,52 @@
-//! Event fan-out: the live broadcast of committed `SessionEvent`s and the
-//! WatchSessions subscription that stitches the stored log and the live
-//! broadcast together by sequence number.
+//! Event fan-out: the tail of the stored event log, the live broadcast it
+//! feeds, and the WatchSessions subscription that stitches the stored log
+//! and the live broadcast together by sequence number.
+//!
+//! Every node's events reach every node's subscribers the same way: one
+//! task per node, the tail, reads the log after the last event it
+//! published, in sequence order, and broadcasts what it reads. It reads
+//! when this node commits an event, when PostgreSQL notifies that another
+//! node did (a wake-up only: the log is the truth, and a lost notification
+//! is caught by the next read or the periodic one), and every
+//! [`TAIL_POLL`]. Sequence order is commit order (see `store::log`), so a
+//! read never passes over an event that commits later.
 //!
 //! Why there is no gap and no duplicate at the seam: a subscriber joins the
-//! broadcast *before* it reads the stored log, and the engine publishes each
-//! event only after its transaction commits, in commit order. Every event
-//! is therefore either in what the replay read, or arrives on the broadcast
-//! afterwards (or both, and the sequence filter drops the second copy).
+//! broadcast *before* it reads the stored log, and the tail publishes only
+//! committed events, in sequence order. Every event is therefore either in
+//! what the replay read, or arrives on the broadcast afterwards (or both,
+//! and the sequence filter drops the second copy).
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast, watch};
 use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 
 use crate::sessions::model::{EventFilter, SessionEvent};
 use crate::store::{Store, StoreError};
 
-/// Stored events read per query while replaying.
+/// Stored events read per query while replaying or tailing.
 const REPLAY_BATCH: u64 = 500;
+
+/// How often the tail reads the log with no wake-up: the bound on how late
+/// another node's event arrives if its notification is lost.
+pub const TAIL_POLL: Duration = Duration::from_secs(1);
+
+/// How long shutdown waits for the tail to publish this node's last events.
+const FLUSH_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 pub struct EventHub {
     live: broadcast::Sender<Arc<SessionEvent>>,
+    /// Wakes the tail: this node committed an event.
+    committed: Arc<Notify>,
+    /// The highest sequence this node committed.
+    newest_here: Arc<watch::Sender<u64>>,
+    /// The highest sequence the tail published.
+    published: Arc<watch::Sender<u64>>,
 }
 
 /// A subscription's events, in sequence order; an error ends it.
@@ -49,13 +72,104 @@ impl EventHub {
     pub fn new(buffer: usize) -> Self {
         Self {
             live: broadcast::channel(buffer).0,
+            committed: Arc::new(Notify::new()),
+            newest_here: Arc::new(watch::Sender::new(0)),
+            published: Arc::new(watch::Sender::new(0)),
         }
     }
 
-    /// Called by the engine after commit, in sequence order. Never waits.
-    pub fn publish(&self, event: SessionEvent) {
+    /// Called by the engine after it committed event `sequence`: wakes the
+    /// tail. Never waits.
+    pub fn committed(&self, sequence: u64) {
+        self.newest_here.send_if_modified(|newest| {
+            let newer = sequence > *newest;
+            *newest = (*newest).max(sequence);
+            newer
+        });
+        self.committed.notify_one();
+    }
+
+    /// Publishes the log's events after the newest one stored now, from
+    /// every node, until `stop`. Run once per node.
+    pub async fn tail(self, store: Store, stop: CancellationToken) {
+        let mut last = loop {
+            match store.newest_sequence().await {
+                Ok(newest) => break newest,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read where the event log ends; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(TAIL_POLL) => {}
+                        () = stop.cancelled() => return,
+                    }
+                }
+            }
+        };
+        self.published.send_replace(last);
+        let mut wakeups = None;
+        loop {
+            if wakeups.is_none() {
+                wakeups = match store.event_wakeups().await {
+                    Ok(Some(listener)) => Some(Some(listener)),
+                    Ok(None) => Some(None),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot listen for other nodes' events yet");
+                        None
+                    }
+                };
+            }
+            match self.publish_after(&store, last).await {
+                Ok(newest) => last = newest,
+                Err(e) => tracing::debug!(error = %e, "cannot read the event log now"),
+            }
+            let other_node = async {
+                match &mut wakeups {
+                    Some(Some(listener)) => {
+                        if listener.next().await.is_err() {
+                            wakeups = None;
+                        }
+                    }
+                    _ => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = self.committed.notified() => {}
+                () = other_node => {}
+                () = tokio::time::sleep(TAIL_POLL) => {}
+                () = stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// Broadcasts every stored event after `last`; returns the last one.
+    async fn publish_after(&self, store: &Store, mut last: u64) -> Result<u64, StoreError> {
+        loop {
+            let batch = store.events_after(last, REPLAY_BATCH).await?;
+            let full = batch.len() as u64 == REPLAY_BATCH;
+            for event in batch {
+                last = event.sequence;
+                self.broadcast(event);
+            }
+            self.published.send_replace(last);
+            if !full {
+                return Ok(last);
+            }
+        }
+    }
+
+    fn broadcast(&self, event: SessionEvent) {
         // No receiver is not an error: nobody is watching.
         let _ = self.live.send(Arc::new(event));
+    }
+
+    /// Waits (a little) until the tail has published every event this node
+    /// committed: at shutdown, before watch streams end.
+    pub async fn flush(&self) {
+        let newest = *self.newest_here.borrow();
+        let mut published = self.published.subscribe();
+        let caught_up = published.wait_for(|published| *published >= newest);
+        if tokio::time::timeout(FLUSH_GRACE, caught_up).await.is_err() {
+            tracing::warn!("stopping before this node's last events were published");
+        }
     }
 
     /// Open subscriptions (each holds one receiver until its stream ends).
@@ -231,6 +345,7 @@ mod tests {
                 browser_version: None,
                 project: "default".into(),
                 context: None,
+                node_id: "node".into(),
             },
         }
     }
@@ -255,7 +370,7 @@ mod tests {
             CancellationToken::new(),
         );
         for sequence in 1..=3 {
-            hub.publish(event(sequence));
+            hub.broadcast(event(sequence));
         }
         for sequence in 1..=3 {
             assert_eq!(sequence_of_next(&mut events).await, sequence);
@@ -263,7 +378,7 @@ mod tests {
         // One more than the live buffer holds, while the subscriber reads
         // nothing.
         for sequence in 4..=BUFFER as u64 + 4 {
-            hub.publish(event(sequence));
+            hub.broadcast(event(sequence));
         }
         match events.next().await {
             Some(Err(WatchEnd::Lagged { last_sequence: 3 })) => {}
@@ -278,8 +393,8 @@ mod tests {
         let hub = EventHub::new(BUFFER);
         let stop = CancellationToken::new();
         let mut events = hub.watch(store, EventFilter::default(), None, stop.clone());
-        hub.publish(event(1));
-        hub.publish(event(2));
+        hub.broadcast(event(1));
+        hub.broadcast(event(2));
         stop.cancel();
         assert_eq!(sequence_of_next(&mut events).await, 1);
         assert_eq!(sequence_of_next(&mut events).await, 2);

@@ -56,6 +56,10 @@ pub fn config(data_dir: &Path, database_url: Option<String>) -> Config {
         tls_key: None,
         tls_client_ca: None,
         node_id: Some("test-node".into()),
+        advertise_url: None,
+        lease: Duration::from_secs(10),
+        drain_timeout: Duration::ZERO,
+        cluster_ca_cert: None,
     }
 }
 

@@ -21,7 +21,7 @@ use super::supervise::EndRules;
 use super::{Engine, Error, Result, validate};
 use crate::access::Caller;
 use crate::browser::{Browser, LaunchOptions};
-use crate::store::{Change, Inserted};
+use crate::store::{Change, Inserted, NodeRefusal};
 
 /// What a caller sent to CreateSession, parsed but not yet bounded.
 #[derive(Debug, Clone, Default)]
@@ -146,7 +146,7 @@ impl Engine {
         Ok(session)
     }
 
-    fn validate(&self, request: CreateRequest) -> Result<CreateParams> {
+    pub(super) fn validate(&self, request: CreateRequest) -> Result<CreateParams> {
         let config = &self.inner.config;
         let timeout = validate::timeout(
             "timeout",
@@ -250,6 +250,7 @@ impl Engine {
             browser_version: None,
             project: caller.project.clone(),
             context: params.context,
+            node_id: self.inner.node.id.clone(),
         };
         let _order = self.inner.commit_order.lock().await;
         // Behind ends still waiting to be stored, a new session would be
@@ -261,7 +262,7 @@ impl Engine {
             .insert(
                 &session,
                 params.idempotency_key.as_deref(),
-                &self.inner.config.node_id,
+                self.inner.node.epoch(),
                 &self.profile(session.id),
                 &caller.actor,
             )
@@ -269,12 +270,15 @@ impl Engine {
             .map_err(|e| Refused::Error(e.into()))?;
         match inserted {
             Inserted::Created(event) => {
-                let created = event.session.clone();
-                self.inner.events.publish(event);
-                Ok(created)
+                self.committed(&event);
+                Ok(event.session)
             }
             Inserted::Duplicate(existing) => Err(Refused::Duplicate(Box::new(existing))),
             Inserted::OverQuota(max) => Err(Refused::Error(quota_refusal(&caller.project, max))),
+            Inserted::NotPlaced(refusal) => Err(Refused::Error(Error::NotPlaced(match refusal {
+                NodeRefusal::Draining => "it drains",
+                NodeRefusal::Fenced => "it lost its lease and is joining again",
+            }))),
             Inserted::Context(busy) => {
                 let context = session.context.map(|c| c.context_id.to_string());
                 Err(Refused::Error(super::contexts::context_refusal(
@@ -340,7 +344,7 @@ impl Engine {
                 // the store failed: either way this browser must not live on.
                 browser.destroy().await;
                 **state = SlotState::Ended;
-                self.slots().remove(&id);
+                self.forget(id);
                 if let Err(e) = failed {
                     // Stored PENDING, never LIVE: it ends FAILED, now or once
                     // the database is back.
@@ -417,7 +421,7 @@ impl Engine {
     /// Forgets a session whose creation stopped short of LIVE.
     fn abandon(&self, id: SessionId, mut state: SlotGuard) {
         *state = SlotState::Ended;
-        self.slots().remove(&id);
+        self.forget(id);
     }
 
     fn profile(&self, id: SessionId) -> std::path::PathBuf {

@@ -70,7 +70,7 @@ impl Engine {
         self.inner.pool.wake.notify_one();
         record_end(&span, reason, &actor);
         let committed = self.commit(id, end_change(reason, error, actor)).await;
-        self.slots().remove(&id);
+        self.forget(id);
         Ok(committed?.map(|event| event.session))
     }
 
@@ -88,8 +88,9 @@ impl Engine {
         Ok(self.end(id, EndReason::Requested, None, actor).await?.0)
     }
 
-    /// Releases every PENDING or LIVE session the caller sees, of
-    /// `project` when given, whose metadata matches.
+    /// Releases every PENDING or LIVE session of this node the caller
+    /// sees, of `project` when given, whose metadata matches. (The API
+    /// asks every other node for theirs.)
     pub async fn release_all(
         &self,
         caller: &Caller,
@@ -112,7 +113,12 @@ impl Engine {
                 .await?;
             cursor = page.last().map(page_token::cursor_of);
             let done = (page.len() as u64) < MAX_PAGE_SIZE;
-            candidates.extend(page.into_iter().map(|s| s.id));
+            let here = &self.inner.node.id;
+            candidates.extend(
+                page.into_iter()
+                    .filter(|s| &s.node_id == here)
+                    .map(|s| s.id),
+            );
             if done {
                 break;
             }
@@ -148,7 +154,15 @@ impl Engine {
                 .map(|id| self.end_logged(id, EndReason::Shutdown, None)),
         );
         tokio::join!(ending, self.stop_pool());
-        self.store_backlog_before_exit().await;
+        if self.store_backlog_before_exit().await {
+            // Every session of this node is stored ended: it leaves the
+            // cluster rather than waiting to be found lost.
+            let node = &self.inner.node;
+            if let Err(e) = self.inner.store.leave(&node.id, node.epoch()).await {
+                tracing::warn!(error = %e, "cannot remove this node from the cluster; it is taken over once its lease lapses");
+            }
+        }
+        self.inner.events.flush().await;
         self.inner.stopping.cancel();
     }
 
@@ -156,39 +170,29 @@ impl Engine {
     /// still refused after it is lost with this process: the next start's
     /// reconciliation ends those sessions (NODE_LOST), so no row claims a
     /// browser that is gone.
-    async fn store_backlog_before_exit(&self) {
+    /// Returns whether every end is stored.
+    async fn store_backlog_before_exit(&self) -> bool {
         let deadline = tokio::time::Instant::now() + BACKLOG_GRACE;
         while let Err(e) = self.store_backlog().await {
             if tokio::time::Instant::now() >= deadline {
-                tracing::error!(error = %e, "exiting with session ends the database never took; the next start ends those sessions NODE_LOST");
-                return;
+                tracing::error!(error = %e, "exiting with session ends the database never took; the next start, or another node once this node's lease lapses, ends those sessions NODE_LOST");
+                return false;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        true
     }
 
     /// Ends every session a previous process of this node left PENDING or
-    /// LIVE (FAILED, NODE_LOST), after removing its browser and profile; then
-    /// clears profile directories no session owns. Run once at start.
+    /// LIVE (FAILED, NODE_LOST), after removing every browser and profile
+    /// left in its profiles directory. Run once at start, after
+    /// [`Engine::join`].
     pub async fn reconcile(&self) -> Result<usize> {
-        let unfinished = self
-            .inner
-            .store
-            .unfinished(&self.inner.config.node_id)
-            .await?;
-        for session in &unfinished {
-            if let Some(dir) = &session.user_data_dir {
-                browser::remove_leftover(std::path::Path::new(dir)).await;
-            }
-            let error = "browserd stopped without ending this session".to_owned();
-            let change = end_change(EndReason::NodeLost, Some(error), Actor::System);
-            self.commit(session.id, change).await?;
-        }
         if let Ok(entries) = std::fs::read_dir(&self.inner.config.profiles_dir) {
             for entry in entries.flatten() {
                 browser::remove_leftover(&entry.path()).await;
             }
         }
-        Ok(unfinished.len())
+        self.end_previous_incarnations().await
     }
 }

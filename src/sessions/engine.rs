@@ -1,5 +1,5 @@
 //! The engine's state and its one commit path: every status change is
-//! persisted with its event, then published, in sequence order.
+//! persisted with its event, in the order this node made them.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -23,12 +23,8 @@ use crate::telemetry::Metrics;
 /// Server-wide settings the engine enforces.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Owner recorded on every session row, so a restart finds its own.
-    pub node_id: String,
     /// Each session's browser profile lives in `profiles_dir/<session id>`.
     pub profiles_dir: PathBuf,
-    /// Base of every connect_url, e.g. `ws://127.0.0.1:50052`.
-    pub cdp_base_url: String,
     /// Signs each live session's connect token.
     pub secret: Arc<crate::secret::ServerSecret>,
     pub default_timeout: Duration,
@@ -61,6 +57,10 @@ pub(super) struct Inner {
     pub launcher: Launcher,
     /// Sessions of this node that have not finished ending.
     pub slots: Mutex<HashMap<SessionId, Arc<Slot>>>,
+    /// Notified when a slot goes: a drain waits for the last.
+    pub slots_changed: Notify,
+    /// This node in the cluster: its name, incarnation and peers.
+    pub node: Arc<crate::cluster::Membership>,
     /// Live sessions' relay targets, read on every CDP connection.
     pub routes: RwLock<HashMap<SessionId, Route>>,
     /// One permit per session with a browser (launching or live), so the
@@ -68,7 +68,8 @@ pub(super) struct Inner {
     pub capacity: Arc<Semaphore>,
     /// Browsers launched ahead of demand.
     pub pool: WarmPool,
-    /// Held from commit to publish: live subscribers get sequence order.
+    /// Held around each commit: a change waits behind the ends the
+    /// backlog holds, so this node's changes are stored in the order made.
     pub commit_order: tokio::sync::Mutex<()>,
     /// Ends made on this node that the database could not store yet, in
     /// the order they were made. While it holds any, every later change
@@ -124,6 +125,7 @@ pub(super) struct LiveSession {
 impl Engine {
     pub fn new(
         config: EngineConfig,
+        node: Arc<crate::cluster::Membership>,
         store: Store,
         launcher: Launcher,
         tracker: TaskTracker,
@@ -151,6 +153,8 @@ impl Engine {
                     events,
                     launcher,
                     slots: Mutex::default(),
+                    slots_changed: Notify::new(),
+                    node,
                     routes: RwLock::default(),
                     capacity,
                     pool: WarmPool::default(),
@@ -167,7 +171,7 @@ impl Engine {
         }
     }
 
-    /// Persists a change and publishes its event, in sequence order.
+    /// Persists a change and has its event published.
     /// `None`: the session was already past that point; nothing changed.
     ///
     /// An end the database cannot take now is kept in the backlog and
@@ -187,7 +191,7 @@ impl Engine {
         match self.inner.store.transition(id, &change).await {
             Ok(event) => {
                 if let Some(event) = &event {
-                    self.publish(event);
+                    self.committed(event);
                 }
                 Ok(event)
             }
@@ -205,11 +209,12 @@ impl Engine {
         self.inner.backlog_added.notify_one();
     }
 
-    fn publish(&self, event: &SessionEvent) {
+    /// After `event` committed: the tail publishes it (see [`crate::events`]).
+    pub(super) fn committed(&self, event: &SessionEvent) {
         if let Some(reason) = event.session.end_reason {
             self.inner.metrics.session_ended(reason.as_str());
         }
-        self.inner.events.publish(event.clone());
+        self.inner.events.committed(event.sequence);
     }
 
     /// Stores the backlog, oldest first. Err: the database still refuses
@@ -225,7 +230,7 @@ impl Engine {
             let event = self.inner.store.transition(id, &change).await?;
             self.backlog().pop_front();
             if let Some(event) = &event {
-                self.publish(event);
+                self.committed(event);
             }
         }
     }
@@ -275,6 +280,13 @@ impl Engine {
 
     pub(super) fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Arc<Slot>>> {
         self.inner.slots.lock().expect("slots lock poisoned")
+    }
+
+    /// Removes a session that has finished ending (or never started) from
+    /// this node.
+    pub(super) fn forget(&self, id: SessionId) {
+        self.slots().remove(&id);
+        self.inner.slots_changed.notify_waiters();
     }
 
     pub(super) fn slot(&self, id: SessionId) -> Option<Arc<Slot>> {

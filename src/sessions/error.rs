@@ -35,6 +35,13 @@ pub enum Error {
         id: SessionId,
         status: SessionStatus,
     },
+    /// The session runs on another node, which the call must be
+    /// forwarded to.
+    #[error("session {id} runs on node {node:?}")]
+    Elsewhere { id: SessionId, node: String },
+    /// This node takes no new session: it drains, or it lost its lease.
+    #[error("this node takes no new session: {0}")]
+    NotPlaced(&'static str),
     #[error("session {id} failed: the browser did not launch: {cause}")]
     LaunchFailed { id: SessionId, cause: String },
     #[error("{0}")]

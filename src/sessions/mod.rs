@@ -10,14 +10,20 @@
 //! - in the database, a transition is a compare-and-set on the status read
 //!   in the same transaction, and its event is inserted in that transaction.
 //!
-//! Events are published after commit while `commit_order` is held, so live
-//! subscribers see them in sequence order.
+//! Events are not published by the engine: the event tail publishes what
+//! every node committed, in sequence order ([`crate::events`]).
+//!
+//! In a cluster ([`crate::cluster`]) each session belongs to the node that
+//! runs its browser; the engine acts only on its own, and says which node
+//! owns any other (`Error::Elsewhere`) so the API forwards the call there.
 //!
 //! One file per question:
 //! - `engine`: the engine's state, its locks and the commit path;
 //! - `create`: CreateSession, step by step;
 //! - `supervise`: what ends a live session on its own, and ExtendSession;
 //! - `ending`: release, release-all, shutdown, restart reconciliation;
+//! - `nodes`: this node in a cluster: its lease, takeovers of lost nodes,
+//!   fencing, drain, placement;
 //! - `contexts`: restoring a session's context and saving it back;
 //! - `queries`: get, list, live details, WatchSessions;
 //! - `pool`: the warm pool and its refill;
@@ -33,6 +39,7 @@ mod ending;
 mod engine;
 pub mod error;
 pub mod model;
+mod nodes;
 pub(crate) mod page_token;
 mod pool;
 pub mod presence;
@@ -46,6 +53,7 @@ pub use create::CreateRequest;
 pub(crate) use engine::now_ms;
 pub use engine::{Engine, EngineConfig};
 pub use error::{Error, Result};
+pub use nodes::Target;
 pub use routes::Route;
 
 /// ListSessions page size when the caller gives none, and the most it gets.

@@ -184,6 +184,8 @@ pub struct Session {
     pub project: String,
     /// The saved browser state it started from, and whether it saves back.
     pub context: Option<SessionContext>,
+    /// The node that runs (or ran) its browser.
+    pub node_id: String,
 }
 
 /// A context's id: a UUID, parsed once at the boundary.

@@ -161,10 +161,18 @@ impl Engine {
     }
 
     /// Starts the engine's background work: the warm pool's refill, the
-    /// task that stores ends the database refused, and retention.
+    /// task that stores ends the database refused, the node's lease, the
+    /// event tail, and retention.
     pub fn start_background(&self) {
         let tracker = &self.inner.tracker;
         tracker.spawn(self.clone().keep_storing_backlog());
+        tracker.spawn(self.clone().keep_lease());
+        tracker.spawn(
+            self.inner
+                .events
+                .clone()
+                .tail(self.inner.store.clone(), self.inner.stopping.clone()),
+        );
         tracker.spawn(self.clone().keep_pruning());
         if self.inner.config.warm_pool == 0 {
             return;

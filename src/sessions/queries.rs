@@ -20,20 +20,31 @@ impl Engine {
     /// same answer as for an id that does not exist, so ids do not leak.
     pub(super) async fn visible(&self, caller: &Caller, id: SessionId) -> Result<Session> {
         let session = self.read(id).await?;
-        if caller.sees(&session.project) {
-            Ok(session)
-        } else {
-            Err(Error::NotFound(id))
+        if !caller.sees(&session.project) {
+            return Err(Error::NotFound(id));
         }
+        self.know_owners([&session]).await?;
+        Ok(session)
     }
 
     /// Refuses a caller that may not act on session `id` (NOT_FOUND), from
-    /// this node's memory when the session runs here.
+    /// this node's memory when the session runs here, and an action on a
+    /// session another node runs (`Elsewhere`: the API forwards it there).
     pub(super) async fn may_act(&self, caller: &Caller, id: SessionId) -> Result<()> {
         match self.slot(id) {
             Some(slot) if caller.sees(&slot.project) => Ok(()),
             Some(_) => Err(Error::NotFound(id)),
-            None => self.visible(caller, id).await.map(drop),
+            None => {
+                let session = self.visible(caller, id).await?;
+                if session.status.is_terminal() || session.node_id == self.inner.node.id {
+                    Ok(())
+                } else {
+                    Err(Error::Elsewhere {
+                        id,
+                        node: session.node_id,
+                    })
+                }
+            }
         }
     }
 
@@ -60,6 +71,7 @@ impl Engine {
             n => n.min(MAX_PAGE_SIZE),
         };
         let sessions = self.inner.store.list(&filter, limit, after).await?;
+        self.know_owners(&sessions).await?;
         let next = match sessions.last() {
             Some(last) if sessions.len() as u64 == limit => {
                 page_token::encode(page_token::cursor_of(last))
@@ -76,7 +88,7 @@ impl Engine {
         caller: &Caller,
         id: SessionId,
     ) -> Result<(Vec<PageInfo>, Option<String>)> {
-        self.visible(caller, id).await?;
+        self.may_act(caller, id).await?;
         let (pages, session) = self.pages(id).await?;
         Ok((pages, self.connect_url(&session, caller)))
     }

@@ -45,17 +45,46 @@ impl Engine {
     /// caller of its own project only, built whenever a session is shown:
     /// it is never stored. Its token expires with the session's current
     /// timeout.
+    ///
+    /// It names the relay of the node that runs the session, so a client
+    /// needs no sticky load balancer. (`None` too when that node is not
+    /// known here yet: [`Engine::know_owners`] first.)
     pub fn connect_url(&self, session: &Session, caller: &Caller) -> Option<String> {
-        (session.status == SessionStatus::Live && caller.owns(&session.project)).then(|| {
+        if session.status != SessionStatus::Live || !caller.owns(&session.project) {
+            return None;
+        }
+        let relay = self.inner.node.relay_url_of(&session.node_id)?;
+        {
             let id = session.id.to_string();
-            format!(
-                "{}/devtools/browser/{id}?token={}",
-                self.inner.config.cdp_base_url,
+            Some(format!(
+                "{relay}/devtools/browser/{id}?token={}",
                 self.inner
                     .config
                     .secret
                     .connect_token(&id, session.expires_at())
-            )
-        })
+            ))
+        }
+    }
+
+    /// This node's place in the cluster.
+    pub fn node(&self) -> &crate::cluster::Membership {
+        &self.inner.node
+    }
+
+    /// Makes sure the nodes that run `sessions` are known here (their
+    /// relay URLs), reading the nodes again when one started since the last
+    /// heartbeat read them.
+    pub(super) async fn know_owners<'a>(
+        &self,
+        sessions: impl IntoIterator<Item = &'a Session>,
+    ) -> super::Result<()> {
+        let node = &self.inner.node;
+        let unknown = sessions
+            .into_iter()
+            .any(|s| s.status == SessionStatus::Live && node.relay_url_of(&s.node_id).is_none());
+        if unknown {
+            node.set_nodes(self.inner.store.nodes().await?);
+        }
+        Ok(())
     }
 }

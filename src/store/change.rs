@@ -95,4 +95,14 @@ pub enum Inserted {
     /// The session's context does not exist in its project, or another
     /// session persists to it.
     Context(ContextBusy),
+    /// This node may not place sessions: it drains, or it was fenced (its
+    /// lease was taken over, or another process took its name).
+    NotPlaced(NodeRefusal),
+}
+
+/// Why a node's insert was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeRefusal {
+    Draining,
+    Fenced,
 }

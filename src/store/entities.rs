@@ -41,6 +41,10 @@ pub mod sessions {
         pub context_id: Option<String>,
         #[serde(default)]
         pub context_persist: bool,
+        /// The incarnation of `node_id` that created it (absent from
+        /// snapshots stored before clusters existed).
+        #[serde(default)]
+        pub node_epoch: i64,
     }
 
     fn default_project() -> String {
@@ -179,6 +183,37 @@ pub mod context_versions {
         pub data: Vec<u8>,
         pub session_id: String,
         pub created_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod nodes {
+    use sea_orm::entity::prelude::*;
+
+    /// One row per node that ever ran on this database; its lease is
+    /// renewed by heartbeats, in the database's clock.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "nodes")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// Bumped by every start and by every takeover: a node whose
+        /// heartbeat no longer matches it has been fenced.
+        pub epoch: i64,
+        pub grpc_url: String,
+        pub relay_url: String,
+        pub capacity: i64,
+        pub sessions: i64,
+        pub warm: i64,
+        pub draining: bool,
+        pub started_at: i64,
+        pub heartbeat_at: i64,
+        pub lease_expires_at: i64,
+        pub lost_at: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

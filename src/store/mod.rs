@@ -15,6 +15,7 @@ mod contexts;
 mod entities;
 mod error;
 mod log;
+mod nodes;
 mod reads;
 mod rows;
 
@@ -33,9 +34,10 @@ use crate::sessions::model::{
 use entities::{session_events, session_metadata, sessions};
 use rows::{duration_ms, millis, parse_status, to_event};
 
-pub use change::{Change, Inserted};
+pub use change::{Change, Inserted, NodeRefusal};
 pub use contexts::ContextBusy;
 pub use error::StoreError;
+pub use nodes::{NodeRow, Registration};
 pub use reads::{Cursor, Unfinished};
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -115,7 +117,7 @@ impl Store {
         &self,
         session: &Session,
         idempotency_key: Option<&str>,
-        node_id: &str,
+        node_epoch: u64,
         user_data_dir: &Path,
         actor: &Actor,
     ) -> Result<Inserted> {
@@ -138,7 +140,8 @@ impl Store {
             proxy_url: session.proxy_url.clone(),
             idempotency_key: idempotency_key.map(|key| scoped_key(&session.project, key)),
             browser_version: None,
-            node_id: node_id.to_owned(),
+            node_id: session.node_id.clone(),
+            node_epoch: node_epoch as i64,
             browser_pid: None,
             user_data_dir: Some(user_data_dir.to_string_lossy().into_owned()),
             project: session.project.clone(),
@@ -146,6 +149,13 @@ impl Store {
             context_persist: session.context.is_some_and(|c| c.persist),
         };
         let txn = self.write().await?;
+        // The fence: a node that lost its lease (or was started again
+        // elsewhere under its name) inserts nothing for the old incarnation,
+        // and a draining node takes no new session.
+        if let Some(refused) = nodes::may_place(&txn, &session.node_id, node_epoch).await? {
+            txn.rollback().await?;
+            return Ok(refused);
+        }
         if let Some(max) = access::project_quota(&txn, &session.project, true).await?
             && access::running(&txn, &session.project).await? >= u64::from(max)
         {
@@ -208,6 +218,15 @@ impl Store {
         let Some(to) = change.to_status(from) else {
             return Ok(None);
         };
+        // The fence: a browser launched by an incarnation that has since
+        // been taken over must not bring its session back to life.
+        if matches!(change, Change::Live { .. })
+            && nodes::incarnation(&txn, &current.node_id, current.node_epoch as u64)
+                .await?
+                .is_none()
+        {
+            return Ok(None);
+        }
         let mut update = sessions::ActiveModel {
             status: Set(to.as_str().to_owned()),
             ..Default::default()
@@ -303,7 +322,9 @@ async fn insert_event(
     actor: String,
     context_save: Option<&ContextSave>,
 ) -> Result<SessionEvent> {
+    let sequence = log::next_sequence(txn).await?;
     let event = session_events::ActiveModel {
+        sequence: Set(sequence),
         session_id: Set(row.id.clone()),
         occurred_at: Set(millis(occurred_at)),
         from_status: Set(from.map(|s| s.as_str().to_owned())),
@@ -314,7 +335,6 @@ async fn insert_event(
         actor: Set(actor),
         context_save: Set(context_save
             .map(|save| serde_json::to_string(save).expect("a context save serialises"))),
-        ..Default::default()
     }
     .insert(txn)
     .await?;

@@ -101,10 +101,12 @@ impl Store {
             .collect()
     }
 
-    /// Sessions owned by `node_id` that never reached a terminal status.
-    pub async fn unfinished(&self, node_id: &str) -> Result<Vec<Unfinished>> {
+    /// Sessions created by incarnations of `node_id` before `epoch` that
+    /// never reached a terminal status.
+    pub async fn unfinished(&self, node_id: &str, epoch: u64) -> Result<Vec<Unfinished>> {
         let rows = sessions::Entity::find()
             .filter(sessions::Column::NodeId.eq(node_id))
+            .filter(sessions::Column::NodeEpoch.lt(epoch as i64))
             .filter(sessions::Column::Status.is_in([
                 SessionStatus::Pending.as_str(),
                 SessionStatus::Live.as_str(),

@@ -94,6 +94,7 @@ pub(super) fn to_session(row: &sessions::Model) -> Result<Session> {
                 persist: row.context_persist,
             }),
         },
+        node_id: row.node_id.clone(),
     })
 }
 

@@ -1,0 +1,132 @@
+//! Several nodes, one service: what this node knows of the cluster it is
+//! part of. PostgreSQL is the only thing the nodes share; SQLite is the
+//! single-node case of the same code (one node row, no peers).
+//!
+//! - Each node holds a lease in its `nodes` row, renewed by heartbeats,
+//!   with an epoch that every start and every takeover bumps. The engine
+//!   runs the heartbeat, takes over nodes whose lease lapsed and ends their
+//!   sessions (`sessions::nodes`); [`Membership`] is the state it shares
+//!   with the rest of browserd: this node's incarnation and whether it
+//!   drains, and the other nodes as the last heartbeat read them.
+//! - A session belongs to the node that runs its browser. Reads come from
+//!   the database on any node; actions on another node's session are
+//!   forwarded to its owner over gRPC by [`peers`], with the caller's own
+//!   credentials, so the owner checks them as if called directly.
+//! - Events reach every node through the event log's tail
+//!   ([`crate::events`]).
+//!
+//! This module must not decide a session's fate: it only says who owns
+//! what and carries calls there.
+
+pub mod peers;
+
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::store::NodeRow;
+
+pub use peers::{FORWARDED_HEADER, Peers};
+
+/// This node's place in the cluster, shared by the engine, the API and the
+/// relay.
+pub struct Membership {
+    /// `--node-id`: the owner recorded on every session this node creates.
+    pub id: String,
+    /// Where other nodes reach this node's gRPC service.
+    pub grpc_url: String,
+    /// The base of this node's connect_urls.
+    pub relay_url: String,
+    /// How long a lease lasts without a heartbeat.
+    pub lease: Duration,
+    /// The current incarnation; 0 until registered.
+    epoch: AtomicU64,
+    /// Asked to drain through the database (AdminService.DrainNode).
+    asked_to_drain: AtomicBool,
+    /// Stopping (SIGTERM or SIGINT): takes no new session, for good.
+    leaving: AtomicBool,
+    /// Every node's row as the last heartbeat read it.
+    nodes: RwLock<Vec<NodeRow>>,
+}
+
+impl Membership {
+    pub fn new(id: String, grpc_url: String, relay_url: String, lease: Duration) -> Self {
+        Self {
+            id,
+            grpc_url,
+            relay_url,
+            lease,
+            epoch: AtomicU64::new(0),
+            asked_to_drain: AtomicBool::new(false),
+            leaving: AtomicBool::new(false),
+            nodes: RwLock::default(),
+        }
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    pub fn set_epoch(&self, epoch: u64) {
+        self.epoch.store(epoch, Ordering::Release);
+    }
+
+    /// Whether this node takes no new session.
+    pub fn draining(&self) -> bool {
+        self.asked_to_drain.load(Ordering::Acquire) || self.leaving.load(Ordering::Acquire)
+    }
+
+    pub fn set_asked_to_drain(&self, draining: bool) {
+        self.asked_to_drain.store(draining, Ordering::Release);
+    }
+
+    pub fn set_leaving(&self) {
+        self.leaving.store(true, Ordering::Release);
+    }
+
+    /// Every node as last read, this one included.
+    pub fn nodes(&self) -> Vec<NodeRow> {
+        self.nodes.read().expect("nodes lock poisoned").clone()
+    }
+
+    pub fn set_nodes(&self, nodes: Vec<NodeRow>) {
+        *self.nodes.write().expect("nodes lock poisoned") = nodes;
+    }
+
+    /// Node `id` as last read.
+    pub fn node(&self, id: &str) -> Option<NodeRow> {
+        let nodes = self.nodes.read().expect("nodes lock poisoned");
+        nodes.iter().find(|n| n.id == id).cloned()
+    }
+
+    /// The base of the connect_urls of node `id`'s sessions, when known.
+    pub fn relay_url_of(&self, id: &str) -> Option<String> {
+        if id == self.id {
+            return Some(self.relay_url.clone());
+        }
+        self.node(id).map(|n| n.relay_url)
+    }
+
+    /// The other nodes that take sessions now, as last read, the one with
+    /// the most room first; with `warm`, only those with a warm browser.
+    pub fn placeable_peers(&self, warm: bool) -> Vec<NodeRow> {
+        let mut peers: Vec<NodeRow> = self
+            .nodes()
+            .into_iter()
+            .filter(|n| n.id != self.id && n.placeable() && n.sessions < n.capacity)
+            .filter(|n| !warm || n.warm > 0)
+            .collect();
+        peers.sort_by_key(|n| std::cmp::Reverse(n.capacity - n.sessions));
+        peers
+    }
+
+    /// The other nodes that hold their lease, for calls that reach every
+    /// node. (A node whose lease lapsed is about to be taken over, and its
+    /// sessions ended NODE_LOST.)
+    pub fn running_peers(&self) -> Vec<NodeRow> {
+        self.nodes()
+            .into_iter()
+            .filter(|n| n.id != self.id && !n.lost && !n.lapsed)
+            .collect()
+    }
+}
