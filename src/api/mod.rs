@@ -170,7 +170,7 @@ impl SessionService for SessionServiceHandler {
         let targets = if Peers::forwarded(&headers) {
             vec![Target::Here]
         } else {
-            self.engine.placement(&request)
+            self.engine.placement(&request).await?
         };
         let tried_peers = targets.iter().any(|t| matches!(t, Target::Node(_)));
         let mut refusal = None;
@@ -290,7 +290,7 @@ impl SessionService for SessionServiceHandler {
         let others = if Peers::forwarded(&headers) {
             Vec::new()
         } else {
-            self.engine.node().running_peers()
+            self.engine.running_peers().await?
         };
         let (here, there) = tokio::join!(
             self.engine.release_all(&caller, metadata(labels), &project),

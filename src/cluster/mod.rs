@@ -108,15 +108,17 @@ impl Membership {
     }
 
     /// The other nodes that take sessions now, as last read, the one with
-    /// the most room first; with `warm`, only those with a warm browser.
+    /// the most room first. A node that looked full at its last heartbeat
+    /// is still listed, last: it may have room by now, and asking costs one
+    /// call. With `warm`, only those with a warm browser and room.
     pub fn placeable_peers(&self, warm: bool) -> Vec<NodeRow> {
         let mut peers: Vec<NodeRow> = self
             .nodes()
             .into_iter()
-            .filter(|n| n.id != self.id && n.placeable() && n.sessions < n.capacity)
-            .filter(|n| !warm || n.warm > 0)
+            .filter(|n| n.id != self.id && n.placeable())
+            .filter(|n| !warm || (n.warm > 0 && n.sessions < n.capacity))
             .collect();
-        peers.sort_by_key(|n| std::cmp::Reverse(n.capacity - n.sessions));
+        peers.sort_by_key(|n| std::cmp::Reverse(n.capacity.saturating_sub(n.sessions)));
         peers
     }
 

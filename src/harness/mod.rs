@@ -4,6 +4,7 @@
 //! service itself; its helpers panic with a reason instead of returning
 //! errors, as a test would.
 
+pub mod cluster;
 pub mod postgres;
 
 use std::path::{Path, PathBuf};

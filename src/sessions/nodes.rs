@@ -223,8 +223,9 @@ impl Engine {
     /// order to try: this node while it has room (first only when it has a
     /// warm browser or the session could not use one), other nodes with a
     /// warm browser, then other nodes with room, the roomiest first. This
-    /// node comes last even when full or draining, for its refusal.
-    pub fn placement(&self, request: &CreateRequest) -> Vec<Target> {
+    /// node comes last even when full or draining, for its refusal. The
+    /// nodes are read afresh whenever another node may be the first choice.
+    pub async fn placement(&self, request: &CreateRequest) -> Result<Vec<Target>> {
         let node = &self.inner.node;
         let room_here = !node.draining() && self.slots().len() < self.inner.config.max_sessions;
         let warm_here = *self.inner.pool.count().borrow() > 0;
@@ -235,6 +236,8 @@ impl Engine {
         let mut order = Vec::new();
         if room_here && (warm_here || !could_be_warm) {
             order.push(Target::Here);
+        } else {
+            node.set_nodes(self.inner.store.nodes().await?);
         }
         if could_be_warm {
             order.extend(
@@ -255,6 +258,14 @@ impl Engine {
         if !order.contains(&Target::Here) {
             order.push(Target::Here);
         }
-        order
+        Ok(order)
+    }
+
+    /// The other nodes that hold their lease, read afresh: a call that must
+    /// reach every node (release-all) cannot miss one that just joined.
+    pub async fn running_peers(&self) -> Result<Vec<NodeRow>> {
+        let node = &self.inner.node;
+        node.set_nodes(self.inner.store.nodes().await?);
+        Ok(node.running_peers())
     }
 }

@@ -66,11 +66,6 @@ impl Engine {
         }
     }
 
-    /// This node's place in the cluster.
-    pub fn node(&self) -> &crate::cluster::Membership {
-        &self.inner.node
-    }
-
     /// Makes sure the nodes that run `sessions` are known here (their
     /// relay URLs), reading the nodes again when one started since the last
     /// heartbeat read them.

@@ -5,6 +5,7 @@
 mod access;
 mod binary;
 mod cli;
+mod cluster;
 mod contexts;
 mod devtools;
 mod errors;

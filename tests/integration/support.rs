@@ -169,13 +169,7 @@ impl TestApp {
     }
 
     pub async fn watch(&mut self, request: pb::WatchSessionsRequest) -> EventStream {
-        let stream = self
-            .client
-            .watch_sessions(request)
-            .await
-            .expect("WatchSessions")
-            .into_inner();
-        EventStream { stream }
+        watch_on(&mut self.client, request).await
     }
 
     /// Every stored event so far, replayed through WatchSessions. The
@@ -250,6 +244,19 @@ pub async fn create_on(
         .into_inner()
         .session
         .expect("session in response")
+}
+
+/// WatchSessions on any client.
+pub async fn watch_on(
+    client: &mut SessionServiceClient<Channel>,
+    request: pb::WatchSessionsRequest,
+) -> EventStream {
+    let stream = client
+        .watch_sessions(request)
+        .await
+        .expect("WatchSessions")
+        .into_inner();
+    EventStream { stream }
 }
 
 pub async fn get_on(client: &mut SessionServiceClient<Channel>, id: &str) -> pb::Session {
