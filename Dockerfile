@@ -15,9 +15,10 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 # browserd never runs as root: its browsers then run as this user too,
 # each jailed in a user namespace of its own. The data dir is made here,
-# owned by it, so a fresh named volume inherits that owner.
+# owned by it, so a fresh named volume inherits that owner; so is the
+# directory a cluster's nodes share their connect-token secret in.
 RUN useradd --system --uid 10001 --home-dir /var/lib/browserd --shell /usr/sbin/nologin browserd \
-    && install -d -o browserd -g browserd -m 0700 /var/lib/browserd
+    && install -d -o browserd -g browserd -m 0700 /var/lib/browserd /var/lib/browserd-cluster
 COPY --from=build /src/target/release/browserd /usr/local/bin/browserd
 # Executable in git; no `COPY --chmod`, which the legacy builder lacks.
 COPY deploy/docker-entrypoint.sh /usr/local/bin/browserd-entrypoint

@@ -31,6 +31,8 @@ pub enum Command {
     /// Manage API keys: on a running browserd (needs an admin key), or
     /// offline in its database to make the first one.
     Keys(crate::cli::KeysArgs),
+    /// The nodes of a cluster: list them, drain one (needs an admin key).
+    Nodes(crate::cli::NodesArgs),
 }
 
 #[derive(Debug, Clone, Args)]

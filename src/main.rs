@@ -1,7 +1,7 @@
 //! The `browserd` binary: `serve` starts telemetry, binds, and runs until
-//! SIGTERM or SIGINT; `sessions`, `contexts`, `projects` and `keys` are
-//! clients of a running server (`keys create` can also write to its
-//! database directly).
+//! SIGTERM or SIGINT; `sessions`, `contexts`, `projects`, `keys` and
+//! `nodes` are clients of a running server (`keys create` can also write to
+//! its database directly).
 
 use std::process::ExitCode;
 
@@ -20,6 +20,7 @@ async fn main() -> ExitCode {
         Command::Contexts(args) => client(browserd::cli::contexts(args).await),
         Command::Projects(args) => client(browserd::cli::projects(args).await),
         Command::Keys(args) => client(browserd::cli::keys(args).await),
+        Command::Nodes(args) => client(browserd::cli::nodes(args).await),
     }
 }
 
@@ -35,7 +36,7 @@ fn client(outcome: Result<(), browserd::cli::CliError>) -> ExitCode {
 }
 
 async fn serve(config: browserd::config::Config) -> ExitCode {
-    let telemetry = match browserd::telemetry::init() {
+    let telemetry = match browserd::telemetry::init(&config.node_id()) {
         Ok(telemetry) => telemetry,
         Err(e) => {
             eprintln!("browserd: cannot start telemetry: {e}");

@@ -30,7 +30,10 @@ pub struct Telemetry {
 /// Installs the global subscriber, and the OTLP exporters when configured.
 /// Call inside the tokio runtime (the exporters need it) and before the
 /// server starts (metrics instruments bind to the provider at creation).
-pub fn init() -> Result<Telemetry, opentelemetry_otlp::ExporterBuildError> {
+/// `node_id` is the resource's `service.instance.id` (unless
+/// `OTEL_RESOURCE_ATTRIBUTES` names one), so every node's metrics stay
+/// apart.
+pub fn init(node_id: &str) -> Result<Telemetry, opentelemetry_otlp::ExporterBuildError> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let exporters = match std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT") {
@@ -38,6 +41,13 @@ pub fn init() -> Result<Telemetry, opentelemetry_otlp::ExporterBuildError> {
             let mut resource = Resource::builder();
             if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
                 resource = resource.with_service_name("browserd");
+            }
+            let attributes = std::env::var("OTEL_RESOURCE_ATTRIBUTES").unwrap_or_default();
+            if !attributes.contains("service.instance.id") {
+                resource = resource.with_attribute(opentelemetry::KeyValue::new(
+                    "service.instance.id",
+                    node_id.to_owned(),
+                ));
             }
             let resource = resource.build();
             let spans = opentelemetry_otlp::SpanExporter::builder()

@@ -1,5 +1,5 @@
-//! `browserd projects …` and `browserd keys …`: AdminService of a running
-//! browserd; and `keys create` offline, on the database itself, which is
+//! `browserd projects …`, `browserd keys …` and `browserd nodes …`:
+//! AdminService of a running browserd; and `keys create` offline, on the database itself, which is
 //! how the first key of a server that refuses to run without one is made.
 
 use std::path::PathBuf;
@@ -42,6 +42,29 @@ pub enum ProjectsCommand {
         /// Most PENDING or LIVE sessions at once (0: no limit of its own).
         #[arg(long)]
         max_sessions: u32,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct NodesArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Default: `list`.
+    #[command(subcommand)]
+    pub command: Option<NodesCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodesCommand {
+    /// List the cluster's nodes: address, sessions, warm browsers, lease
+    /// age, and whether each serves, drains or was lost.
+    List,
+    /// Stop placing new sessions on a node while its sessions run to
+    /// their end (--undo: place on it again).
+    Drain {
+        node_id: String,
+        #[arg(long)]
+        undo: bool,
     },
 }
 
@@ -120,6 +143,21 @@ pub async fn projects(args: ProjectsArgs) -> Result<(), CliError> {
             out.project(admin.update_project(request).await?.into_inner().project)
         }
     }
+}
+
+pub async fn nodes(args: NodesArgs) -> Result<(), CliError> {
+    let NodesArgs { client, command } = args;
+    let out = Output { json: client.json };
+    let mut admin = AdminServiceClient::new(connect(&client).await?);
+    if let Some(NodesCommand::Drain { node_id, undo }) = command {
+        let request = pb::DrainNodeRequest {
+            node_id,
+            draining: !undo,
+        };
+        admin.drain_node(request).await?;
+    }
+    let request = pb::ListNodesRequest {};
+    out.nodes(&admin.list_nodes(request).await?.into_inner().nodes)
 }
 
 pub async fn keys(args: KeysArgs) -> Result<(), CliError> {

@@ -1,4 +1,4 @@
-//! `browserd sessions|contexts|projects|keys …`: a gRPC client of a running
+//! `browserd sessions|contexts|projects|keys|nodes …`: a gRPC client of a running
 //! browserd for operators and scripts. Tables for people by default; with
 //! `--json`, one JSON document per result (one per line for `watch`), with
 //! the field names and value formats of the protobuf JSON mapping that
@@ -19,7 +19,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use crate::api::convert::pb_duration;
 use crate::pb;
 use crate::pb::session_service_client::SessionServiceClient;
-pub use admin::{KeysArgs, ProjectsArgs, keys, projects};
+pub use admin::{KeysArgs, NodesArgs, ProjectsArgs, keys, nodes, projects};
 pub use connect::ClientArgs;
 use connect::connect;
 pub use contexts::{ContextsArgs, contexts};

@@ -29,6 +29,7 @@ impl Output {
         row("id", session.id.clone());
         row("status", status_name(session.status));
         row("project", session.project.clone());
+        row("node", dash(&session.node_id));
         if session.end_reason != 0 {
             row("end reason", reason_name(session.end_reason));
         }
@@ -256,6 +257,32 @@ impl Output {
         print(&table(&["NAME", "MAX SESSIONS", "CREATED"], rows))
     }
 
+    pub fn nodes(&self, nodes: &[pb::Node]) -> Result<(), CliError> {
+        if self.json {
+            let all: Vec<Value> = nodes.iter().map(node_json).collect();
+            return print(&json!({ "nodes": all }).to_string());
+        }
+        let rows = nodes.iter().map(|n| {
+            let state = match (n.lost, n.draining) {
+                (true, _) => "lost",
+                (false, true) => "draining",
+                (false, false) => "serving",
+            };
+            vec![
+                n.id.clone(),
+                n.grpc_url.clone(),
+                format!("{}/{}", n.live_sessions, n.capacity),
+                n.warm_browsers.to_string(),
+                duration(n.lease_age.as_ref()),
+                state.to_owned(),
+            ]
+        });
+        print(&table(
+            &["ID", "ADDRESS", "SESSIONS", "WARM", "LEASE AGE", "STATE"],
+            rows,
+        ))
+    }
+
     /// A new key: the key alone on stdout, so `KEY=$(browserd keys create
     /// …)` captures it, and what it is on stderr.
     pub fn created_key(&self, created: &pb::CreateApiKeyResponse) -> Result<(), CliError> {
@@ -360,6 +387,7 @@ fn session_json(s: &pb::Session) -> Value {
     json!({
         "id": s.id,
         "project": s.project,
+        "nodeId": s.node_id,
         "status": pb::SessionStatus::try_from(s.status).map_or("", |v| v.as_str_name()),
         "endReason": pb::EndReason::try_from(s.end_reason).map_or("", |v| v.as_str_name()),
         "error": s.error,
@@ -424,6 +452,22 @@ fn project_json(p: &pb::Project) -> Value {
         "name": p.name,
         "maxSessions": p.max_sessions,
         "createdAt": p.created_at.as_ref().map(ToString::to_string),
+    })
+}
+
+fn node_json(n: &pb::Node) -> Value {
+    json!({
+        "id": n.id,
+        "grpcUrl": n.grpc_url,
+        "relayUrl": n.relay_url,
+        "capacity": n.capacity,
+        "liveSessions": n.live_sessions,
+        "warmBrowsers": n.warm_browsers,
+        "draining": n.draining,
+        "lost": n.lost,
+        "leaseAge": n.lease_age.as_ref().map(ToString::to_string),
+        "startedAt": n.started_at.as_ref().map(ToString::to_string),
+        "epoch": n.epoch.to_string(),
     })
 }
 

@@ -121,6 +121,9 @@ impl EventHub {
                 Ok(newest) => last = newest,
                 Err(e) => tracing::debug!(error = %e, "cannot read the event log now"),
             }
+            // On SQLite (no listener: only this process writes) nothing
+            // else can add to the log.
+            let poll = !matches!(wakeups, Some(None));
             let other_node = async {
                 match &mut wakeups {
                     Some(Some(listener)) => {
@@ -134,7 +137,7 @@ impl EventHub {
             tokio::select! {
                 () = self.committed.notified() => {}
                 () = other_node => {}
-                () = tokio::time::sleep(TAIL_POLL) => {}
+                () = tokio::time::sleep(TAIL_POLL), if poll => {}
                 () = stop.cancelled() => return,
             }
         }

@@ -415,7 +415,9 @@ impl Engine {
         if let Some(slot) = self.slot(existing.id) {
             drop(slot.state.lock().await);
         }
-        self.read(existing.id).await
+        let session = self.read(existing.id).await?;
+        self.know_owners([&session]).await?;
+        Ok(session)
     }
 
     /// Forgets a session whose creation stopped short of LIVE.

@@ -97,7 +97,7 @@ impl Engine {
             if healthy_since.is_some_and(|since| since.elapsed() >= node.lease) {
                 self.take_over(&nodes).await;
             }
-            self.end_lost_sessions(&nodes).await;
+            self.end_lost_sessions().await;
         }
     }
 
@@ -122,26 +122,22 @@ impl Engine {
     }
 
     /// Ends (FAILED, NODE_LOST) the unfinished sessions of every lost node.
-    /// The row that marks a node lost stays until it starts again, so a
-    /// survivor that dies half-way is finished by the next one.
-    async fn end_lost_sessions(&self, nodes: &[NodeRow]) {
-        for lost in nodes
-            .iter()
-            .filter(|n| n.lost && n.id != self.inner.node.id)
-        {
-            let unfinished = match self.inner.store.unfinished(&lost.id, lost.epoch).await {
-                Ok(unfinished) => unfinished,
-                Err(e) => {
-                    tracing::warn!(node.lost = %lost.id, error = %e, "cannot read a lost node's sessions");
-                    continue;
-                }
-            };
-            for session in unfinished {
-                let error = format!("node {} stopped renewing its lease", lost.id);
-                let change = end_change(EndReason::NodeLost, Some(error), Actor::System);
-                if let Err(e) = self.commit(session.id, change).await {
-                    tracing::warn!(session.id = %session.id, error = %e, "cannot end a lost node's session");
-                }
+    /// The row that marks a node lost stays (until retention prunes it, or
+    /// the node starts again), so a survivor that dies half-way is finished
+    /// by the next one.
+    async fn end_lost_sessions(&self) {
+        let lost = match self.inner.store.lost_sessions().await {
+            Ok(lost) => lost,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read lost nodes' sessions");
+                return;
+            }
+        };
+        for (id, node) in lost {
+            let error = format!("node {node} stopped renewing its lease");
+            let change = end_change(EndReason::NodeLost, Some(error), Actor::System);
+            if let Err(e) = self.commit(id, change).await {
+                tracing::warn!(session.id = %id, error = %e, "cannot end a lost node's session");
             }
         }
     }

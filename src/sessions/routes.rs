@@ -54,16 +54,13 @@ impl Engine {
             return None;
         }
         let relay = self.inner.node.relay_url_of(&session.node_id)?;
-        {
-            let id = session.id.to_string();
-            Some(format!(
-                "{relay}/devtools/browser/{id}?token={}",
-                self.inner
-                    .config
-                    .secret
-                    .connect_token(&id, session.expires_at())
-            ))
-        }
+        let id = session.id.to_string();
+        let token = self
+            .inner
+            .config
+            .secret
+            .connect_token(&id, session.expires_at());
+        Some(format!("{relay}/devtools/browser/{id}?token={token}"))
     }
 
     /// Makes sure the nodes that run `sessions` are known here (their

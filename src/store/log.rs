@@ -113,6 +113,7 @@ impl Store {
     /// each went.
     pub async fn prune(&self, cutoff: SystemTime, batch: u64) -> Result<(usize, usize)> {
         let cutoff = millis(cutoff);
+        self.prune_lost_nodes(cutoff).await?;
         let ended: Vec<String> = sessions::Entity::find()
             .select_only()
             .column(sessions::Column::Id)

@@ -13,8 +13,9 @@ use sea_orm::{
 
 use super::change::{Inserted, NodeRefusal};
 use super::entities::nodes;
-use super::rows::{duration_ms, from_millis};
+use super::rows::{duration_ms, from_millis, parse_id};
 use super::{Result, Store, StoreError};
+use crate::sessions::model::{SessionId, SessionStatus};
 
 /// What a starting node announces about itself.
 #[derive(Debug, Clone)]
@@ -180,6 +181,41 @@ impl Store {
         nodes::Entity::delete_many()
             .filter(nodes::Column::Id.eq(id))
             .filter(nodes::Column::Epoch.eq(epoch as i64))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// The PENDING or LIVE sessions of every lost node (made by the
+    /// incarnation that was taken over, or an earlier one), with their
+    /// node: one query, however many nodes were ever lost.
+    pub async fn lost_sessions(&self) -> Result<Vec<(SessionId, String)>> {
+        let backend = self.db.get_database_backend();
+        let sql = format!(
+            "SELECT s.id AS id, s.node_id AS node_id FROM sessions s \
+             JOIN nodes n ON n.id = s.node_id \
+             WHERE n.lost_at IS NOT NULL AND s.node_epoch < n.epoch \
+             AND s.status IN ('{}', '{}')",
+            SessionStatus::Pending.as_str(),
+            SessionStatus::Live.as_str(),
+        );
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_string(backend, sql))
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("", "id")?;
+                Ok((parse_id(&id)?, row.try_get("", "node_id")?))
+            })
+            .collect()
+    }
+
+    /// Forgets nodes lost before `cutoff`: long since swept, and listed
+    /// only until then.
+    pub(super) async fn prune_lost_nodes(&self, cutoff: i64) -> Result<()> {
+        nodes::Entity::delete_many()
+            .filter(nodes::Column::LostAt.lt(cutoff))
             .exec(&self.db)
             .await?;
         Ok(())

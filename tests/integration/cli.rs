@@ -357,6 +357,24 @@ async fn projects_and_keys_through_a_running_server(backend: Backend) {
         "{team_keys}"
     );
 
+    // The nodes, for admins only; a drain shows, and is undone.
+    let nodes = admin.ok("nodes", &[]).await;
+    assert!(nodes.starts_with("ID"), "{nodes}");
+    assert!(
+        nodes.contains("binary-test") && nodes.contains("serving"),
+        "{nodes}"
+    );
+    let refused = team.fails("nodes", &["list"]).await;
+    assert!(refused.contains("PermissionDenied"), "{refused}");
+    let drained = admin.ok("nodes", &["drain", "binary-test"]).await;
+    assert!(drained.contains("draining"), "{drained}");
+    let undone = admin
+        .json("nodes", &["drain", "binary-test", "--undo"])
+        .await;
+    assert_eq!(undone["nodes"][0]["draining"], false, "{undone}");
+    let unknown = admin.fails("nodes", &["drain", "no-such-node"]).await;
+    assert!(unknown.contains("NotFound"), "{unknown}");
+
     // The team's session shows its project, and its events their actor.
     let mut watch = browserd()
         .args([
