@@ -17,7 +17,8 @@
 //!   `queries`, `pool` (the warm pool and its refill), `routes` (the
 //!   relay's view), `page_token`; with [`sessions::model`] for the domain
 //!   types.
-//! - [`events`]: live fan-out of committed events and WatchSessions replay.
+//! - [`events`]: the event log's tail (every node's committed events, in
+//!   sequence order), their live fan-out, and WatchSessions replay.
 //! - [`store`]: SeaORM persistence (SQLite or PostgreSQL); migrations live in
 //!   the `migrations` crate.
 //! - [`browser`]: Chromium processes, profiles and temp directories: the

@@ -132,3 +132,71 @@ impl Membership {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    fn node(id: &str, sessions: u64, warm: u64) -> NodeRow {
+        NodeRow {
+            id: id.into(),
+            epoch: 1,
+            grpc_url: format!("http://{id}:50051"),
+            relay_url: format!("ws://{id}:50052"),
+            capacity: 4,
+            sessions,
+            warm,
+            draining: false,
+            started_at: SystemTime::UNIX_EPOCH,
+            heartbeat_age: Duration::ZERO,
+            lapsed: false,
+            lost: false,
+        }
+    }
+
+    fn ids(nodes: &[NodeRow]) -> Vec<&str> {
+        nodes.iter().map(|n| n.id.as_str()).collect()
+    }
+
+    #[test]
+    fn peers_are_placed_on_by_room_and_never_when_gone_or_draining() {
+        let here = Membership::new(
+            "a".into(),
+            "http://a:50051".into(),
+            "ws://a:50052".into(),
+            Duration::from_secs(10),
+        );
+        let draining = NodeRow {
+            draining: true,
+            ..node("d", 0, 1)
+        };
+        let lapsed = NodeRow {
+            lapsed: true,
+            ..node("e", 0, 1)
+        };
+        let lost = NodeRow {
+            lost: true,
+            ..node("f", 0, 1)
+        };
+        here.set_nodes(vec![
+            node("a", 0, 2),
+            node("b", 3, 0),
+            node("c", 1, 1),
+            node("full", 4, 1),
+            draining,
+            lapsed,
+            lost,
+        ]);
+        // Full-looking nodes last: their count may be a heartbeat old.
+        assert_eq!(ids(&here.placeable_peers(false)), ["c", "b", "full"]);
+        assert_eq!(ids(&here.placeable_peers(true)), ["c"]);
+        // Release-all reaches every node holding its lease, draining ones
+        // included (their sessions still run).
+        assert_eq!(ids(&here.running_peers()), ["b", "c", "full", "d"]);
+        assert_eq!(here.relay_url_of("a").as_deref(), Some("ws://a:50052"));
+        assert_eq!(here.relay_url_of("c").as_deref(), Some("ws://c:50052"));
+        assert_eq!(here.relay_url_of("z"), None);
+    }
+}

@@ -692,3 +692,33 @@ async fn a_draining_node_takes_no_session_and_lets_its_own_finish() {
     cluster.restart(0, &NodeOptions::default()).await;
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_browser_on_another_node_is_used_first() {
+    let warm = NodeOptions {
+        warm_pool: 1,
+        ..NodeOptions::default()
+    };
+    let cluster = Cluster::start(&[NodeOptions::default(), warm]).await;
+    cluster
+        .nodes_until(0, "node-b's warm browser is known", |nodes| {
+            nodes
+                .iter()
+                .any(|n| n.id == "node-b" && n.warm_browsers == 1)
+        })
+        .await;
+    let mut a = cluster.client(0);
+    let session = create_on(&mut a, pb::CreateSessionRequest::default()).await;
+    assert_eq!(session.node_id, "node-b", "placed where a browser was warm");
+    // A session that cannot use a warm browser stays where it was asked.
+    let custom = create_on(
+        &mut a,
+        pb::CreateSessionRequest {
+            user_agent: "custom".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(custom.node_id, "node-a");
+    cluster.stop().await;
+}
