@@ -5,7 +5,7 @@
 //! trust each other with nothing more. It also carries
 //! [`FORWARDED_HEADER`], which only ever narrows what the receiver does
 //! (answer here, never forward again), so a client that sends it itself
-//! gains nothing.
+//! gains nothing. The caller's deadline (`grpc-timeout`) goes along.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,9 +24,6 @@ pub const FORWARDED_HEADER: &str = "x-browserd-forwarded-by";
 
 /// How long a peer has to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Metadata a forwarded call keeps: who calls, and their deadline.
-const KEPT_HEADERS: [&str; 2] = ["authorization", "grpc-timeout"];
 
 pub struct Peers {
     membership: Arc<Membership>,
@@ -56,11 +53,16 @@ impl Peers {
     /// deadline, and this node's name.
     pub fn request<T>(&self, metadata: &MetadataMap, message: T) -> Request<T> {
         let mut request = Request::new(message);
+        if let Some(timeout) = metadata
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(grpc_timeout)
+        {
+            request.set_timeout(timeout);
+        }
         let forwarded = request.metadata_mut();
-        for name in KEPT_HEADERS {
-            if let Some(value) = metadata.get(name) {
-                forwarded.insert(name, value.clone());
-            }
+        if let Some(key) = metadata.get("authorization") {
+            forwarded.insert("authorization", key.clone());
         }
         if let Ok(id) = MetadataValue::try_from(self.membership.id.as_str()) {
             forwarded.insert(FORWARDED_HEADER, id);
@@ -113,6 +115,21 @@ impl Peers {
     }
 }
 
+/// A `grpc-timeout` header's duration (`<digits><H|M|S|m|u|n>`).
+fn grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.checked_mul(3600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 /// Whether `status` is this node's failure to reach a peer (made here, with
 /// its cause), rather than the peer's own answer.
 pub fn not_reached(status: &Status) -> bool {
@@ -132,4 +149,22 @@ pub fn answered<T>(node: &str, outcome: Result<T, Status>) -> Result<T, Status> 
             status
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_is_read_in_every_unit_and_garbage_is_ignored() {
+        assert_eq!(grpc_timeout("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(grpc_timeout("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(grpc_timeout("30S"), Some(Duration::from_secs(30)));
+        assert_eq!(grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(grpc_timeout("7u"), Some(Duration::from_micros(7)));
+        assert_eq!(grpc_timeout("9n"), Some(Duration::from_nanos(9)));
+        for bad in ["", "S", "12", "1.5S", "-1S", "99999999999999999999H"] {
+            assert_eq!(grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
 }
