@@ -19,6 +19,8 @@ pub struct NodeOptions {
     pub lease: Duration,
     pub drain_timeout: Duration,
     pub warm_pool: usize,
+    /// `--chrome-path`; `None`: the browser `browserd serve` finds.
+    pub chrome_path: Option<PathBuf>,
 }
 
 impl Default for NodeOptions {
@@ -29,6 +31,7 @@ impl Default for NodeOptions {
             lease: Duration::from_secs(2),
             drain_timeout: Duration::ZERO,
             warm_pool: 0,
+            chrome_path: None,
         }
     }
 }
@@ -80,6 +83,9 @@ impl Node {
             .arg(humantime::format_duration(options.drain_timeout).to_string())
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .env("RUST_LOG", "info");
+        if let Some(chrome) = &options.chrome_path {
+            command.arg("--chrome-path").arg(chrome);
+        }
         let (server, log) = ChildServer::spawn_logged(command).await;
         Self {
             id: id.to_owned(),

@@ -6,7 +6,9 @@
 //! Real browserd servers run on ephemeral ports through browserd's own
 //! harness (the one the tests use): in this process on SQLite in a
 //! temporary directory and on a fresh PostgreSQL database, and in a child
-//! process for the figures that must be browserd's alone (events, memory).
+//! process for the figures that must be browserd's alone (events, memory);
+//! the cluster section runs `browserd serve` processes, the binary next to
+//! this one, on PostgreSQL.
 //! Samples of compared series are interleaved, so machine noise hits both.
 //!
 //! One file per section, in the order a full run measures them.
@@ -44,8 +46,8 @@ struct Args {
     /// Chrome or Chromium binary (default: as `browserd serve` finds it).
     #[arg(long)]
     chrome_path: Option<PathBuf>,
-    /// PostgreSQL server for the control-plane figures; a fresh database is
-    /// created and dropped. Default: the tests' server (TEST_DATABASE_URL,
+    /// PostgreSQL server for the control-plane and cluster figures; fresh
+    /// databases are created and dropped. Default: the tests' server (TEST_DATABASE_URL,
     /// else 127.0.0.1:5432, else a throwaway cluster). `none` skips them.
     #[arg(long)]
     postgres_url: Option<String>,
@@ -77,6 +79,9 @@ enum Section {
     Events,
     /// browserd's own memory.
     Memory,
+    /// Three `browserd serve` processes on one PostgreSQL: cross-node event
+    /// delivery, creates on one node against three, node-loss detection.
+    Cluster,
 }
 
 /// What every section works with.

@@ -1,5 +1,6 @@
 //! The bench's sections, one file each.
 
+mod cluster;
 mod contexts;
 mod control;
 mod crash;
@@ -38,6 +39,9 @@ pub async fn run_all(bench: &mut Bench) -> Result<()> {
     }
     if bench.wants(Section::Memory) {
         memory::run(bench).await?;
+    }
+    if bench.wants(Section::Cluster) {
+        cluster::run(bench).await?;
     }
     Ok(())
 }
