@@ -219,20 +219,63 @@ impl SessionService for SessionServiceHandler {
     ) -> Result<Response<pb::GetLiveDetailsResponse>, Status> {
         let caller = caller_of(&self.access, &request).await?;
         let pb::GetLiveDetailsRequest { session_id: id } = request.into_inner();
-        let (pages, connect_url) = self
-            .engine
-            .live_details(&caller, session_id("session_id", &id)?)
-            .await?;
+        let id = session_id("session_id", &id)?;
+        let (pages, connect_url) = self.engine.live_details(&caller, id).await?;
+        let live_view_urls = self.engine.page_live_view_urls(&caller, id, &pages).await?;
         Ok(Response::new(pb::GetLiveDetailsResponse {
             pages: pages
                 .into_iter()
-                .map(|p| pb::Page {
+                .zip(live_view_urls)
+                .map(|(p, live_view_url)| pb::Page {
                     target_id: p.target_id,
                     url: p.url,
                     title: p.title,
+                    live_view_url,
                 })
                 .collect(),
             connect_url: connect_url.unwrap_or_default(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(session.id = %untrusted(&request.get_ref().session_id), browserd.actor = tracing::field::Empty))]
+    async fn create_live_view_link(
+        &self,
+        request: Request<pb::CreateLiveViewLinkRequest>,
+    ) -> Result<Response<pb::CreateLiveViewLinkResponse>, Status> {
+        let caller = caller_of(&self.access, &request).await?;
+        let pb::CreateLiveViewLinkRequest {
+            session_id: id,
+            target_id,
+            control,
+            ttl,
+        } = request.into_inner();
+        let id = session_id("session_id", &id)?;
+        let ttl = optional_duration("ttl", ttl)?;
+        let target_id = Some(target_id).filter(|t| !t.is_empty());
+        let (link, url) = self
+            .engine
+            .create_live_view_link(&caller, id, target_id, control, ttl)
+            .await?;
+        Ok(Response::new(pb::CreateLiveViewLinkResponse {
+            url,
+            link_id: link.id,
+            expires_at: Some(convert::timestamp(link.expires_at)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(browserd.actor = tracing::field::Empty))]
+    async fn revoke_live_view_link(
+        &self,
+        request: Request<pb::RevokeLiveViewLinkRequest>,
+    ) -> Result<Response<pb::RevokeLiveViewLinkResponse>, Status> {
+        let caller = caller_of(&self.access, &request).await?;
+        let pb::RevokeLiveViewLinkRequest { link_id } = request.into_inner();
+        let revoked_at = self
+            .engine
+            .revoke_live_view_link(&caller, &link_id)
+            .await?;
+        Ok(Response::new(pb::RevokeLiveViewLinkResponse {
+            revoked_at: Some(convert::timestamp(revoked_at)),
         }))
     }
 

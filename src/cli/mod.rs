@@ -12,7 +12,7 @@ use std::time::Duration;
 mod admin;
 mod connect;
 mod contexts;
-mod output;
+pub(crate) mod output;
 
 use clap::{Args, Subcommand, ValueEnum};
 

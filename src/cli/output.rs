@@ -356,7 +356,7 @@ fn table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
     text.trim_end().to_owned()
 }
 
-fn session_json(s: &pb::Session) -> Value {
+pub(crate) fn session_json(s: &pb::Session) -> Value {
     json!({
         "id": s.id,
         "project": s.project,
@@ -381,7 +381,7 @@ fn session_json(s: &pb::Session) -> Value {
     })
 }
 
-fn event_json(e: &pb::SessionEvent) -> Value {
+pub(crate) fn event_json(e: &pb::SessionEvent) -> Value {
     json!({
         // uint64 is a string in the protobuf JSON mapping.
         "sequence": e.sequence.to_string(),

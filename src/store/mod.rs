@@ -14,6 +14,7 @@ mod change;
 mod contexts;
 mod entities;
 mod error;
+mod links;
 mod log;
 mod reads;
 mod rows;
@@ -234,7 +235,7 @@ impl Store {
                 update.timeout_ms = Set(duration_ms(*timeout));
                 update.expires_at = Set(current.created_at + duration_ms(*timeout));
             }
-            Change::SaveContext { .. } => {}
+            Change::SaveContext { .. } | Change::Viewer { .. } => {}
         }
         // The status we read is part of the condition: under PostgreSQL's
         // read-committed isolation a concurrent writer may have moved it.
