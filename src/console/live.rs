@@ -123,6 +123,8 @@ where
         route,
         socket,
         cast: None,
+        frames: None,
+        ended: None,
         shown: None,
         pages: Vec::new(),
     }
@@ -142,6 +144,9 @@ struct Viewer<'a, S> {
     route: Route,
     socket: WebSocketStream<S>,
     cast: Option<Arc<Cast>>,
+    /// The shown cast's frames and end, as this viewer has seen them.
+    frames: Option<tokio::sync::watch::Receiver<Option<Arc<str>>>>,
+    ended: Option<tokio::sync::watch::Receiver<Option<String>>>,
     /// The page shown.
     shown: Option<String>,
     /// The pages the link may show, as last sent.
@@ -244,16 +249,14 @@ where
         let closed = self.route.closed.clone();
         let stop = self.console.stop.clone();
         loop {
-            let mut frames = self.cast.as_ref().map(|cast| cast.frames());
-            let mut ended = self.cast.as_ref().map(|cast| cast.ended());
             let why = tokio::select! {
                 () = &mut expiry => Some((CloseCode::Normal, LinkRefusal::Expired.to_string())),
                 () = closed.cancelled() => Some((CloseCode::Normal, LinkRefusal::Ended.to_string())),
                 () = stop.cancelled() => Some((CloseCode::Away, "browserd is shutting down".into())),
                 _ = recheck.tick() => self.recheck().await.err(),
-                changed = changed(&mut frames) => {
+                changed = changed(&mut self.frames) => {
                     if changed {
-                        let frame = frames.as_ref().and_then(|f| f.borrow().clone());
+                        let frame = self.frames.as_mut().and_then(|f| f.borrow_and_update().clone());
                         match frame {
                             Some(frame) if self.send(frame.to_string()).await.is_err() => {
                                 return "the viewer went away".into();
@@ -264,10 +267,12 @@ where
                         None
                     }
                 }
-                why = cast_ended(&mut ended) => {
+                why = cast_ended(&mut self.ended) => {
                     // The page closed: the next recheck shows another one.
                     tracing::debug!(session.id = %self.link.session_id, %why, "screencast ended");
                     self.cast = None;
+                    self.frames = None;
+                    self.ended = None;
                     self.shown = None;
                     self.pages.clear();
                     None
@@ -353,13 +358,20 @@ where
             Err(_) => return,
         };
         let max = (session.viewport.width, session.viewport.height);
-        self.cast = Some(self.console.screencasts.join(
+        let cast = self.console.screencasts.join(
             self.link.session_id,
             target,
             &self.route.browser,
             max,
             &self.console.tracker,
-        ));
+        );
+        let mut frames = cast.frames();
+        // A page that is not changing sends no new frame: the newest one
+        // is shown at once.
+        frames.mark_changed();
+        self.frames = Some(frames);
+        self.ended = Some(cast.ended());
+        self.cast = Some(cast);
         self.shown = Some(target.to_owned());
     }
 
@@ -512,7 +524,13 @@ fn input(message: FromViewer) -> Result<(&'static str, Value), String> {
 /// Resolves with `true` when a new frame is there; pends without a cast.
 async fn changed(frames: &mut Option<tokio::sync::watch::Receiver<Option<Arc<str>>>>) -> bool {
     match frames {
-        Some(frames) => frames.changed().await.is_ok(),
+        Some(frames) => {
+            if frames.changed().await.is_err() {
+                // The cast is gone; its end is reported separately.
+                std::future::pending::<()>().await;
+            }
+            true
+        }
         None => std::future::pending().await,
     }
 }

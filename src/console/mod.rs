@@ -144,7 +144,7 @@ impl Console {
             return api::serve(self, stream, head, early).await;
         }
         let response = match ASSETS.iter().find(|(path, _, _)| *path == head.path) {
-            Some(_) if head.method != "GET" && head.method != "HEAD" => {
+            Some(_) if head.method != "GET" => {
                 text(StatusCode::METHOD_NOT_ALLOWED, "the console's pages take GET")
             }
             Some((_, content_type, body)) => {
