@@ -270,10 +270,7 @@ impl SessionService for SessionServiceHandler {
     ) -> Result<Response<pb::RevokeLiveViewLinkResponse>, Status> {
         let caller = caller_of(&self.access, &request).await?;
         let pb::RevokeLiveViewLinkRequest { link_id } = request.into_inner();
-        let revoked_at = self
-            .engine
-            .revoke_live_view_link(&caller, &link_id)
-            .await?;
+        let revoked_at = self.engine.revoke_live_view_link(&caller, &link_id).await?;
         Ok(Response::new(pb::RevokeLiveViewLinkResponse {
             revoked_at: Some(convert::timestamp(revoked_at)),
         }))

@@ -154,7 +154,11 @@ where
             }
         }
     };
-    if tokio::time::timeout(console.body_timeout, read).await.is_err() || body.len() < length {
+    if tokio::time::timeout(console.body_timeout, read)
+        .await
+        .is_err()
+        || body.len() < length
+    {
         return Err((
             StatusCode::REQUEST_TIMEOUT,
             "the request body did not arrive in time".into(),
@@ -275,7 +279,12 @@ fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Error> {
     serde_json::from_slice(body).map_err(|e| Error::invalid("body", e.to_string()))
 }
 
-async fn extend(console: &Console, caller: &Caller, id: &str, body: &[u8]) -> Result<Answer, Error> {
+async fn extend(
+    console: &Console,
+    caller: &Caller,
+    id: &str,
+    body: &[u8],
+) -> Result<Answer, Error> {
     let id = session_id(id)?;
     let ExtendBody { timeout_seconds } = parse_body(body)?;
     let session = console
@@ -382,12 +391,18 @@ where
                 event.sequence,
                 event_json(&to_pb_event(&event))
             ),
-            Ok(Some(Err(end))) => format!("event: end\ndata: {}\n\n", json!({"error": end.to_string()})),
+            Ok(Some(Err(end))) => format!(
+                "event: end\ndata: {}\n\n",
+                json!({"error": end.to_string()})
+            ),
             Ok(None) => return,
             Err(_) => ": keepalive\n\n".to_owned(),
         };
         let ended = chunk.starts_with("event: end");
-        if stream.write_all(chunk.as_bytes()).await.is_err() || stream.flush().await.is_err() || ended {
+        if stream.write_all(chunk.as_bytes()).await.is_err()
+            || stream.flush().await.is_err()
+            || ended
+        {
             return;
         }
     }

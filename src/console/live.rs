@@ -93,10 +93,7 @@ where
             super::MAX_VIEWERS_PER_SESSION
         );
         return console
-            .respond(
-                stream,
-                &refuse(http::StatusCode::TOO_MANY_REQUESTS, &body),
-            )
+            .respond(stream, &refuse(http::StatusCode::TOO_MANY_REQUESTS, &body))
             .await;
     };
     let Some(ws_key) = head.ws_key.as_deref() else {
@@ -110,10 +107,15 @@ where
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_VIEWER_MESSAGE))
         .max_frame_size(Some(MAX_VIEWER_MESSAGE));
-    let socket = WebSocketStream::from_partially_read(stream, early, Role::Server, Some(config)).await;
+    let socket =
+        WebSocketStream::from_partially_read(stream, early, Role::Server, Some(config)).await;
     let session = link.session_id;
     let actor = link.actor();
-    if let Err(e) = console.engine.viewer_changed(session, true, actor.clone()).await {
+    if let Err(e) = console
+        .engine
+        .viewer_changed(session, true, actor.clone())
+        .await
+    {
         tracing::debug!(session.id = %session, error = %e, "cannot record a viewer joining");
     }
     let why = Viewer {
@@ -285,7 +287,9 @@ where
                 },
             };
             if let Some((code, why)) = why {
-                let _ = self.send(json!({"type": "bye", "reason": why}).to_string()).await;
+                let _ = self
+                    .send(json!({"type": "bye", "reason": why}).to_string())
+                    .await;
                 let frame = CloseFrame {
                     code,
                     reason: why.chars().take(100).collect::<String>().into(),
@@ -379,7 +383,8 @@ where
         let message: FromViewer = match serde_json::from_str(text) {
             Ok(message) => message,
             Err(e) => {
-                let reply = json!({"type": "refused", "reason": format!("not a viewer message: {e}")});
+                let reply =
+                    json!({"type": "refused", "reason": format!("not a viewer message: {e}")});
                 let _ = self.send(reply.to_string()).await;
                 return Ok(());
             }
@@ -390,7 +395,8 @@ where
                 self.show(&target).await;
                 self.send_tabs().await;
             } else {
-                let reply = json!({"type": "refused", "reason": "this link does not show that page"});
+                let reply =
+                    json!({"type": "refused", "reason": "this link does not show that page"});
                 let _ = self.send(reply.to_string()).await;
             }
             return Ok(());
@@ -420,7 +426,9 @@ fn input(message: FromViewer) -> Result<(&'static str, Value), String> {
         if value.is_finite() && (-MAX_COORDINATE..=MAX_COORDINATE).contains(&value) {
             Ok(value)
         } else {
-            Err(format!("{field}: must be a number within ±{MAX_COORDINATE}"))
+            Err(format!(
+                "{field}: must be a number within ±{MAX_COORDINATE}"
+            ))
         }
     };
     let modifiers = |m: u8| {
@@ -570,7 +578,13 @@ mod tests {
         assert!(parsed(r#"{"type":"text","text":"a","sessionId":"X"}"#).is_err());
         assert!(parsed(r#"{"type":"mouse","event":"down","x":1e300,"y":0}"#).is_err());
         assert!(parsed(r#"{"type":"mouse","event":"down","x":0,"y":0,"modifiers":99}"#).is_err());
-        assert!(parsed(&format!(r#"{{"type":"text","text":"{}"}}"#, "a".repeat(2000))).is_err());
+        assert!(
+            parsed(&format!(
+                r#"{{"type":"text","text":"{}"}}"#,
+                "a".repeat(2000)
+            ))
+            .is_err()
+        );
         let (_, key) = parsed(r#"{"type":"key","event":"down","key":"a","text":"a"}"#).unwrap();
         assert_eq!(key["type"], "keyDown");
         assert_eq!(key["text"], "a");

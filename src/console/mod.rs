@@ -58,7 +58,8 @@ pub struct Console {
     /// Permits for viewers ([`MAX_VIEWERS`]).
     viewers: Arc<Semaphore>,
     /// Viewers per session ([`MAX_VIEWERS_PER_SESSION`]).
-    per_session: std::sync::Mutex<std::collections::HashMap<crate::sessions::model::SessionId, usize>>,
+    per_session:
+        std::sync::Mutex<std::collections::HashMap<crate::sessions::model::SessionId, usize>>,
     /// Time a client has to send a request body.
     body_timeout: std::time::Duration,
     stop: CancellationToken,
@@ -144,9 +145,10 @@ impl Console {
             return api::serve(self, stream, head, early).await;
         }
         let response = match ASSETS.iter().find(|(path, _, _)| *path == head.path) {
-            Some(_) if head.method != "GET" => {
-                text(StatusCode::METHOD_NOT_ALLOWED, "the console's pages take GET")
-            }
+            Some(_) if head.method != "GET" => text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "the console's pages take GET",
+            ),
             Some((_, content_type, body)) => {
                 relay_http::console_response(StatusCode::OK, content_type, body)
             }
@@ -176,7 +178,10 @@ impl Console {
 
     /// Counts a viewer of `session` in; `None` when the session has its
     /// [`MAX_VIEWERS_PER_SESSION`] or the console its [`MAX_VIEWERS`].
-    fn viewer_slot(self: &Console, session: crate::sessions::model::SessionId) -> Option<ViewerSlot<'_>> {
+    fn viewer_slot(
+        self: &Console,
+        session: crate::sessions::model::SessionId,
+    ) -> Option<ViewerSlot<'_>> {
         let permit = self.viewers.clone().try_acquire_owned().ok()?;
         let mut counts = self.per_session.lock().expect("viewer counts poisoned");
         let count = counts.entry(session).or_default();

@@ -33,6 +33,8 @@ use crate::sessions::model::SessionId;
 pub const QUALITY: u32 = 60;
 /// How long attaching to a page may take.
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a page that sends no screencast frame is captured instead.
+const STILL_EVERY: Duration = Duration::from_secs(1);
 /// Input messages queued for one page before viewers wait.
 const INPUT_QUEUE: usize = 64;
 
@@ -121,7 +123,10 @@ impl Screencasts {
     /// Screencasts running now (for tests and the bench).
     pub fn running(&self) -> usize {
         let casts = self.casts.lock().expect("screencasts poisoned");
-        casts.values().filter(|cast| cast.strong_count() > 0).count()
+        casts
+            .values()
+            .filter(|cast| cast.strong_count() > 0)
+            .count()
     }
 }
 
@@ -166,8 +171,30 @@ async fn run(
     if client.send(&start.to_string()).await.is_err() {
         return "the browser is gone".into();
     }
+    // Chromium sends screencast frames only when the page paints, and
+    // none at all for a tab that is not the front one (headless too): a
+    // page silent for a [`STILL_EVERY`] is captured instead, so a viewer
+    // always sees it, at worst that often.
+    let mut still = tokio::time::interval(STILL_EVERY);
+    let mut last_frame = tokio::time::Instant::now();
+    let mut capture: Option<u64> = None;
     loop {
         tokio::select! {
+            _ = still.tick() => {
+                if capture.is_none() && last_frame.elapsed() >= STILL_EVERY {
+                    next_id += 1;
+                    capture = Some(next_id);
+                    let shot = json!({
+                        "id": next_id,
+                        "sessionId": session,
+                        "method": "Page.captureScreenshot",
+                        "params": {"format": "jpeg", "quality": QUALITY},
+                    });
+                    if client.send(&shot.to_string()).await.is_err() {
+                        return "the browser is gone".into();
+                    }
+                }
+            }
             () = stop.cancelled() => {
                 let stop = json!({"id": 3, "sessionId": session, "method": "Page.stopScreencast"});
                 let _ = client.send(&stop.to_string()).await;
@@ -213,6 +240,21 @@ async fn run(
                             "data": params["data"],
                         });
                         frames.send_replace(Some(frame.to_string().into()));
+                        last_frame = tokio::time::Instant::now();
+                    }
+                    _ if capture.is_some() && message["id"].as_u64() == capture => {
+                        capture = None;
+                        last_frame = tokio::time::Instant::now();
+                        if let Some(data) = message["result"]["data"].as_str() {
+                            let frame = json!({
+                                "type": "frame",
+                                "target": target,
+                                "width": max.0,
+                                "height": max.1,
+                                "data": data,
+                            });
+                            frames.send_replace(Some(frame.to_string().into()));
+                        }
                     }
                     Some("Target.detachedFromTarget") if message["params"]["sessionId"] == session => {
                         return "the page was closed".into();

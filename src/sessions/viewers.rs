@@ -54,7 +54,9 @@ pub struct LiveViewLink {
 impl LiveViewLink {
     /// Whether the link may show page `target_id`.
     pub fn shows(&self, target_id: &str) -> bool {
-        self.target_id.as_deref().is_none_or(|only| only == target_id)
+        self.target_id
+            .as_deref()
+            .is_none_or(|only| only == target_id)
     }
 
     /// What its viewers' events record them as.
@@ -162,7 +164,11 @@ impl Engine {
 
     /// Revokes a link to a session the caller sees; returns when it was
     /// revoked (the first time).
-    pub async fn revoke_live_view_link(&self, caller: &Caller, link_id: &str) -> Result<SystemTime> {
+    pub async fn revoke_live_view_link(
+        &self,
+        caller: &Caller,
+        link_id: &str,
+    ) -> Result<SystemTime> {
         if !is_link_id(link_id) {
             return Err(Error::invalid("link_id", "a link id is 32 hex digits"));
         }
@@ -302,7 +308,10 @@ fn new_link_id() -> String {
 }
 
 pub fn is_link_id(id: &str) -> bool {
-    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 fn check_target_id(target: &str) -> Result<()> {

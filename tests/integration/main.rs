@@ -5,6 +5,7 @@
 mod access;
 mod binary;
 mod cli;
+mod console;
 mod contexts;
 mod devtools;
 mod errors;
