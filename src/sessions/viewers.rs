@@ -143,13 +143,15 @@ impl Engine {
 
     /// A control link per page for the caller (GetLiveDetails'
     /// `live_view_url`), valid until the session's current expiry, made in
-    /// one write.
+    /// one write. A read must not fail for want of a write: when the links
+    /// cannot be stored, the pages get none (empty URLs).
     pub async fn page_live_view_urls(
         &self,
         caller: &Caller,
         id: SessionId,
         pages: &[PageInfo],
     ) -> Result<Vec<String>> {
+        let none = || vec![String::new(); pages.len()];
         if pages.is_empty() {
             return Ok(Vec::new());
         }
@@ -158,7 +160,10 @@ impl Engine {
             .iter()
             .map(|page| self.new_link(caller, &session, Some(page.target_id.clone()), true, None))
             .collect();
-        self.inner.store.insert_live_view_links(&links).await?;
+        if let Err(e) = self.inner.store.insert_live_view_links(&links).await {
+            tracing::warn!(session.id = %id, error = %e, "cannot store live view links; GetLiveDetails answers without them");
+            return Ok(none());
+        }
         Ok(links.iter().map(|link| self.live_view_url(link)).collect())
     }
 

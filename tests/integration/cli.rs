@@ -92,7 +92,13 @@ async fn every_command_against_a_real_server() {
     assert!(all.contains("/console/live#"), "{details}");
     assert_eq!(details["liveView"]["control"], false);
     let page = &details["pages"][0]["liveView"];
-    assert!(page["url"].as_str().unwrap_or_default().contains("/console/live#"), "{details}");
+    assert!(
+        page["url"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("/console/live#"),
+        "{details}"
+    );
     let control = ok(&server, &["live", &id, "--control", "--ttl", "1m"]).await;
     assert!(control.contains("every page, control"), "{control}");
 

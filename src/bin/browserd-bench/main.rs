@@ -75,6 +75,8 @@ enum Section {
     Contexts,
     /// WatchSessions delivery to many subscribers.
     Events,
+    /// Live view: screencast frames/s and CPU per viewed page.
+    Console,
     /// browserd's own memory.
     Memory,
 }
