@@ -243,6 +243,20 @@ mod tests {
     }
 
     #[test]
+    fn signatures_cover_their_purpose_and_every_part_boundary() {
+        let secret = ServerSecret::from_bytes(vec![7; 32]);
+        let mac = secret.sign(b"purpose a", &[b"ab", b"c"]);
+        assert!(secret.verify(b"purpose a", &[b"ab", b"c"], &mac));
+        assert!(!secret.verify(b"purpose b", &[b"ab", b"c"], &mac));
+        assert!(!secret.verify(b"purpose a", &[b"a", b"bc"], &mac));
+        assert!(!secret.verify(b"purpose a", &[b"abc"], &mac));
+        assert!(!secret.verify(b"purpose a", &[b"ab", b"c"], &mac[1..]));
+        assert!(!secret.verify(b"purpose a", &[b"ab", b"c"], "not base64 !"));
+        let other = ServerSecret::from_bytes(vec![8; 32]);
+        assert!(!other.verify(b"purpose a", &[b"ab", b"c"], &mac));
+    }
+
+    #[test]
     fn derived_keys_are_rfc_5869_hkdf_sha256() {
         // RFC 5869, test case 3 (no salt, no info).
         let secret = ServerSecret::from_bytes(vec![0x0b; 22]);

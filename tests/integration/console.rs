@@ -24,6 +24,7 @@ on_both_backends!(
     console_api_sees_what_the_key_sees,
     console_on_an_open_server_needs_no_key,
     live_view_links_are_scoped_bounded_and_revocable,
+    the_links_migration_goes_down_and_up_again,
 );
 
 /// The relay's (and so the console's) `host:port`, from a connect_url.
@@ -593,4 +594,34 @@ async fn wait_for_text(cdp: &browserd::browser::cdp::CdpClient, session: &str, t
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+async fn the_links_migration_goes_down_and_up_again(backend: Backend) {
+    use migrations::MigratorTrait;
+    use sea_orm::ConnectionTrait;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database = TestDatabase::new(backend, dir.path()).await;
+    drop(
+        browserd::store::Store::connect(&database.url)
+            .await
+            .expect("migrated"),
+    );
+    let db = sea_orm::Database::connect(&database.url)
+        .await
+        .expect("connect");
+    let count = "SELECT COUNT(*) FROM live_view_links";
+    db.execute_unprepared(count)
+        .await
+        .expect("the table exists");
+    migrations::Migrator::down(&db, Some(1))
+        .await
+        .expect("down");
+    assert!(
+        db.execute_unprepared(count).await.is_err(),
+        "the table is gone"
+    );
+    migrations::Migrator::up(&db, None).await.expect("up again");
+    db.execute_unprepared(count)
+        .await
+        .expect("the table is back");
 }
