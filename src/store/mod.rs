@@ -7,7 +7,7 @@
 //! the compare-and-set transition); `change` is what the engine asks to
 //! write, `reads` the session reads, `log` the event log's reads and
 //! pruning, `access` projects and keys, `contexts` contexts and their
-//! versions, `rows` and `entities` the tables.
+//! versions, `links` live view links, `rows` and `entities` the tables.
 
 mod access;
 mod change;
