@@ -82,7 +82,7 @@ pub async fn run(bench: &mut Bench) -> Result<()> {
         report.line(
             &format!("console_{}", label.replace([' ', ','], "_")),
             format!(
-                "  {label:<28} {fps:>5.1} frames/s per viewer; CPU: browser {:>5.1}% (+{:.1}), browserd {:>4.1}% (+{:.1})",
+                "  {label:<28} {fps:>5.1} frames/s per viewer; CPU: browser {:>5.1}% ({:+.1}), browserd {:>4.1}% ({:+.1})",
                 browser_cpu * 100.0,
                 (browser_cpu - idle_browser) * 100.0,
                 browserd_cpu * 100.0,
