@@ -25,6 +25,7 @@ on_both_backends!(
     console_on_an_open_server_needs_no_key,
     live_view_links_are_scoped_bounded_and_revocable,
     the_links_migration_goes_down_and_up_again,
+    a_session_takes_a_bounded_number_of_viewers,
 );
 
 /// The relay's (and so the console's) `host:port`, from a connect_url.
@@ -624,4 +625,47 @@ async fn the_links_migration_goes_down_and_up_again(backend: Backend) {
     db.execute_unprepared(count)
         .await
         .expect("the table is back");
+}
+
+async fn a_session_takes_a_bounded_number_of_viewers(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let session = app
+        .create(pb::CreateSessionRequest {
+            keep_alive: true,
+            ..Default::default()
+        })
+        .await;
+    let made = app
+        .client
+        .create_live_view_link(pb::CreateLiveViewLinkRequest {
+            session_id: session.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("CreateLiveViewLink")
+        .into_inner();
+    let mut viewers = Vec::new();
+    for _ in 0..browserd::console::MAX_VIEWERS_PER_SESSION {
+        let mut viewer = open_view(&made.url).await.expect("a viewer within the cap");
+        next_of(&mut viewer, "hello").await;
+        viewers.push(viewer);
+    }
+    assert_eq!(refused_status(open_view(&made.url).await), 429);
+    // A viewer leaving makes room.
+    drop(viewers.pop());
+    let deadline = tokio::time::Instant::now() + EVENT_WAIT;
+    loop {
+        match open_view(&made.url).await {
+            Ok(_) => break,
+            Err(e) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no room after a viewer left: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    app.release(&session.id).await;
+    app.stop().await;
 }
