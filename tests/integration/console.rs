@@ -457,6 +457,16 @@ async fn live_view_links_are_scoped_bounded_and_revocable(backend: Backend) {
     let mut watcher = open_view(&view_only.url).await.expect("the link opens");
     assert_eq!(next_of(&mut watcher, "hello").await["control"], false);
     next_of(&mut watcher, "frame").await;
+    // It may switch to page B, whose frames it then gets.
+    send(&mut watcher, json!({"type": "tab", "target": page_b})).await;
+    let tabs = next_of(&mut watcher, "tabs").await;
+    assert_eq!(tabs["shown"], page_b.as_str(), "{tabs}");
+    assert_eq!(tabs["tabs"].as_array().map(Vec::len), Some(2), "{tabs}");
+    loop {
+        if next_of(&mut watcher, "frame").await["target"] == page_b.as_str() {
+            break;
+        }
+    }
     send(
         &mut watcher,
         json!({"type": "text", "text": " and by a watcher"}),
