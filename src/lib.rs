@@ -9,6 +9,10 @@
 //! - [`cdp_proxy`]: the WebSocket relay behind every `connect_url`: limits,
 //!   HTTP discovery, and the per-session CDP rules (client `Browser.close`;
 //!   uploads and downloads by path stay inside the session's profile).
+//! - [`console`]: the web console and live view on the relay's listener
+//!   (`/console`): embedded pages, a JSON API and event stream over the
+//!   engine's methods, and screencasts shared by every viewer of a page,
+//!   opened with live view links ([`sessions::viewers`]).
 //! - [`sessions`]: the lifecycle engine, the only writer of session status,
 //!   one file per question: `engine` (state, locks, the commit path),
 //!   `create`, `supervise` (timeouts, crashes, inactivity, extend),
@@ -57,6 +61,7 @@ pub mod cdp_proxy;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod contexts;
 pub mod events;
 pub mod harness;
@@ -288,7 +293,7 @@ pub async fn run(
             ContextServiceHandler::new(contexts::Contexts::new(store.clone()), access.clone())
                 .into_server(),
         )
-        .add_service(AdminServiceHandler::new(access, engine.clone()).into_server())
+        .add_service(AdminServiceHandler::new(access.clone(), engine.clone()).into_server())
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
             stopping.clone().cancelled_owned(),
@@ -304,6 +309,13 @@ pub async fn run(
             max_connections_per_session: config.cdp_max_connections_per_session,
             own_user_paths: config.cdp_own_user_paths,
             tls: tls.map(|tls| tls.relay),
+            console: Some(console::Console::new(
+                engine.clone(),
+                access,
+                config.cdp_handshake_timeout,
+                stopping.clone(),
+                tracker.clone(),
+            )),
         },
         stopping.clone(),
         tracker.clone(),

@@ -159,6 +159,34 @@ impl ServerSecret {
         self.connect_mac(id, expires).verify_slice(&given).is_ok() && unix_seconds(now) < expires
     }
 
+    /// A MAC over `parts` for one purpose, named by `context` (which must
+    /// differ from every other purpose's, so a MAC made for one is never
+    /// valid for another), URL-safe base64. Each part is length-prefixed:
+    /// no two lists of parts sign the same bytes.
+    pub fn sign(&self, context: &[u8], parts: &[&[u8]]) -> String {
+        URL_SAFE_NO_PAD.encode(self.mac_of(context, parts).finalize().into_bytes())
+    }
+
+    /// Whether `given` is [`ServerSecret::sign`]'s MAC of `parts`, checked
+    /// in constant time.
+    pub fn verify(&self, context: &[u8], parts: &[&[u8]], given: &str) -> bool {
+        let Ok(given) = URL_SAFE_NO_PAD.decode(given) else {
+            return false;
+        };
+        self.mac_of(context, parts).verify_slice(&given).is_ok()
+    }
+
+    fn mac_of(&self, context: &[u8], parts: &[&[u8]]) -> Hmac<Sha256> {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any size");
+        mac.update(context);
+        for part in parts {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        mac
+    }
+
     /// Fills `out` with a key for one purpose, named by `info`: HKDF-SHA256
     /// over the secret, so a key made here shows nothing of the secret or
     /// of the keys made for other purposes, and every node that shares the
@@ -212,6 +240,20 @@ mod tests {
         assert!(!secret.verify_connect_token("a", &format!("+1000060.{mac}"), now));
         let other = ServerSecret::from_bytes(vec![8; 32]);
         assert!(!other.verify_connect_token("a", &token, now));
+    }
+
+    #[test]
+    fn signatures_cover_their_purpose_and_every_part_boundary() {
+        let secret = ServerSecret::from_bytes(vec![7; 32]);
+        let mac = secret.sign(b"purpose a", &[b"ab", b"c"]);
+        assert!(secret.verify(b"purpose a", &[b"ab", b"c"], &mac));
+        assert!(!secret.verify(b"purpose b", &[b"ab", b"c"], &mac));
+        assert!(!secret.verify(b"purpose a", &[b"a", b"bc"], &mac));
+        assert!(!secret.verify(b"purpose a", &[b"abc"], &mac));
+        assert!(!secret.verify(b"purpose a", &[b"ab", b"c"], &mac[1..]));
+        assert!(!secret.verify(b"purpose a", &[b"ab", b"c"], "not base64 !"));
+        let other = ServerSecret::from_bytes(vec![8; 32]);
+        assert!(!other.verify(b"purpose a", &[b"ab", b"c"], &mac));
     }
 
     #[test]

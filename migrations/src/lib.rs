@@ -10,6 +10,7 @@ mod m20261129_000002_no_connect_url;
 mod m20261130_000001_access;
 mod m20261130_000002_contexts;
 mod m20261130_000003_cluster;
+mod m20261201_000001_live_view_links;
 
 /// Migrations that delete secrets. On SQLite the deleted bytes stay in
 /// the file's free pages and in WAL frames until the database is vacuumed
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000001_access::Migration),
             Box::new(m20261130_000002_contexts::Migration),
             Box::new(m20261130_000003_cluster::Migration),
+            Box::new(m20261201_000001_live_view_links::Migration),
         ]
     }
 }

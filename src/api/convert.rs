@@ -88,6 +88,8 @@ pub fn event_kinds(values: &[i32]) -> Result<Vec<EventKind>, Error> {
             Ok(pb::EventKind::Extended) => Ok(EventKind::Extended),
             Ok(pb::EventKind::ContextSaved) => Ok(EventKind::ContextSaved),
             Ok(pb::EventKind::ContextSaveFailed) => Ok(EventKind::ContextSaveFailed),
+            Ok(pb::EventKind::ViewerJoined) => Ok(EventKind::ViewerJoined),
+            Ok(pb::EventKind::ViewerLeft) => Ok(EventKind::ViewerLeft),
             Ok(pb::EventKind::Unspecified) | Err(_) => Err(Error::invalid(
                 "kinds",
                 format!("{v} is not an event kind (UNSPECIFIED is not a filter)"),
@@ -227,6 +229,8 @@ pub fn to_pb_event(event: &SessionEvent) -> pb::SessionEvent {
             EventKind::Extended => pb::EventKind::Extended,
             EventKind::ContextSaved => pb::EventKind::ContextSaved,
             EventKind::ContextSaveFailed => pb::EventKind::ContextSaveFailed,
+            EventKind::ViewerJoined => pb::EventKind::ViewerJoined,
+            EventKind::ViewerLeft => pb::EventKind::ViewerLeft,
         }
         .into(),
     }

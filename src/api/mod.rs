@@ -341,17 +341,24 @@ impl SessionService for SessionServiceHandler {
         let headers = request.metadata().clone();
         let message = request.into_inner();
         let id = session_id("session_id", &message.session_id)?;
+        let here = async {
+            let (pages, connect_url) = self.engine.live_details(&caller, id).await?;
+            let links = self.engine.page_live_view_urls(&caller, id, &pages).await?;
+            Ok((pages, connect_url, links))
+        };
         self.here_or_owner(
             &headers,
             &message,
-            self.engine.live_details(&caller, id),
-            |(pages, connect_url)| pb::GetLiveDetailsResponse {
+            here,
+            |(pages, connect_url, links)| pb::GetLiveDetailsResponse {
                 pages: pages
                     .into_iter()
-                    .map(|p| pb::Page {
+                    .zip(links)
+                    .map(|(p, live_view_url)| pb::Page {
                         target_id: p.target_id,
                         url: p.url,
                         title: p.title,
+                        live_view_url,
                     })
                     .collect(),
                 connect_url: connect_url.unwrap_or_default(),
@@ -359,6 +366,51 @@ impl SessionService for SessionServiceHandler {
             |mut c, r| async move { c.get_live_details(r).await },
         )
         .await
+    }
+
+    #[tracing::instrument(skip_all, fields(session.id = %untrusted(&request.get_ref().session_id), browserd.actor = tracing::field::Empty))]
+    async fn create_live_view_link(
+        &self,
+        request: Request<pb::CreateLiveViewLinkRequest>,
+    ) -> Result<Response<pb::CreateLiveViewLinkResponse>, Status> {
+        let caller = caller_of(&self.access, &request).await?;
+        let headers = request.metadata().clone();
+        let message = request.into_inner();
+        let pb::CreateLiveViewLinkRequest {
+            session_id: id,
+            target_id,
+            control,
+            ttl,
+        } = message.clone();
+        let id = session_id("session_id", &id)?;
+        let ttl = optional_duration("ttl", ttl)?;
+        let target_id = Some(target_id).filter(|t| !t.is_empty());
+        self.here_or_owner(
+            &headers,
+            &message,
+            self.engine
+                .create_live_view_link(&caller, id, target_id, control, ttl),
+            |(link, url)| pb::CreateLiveViewLinkResponse {
+                url,
+                link_id: link.id,
+                expires_at: Some(convert::timestamp(link.expires_at)),
+            },
+            |mut c, r| async move { c.create_live_view_link(r).await },
+        )
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(browserd.actor = tracing::field::Empty))]
+    async fn revoke_live_view_link(
+        &self,
+        request: Request<pb::RevokeLiveViewLinkRequest>,
+    ) -> Result<Response<pb::RevokeLiveViewLinkResponse>, Status> {
+        let caller = caller_of(&self.access, &request).await?;
+        let pb::RevokeLiveViewLinkRequest { link_id } = request.into_inner();
+        let revoked_at = self.engine.revoke_live_view_link(&caller, &link_id).await?;
+        Ok(Response::new(pb::RevokeLiveViewLinkResponse {
+            revoked_at: Some(convert::timestamp(revoked_at)),
+        }))
     }
 
     type WatchSessionsStream = WatchSessionsStream;

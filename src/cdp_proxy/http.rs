@@ -35,6 +35,8 @@ pub struct Head {
     pub ws_version: Option<String>,
     /// The token of `Authorization: Bearer <token>`.
     pub bearer: Option<String>,
+    /// `Content-Length`, when given and a number (the console's POSTs).
+    pub content_length: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +114,7 @@ impl Head {
             ws_key: header("sec-websocket-key").map(str::to_owned),
             ws_version: header("sec-websocket-version").map(str::to_owned),
             bearer,
+            content_length: header("content-length").and_then(|v| v.parse().ok()),
         }
     }
 
@@ -200,6 +203,25 @@ pub fn upgrade_required(body: &str) -> Vec<u8> {
     )
 }
 
+/// A complete response for the web console ([`crate::console`]).
+pub fn console_response(status: StatusCode, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\ncache-control: no-store\r\n{CONSOLE_HEADERS}\r\n",
+        status.as_str(),
+        status.canonical_reason().unwrap_or(""),
+        body.len(),
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// The console's pages load only their own scripts and styles, images
+/// only from themselves or `data:` (the screencast's frames), connect only
+/// back to browserd, and may not be framed: a page that shows a live
+/// browser and takes input must not be overlaid by another site.
+pub const CONSOLE_HEADERS: &str = "content-security-policy: default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'\r\nx-content-type-options: nosniff\r\nreferrer-policy: no-referrer\r\nx-frame-options: DENY\r\n";
+
 pub fn json(body: &serde_json::Value) -> Vec<u8> {
     response(StatusCode::OK, "application/json", "", &body.to_string())
 }
@@ -284,6 +306,7 @@ mod tests {
             ws_key: None,
             ws_version: None,
             bearer: Some("def".into()),
+            content_length: None,
         };
         assert_eq!(head.token(), Some(("abc", true)));
         head.query = "token=".into();

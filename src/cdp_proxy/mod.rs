@@ -23,7 +23,7 @@
 //! every relayed connection is closed. It never logs a token.
 
 mod files;
-mod http;
+pub(crate) mod http;
 mod limits;
 mod policy;
 mod pump;
@@ -87,6 +87,9 @@ pub struct RelayConfig {
     pub own_user_paths: bool,
     /// Serve every connection over TLS with this config.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The web console and live view, served under `/console` (see
+    /// [`crate::console`]); `None`: those paths are unknown.
+    pub console: Option<Arc<crate::console::Console>>,
 }
 
 struct Relay {
@@ -217,6 +220,13 @@ impl Relay {
                 return http::respond_and_close(stream, &response, within, &self.stop).await;
             }
         };
+        if crate::console::is_console_path(&head.path)
+            && let Some(console) = &self.config.console
+        {
+            // The console bounds its own requests (bodies, streams,
+            // viewers); this connection's slot is held until it returns.
+            return console.serve(stream, head, early, peer).await;
+        }
         match self.answer(&head) {
             Ok((id, route, session_slot)) => {
                 let Some(key) = head.ws_key.as_deref() else {

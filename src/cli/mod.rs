@@ -12,7 +12,7 @@ use std::time::Duration;
 mod admin;
 mod connect;
 mod contexts;
-mod output;
+pub(crate) mod output;
 
 use clap::{Args, Subcommand, ValueEnum};
 
@@ -60,8 +60,21 @@ pub enum SessionsCommand {
         #[arg(long, value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
-    /// Print a live session's open pages.
-    Live { session_id: String },
+    /// Print a live session's open pages, with live view links (one for
+    /// every page, one per page): URLs of browserd's web console that show
+    /// the page as it changes, carry no API key, and stop working at their
+    /// expiry, on RevokeLiveViewLink, or when the session ends.
+    Live {
+        session_id: String,
+        /// Links that also forward mouse, wheel and keyboard input (default:
+        /// view only).
+        #[arg(long)]
+        control: bool,
+        /// How long the links work, e.g. `10m` (default, and at most: until
+        /// the session expires).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<Duration>,
+    },
     /// Print lifecycle events as they happen, until interrupted.
     Watch(WatchArgs),
 }
@@ -266,9 +279,34 @@ pub async fn run(args: SessionsArgs) -> Result<(), CliError> {
             };
             out.session(client.extend_session(request).await?.into_inner().session)
         }
-        SessionsCommand::Live { session_id } => {
-            let request = pb::GetLiveDetailsRequest { session_id };
-            out.live(&client.get_live_details(request).await?.into_inner())
+        SessionsCommand::Live {
+            session_id,
+            control,
+            ttl,
+        } => {
+            let request = pb::GetLiveDetailsRequest {
+                session_id: session_id.clone(),
+            };
+            let details = client.get_live_details(request).await?.into_inner();
+            let link = |target_id: String| pb::CreateLiveViewLinkRequest {
+                session_id: session_id.clone(),
+                target_id,
+                control,
+                ttl: ttl.map(pb_duration),
+            };
+            let all = client
+                .create_live_view_link(link(String::new()))
+                .await?
+                .into_inner();
+            let mut pages = Vec::new();
+            for page in &details.pages {
+                let made = client
+                    .create_live_view_link(link(page.target_id.clone()))
+                    .await?
+                    .into_inner();
+                pages.push(made);
+            }
+            out.live(&details, &all, &pages, control)
         }
         SessionsCommand::Watch(args) => {
             let request = pb::WatchSessionsRequest {

@@ -114,23 +114,51 @@ impl Output {
         print(&text)
     }
 
-    pub fn live(&self, details: &pb::GetLiveDetailsResponse) -> Result<(), CliError> {
+    /// A live session's pages and the live view links made for them:
+    /// `all` shows every page, `pages[i]` page `details.pages[i]` alone.
+    pub fn live(
+        &self,
+        details: &pb::GetLiveDetailsResponse,
+        all: &pb::CreateLiveViewLinkResponse,
+        pages: &[pb::CreateLiveViewLinkResponse],
+        control: bool,
+    ) -> Result<(), CliError> {
         if self.json {
-            let pages: Vec<Value> = details
+            let link = |l: &pb::CreateLiveViewLinkResponse| {
+                json!({
+                    "url": l.url,
+                    "linkId": l.link_id,
+                    "expiresAt": l.expires_at.as_ref().map(ToString::to_string),
+                    "control": control,
+                })
+            };
+            let shown: Vec<Value> = details
                 .pages
                 .iter()
-                .map(|p| json!({ "targetId": p.target_id, "url": p.url, "title": p.title }))
+                .zip(pages)
+                .map(|(p, l)| {
+                    json!({ "targetId": p.target_id, "url": p.url, "title": p.title, "liveView": link(l) })
+                })
                 .collect();
             return print(
-                &json!({ "pages": pages, "connectUrl": details.connect_url }).to_string(),
+                &json!({ "pages": shown, "connectUrl": details.connect_url, "liveView": link(all) })
+                    .to_string(),
             );
         }
         let rows = details
             .pages
             .iter()
-            .map(|p| vec![p.target_id.clone(), p.title.clone(), p.url.clone()]);
-        let pages = table(&["TARGET", "TITLE", "URL"], rows);
-        print(&format!("connect url  {}\n\n{pages}", details.connect_url))
+            .zip(pages)
+            .map(|(p, l)| vec![p.target_id.clone(), p.title.clone(), l.url.clone()]);
+        let table = table(&["TARGET", "TITLE", "LIVE VIEW"], rows);
+        let mode = if control { "control" } else { "view only" };
+        print(&format!(
+            "connect url  {}\nlive view    {}\n             every page, {mode}, until {} (link {}; revoke with RevokeLiveViewLink)\n\n{table}",
+            details.connect_url,
+            all.url,
+            time(all.expires_at.as_ref()),
+            all.link_id,
+        ))
     }
 
     pub fn event(&self, event: &pb::SessionEvent) -> Result<(), CliError> {
@@ -145,6 +173,12 @@ impl Output {
             status_name(event.from_status),
             status_name(event.to_status),
         );
+        if event.kind == pb::EventKind::ViewerJoined as i32 {
+            line.push_str(" (viewer joined)");
+        }
+        if event.kind == pb::EventKind::ViewerLeft as i32 {
+            line.push_str(" (viewer left)");
+        }
         if event.kind == pb::EventKind::Extended as i32 {
             let expires = event.session.as_ref().and_then(|s| s.expires_at.as_ref());
             let _ = write!(line, " (extended, expires {})", time(expires));
@@ -383,7 +417,7 @@ fn table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
     text.trim_end().to_owned()
 }
 
-fn session_json(s: &pb::Session) -> Value {
+pub(crate) fn session_json(s: &pb::Session) -> Value {
     json!({
         "id": s.id,
         "project": s.project,
@@ -409,7 +443,7 @@ fn session_json(s: &pb::Session) -> Value {
     })
 }
 
-fn event_json(e: &pb::SessionEvent) -> Value {
+pub(crate) fn event_json(e: &pb::SessionEvent) -> Value {
     json!({
         // uint64 is a string in the protobuf JSON mapping.
         "sequence": e.sequence.to_string(),

@@ -30,6 +30,8 @@
 //! - `retention`: pruning of ended sessions and old events;
 //! - `routes`: the relay's view of live sessions;
 //! - `page_token`: ListSessions' page tokens;
+//! - [`viewers`]: live view links (make, revoke, open) and the viewer
+//!   events;
 //! - [`model`], [`validate`], [`presence`], [`error`]: the domain types,
 //!   request bounds, CDP client presence and the engine's errors.
 
@@ -48,6 +50,7 @@ mod retention;
 mod routes;
 mod supervise;
 pub(crate) mod validate;
+pub mod viewers;
 
 pub use create::CreateRequest;
 pub(crate) use engine::now_ms;

@@ -268,14 +268,20 @@ pub enum EventKind {
     ContextSaved,
     /// Saving the session's state to its context failed.
     ContextSaveFailed,
+    /// A viewer opened the session's live view.
+    ViewerJoined,
+    /// A viewer closed the session's live view.
+    ViewerLeft,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 4] = [
+    pub const ALL: [EventKind; 6] = [
         Self::StatusChanged,
         Self::Extended,
         Self::ContextSaved,
         Self::ContextSaveFailed,
+        Self::ViewerJoined,
+        Self::ViewerLeft,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -284,6 +290,8 @@ impl EventKind {
             Self::Extended => "EXTENDED",
             Self::ContextSaved => "CONTEXT_SAVED",
             Self::ContextSaveFailed => "CONTEXT_SAVE_FAILED",
+            Self::ViewerJoined => "VIEWER_JOINED",
+            Self::ViewerLeft => "VIEWER_LEFT",
         }
     }
 
@@ -320,6 +328,8 @@ pub enum Actor {
     CdpClient,
     /// browserd itself: a timeout, a crash, shutdown…
     System,
+    /// Someone holding a live view link (its id), who has no key.
+    Viewer(String),
 }
 
 impl Actor {
@@ -330,6 +340,7 @@ impl Actor {
             Self::Key(id) => format!("key/{id}"),
             Self::Anonymous => "anonymous".into(),
             Self::CdpClient => "cdp-client".into(),
+            Self::Viewer(link) => format!("viewer/{link}"),
             Self::System => match reason {
                 Some(reason) => format!("system/{}", reason.as_str().to_ascii_lowercase()),
                 None => "system".into(),

@@ -39,6 +39,13 @@ pub enum Change {
         at: SystemTime,
         actor: Actor,
     },
+    /// A viewer joined (`joined`) or left the session's live view; the
+    /// status stays.
+    Viewer {
+        joined: bool,
+        at: SystemTime,
+        actor: Actor,
+    },
 }
 
 impl Change {
@@ -48,7 +55,7 @@ impl Change {
         let to = match self {
             Self::Live { .. } => SessionStatus::Live,
             Self::End { reason, .. } => reason.terminal_status(),
-            Self::Extend { .. } | Self::SaveContext { .. } => {
+            Self::Extend { .. } | Self::SaveContext { .. } | Self::Viewer { .. } => {
                 return (!from.is_terminal()).then_some(from);
             }
         };
@@ -63,6 +70,8 @@ impl Change {
                 Ok(_) => EventKind::ContextSaved,
                 Err(_) => EventKind::ContextSaveFailed,
             },
+            Self::Viewer { joined: true, .. } => EventKind::ViewerJoined,
+            Self::Viewer { joined: false, .. } => EventKind::ViewerLeft,
         }
     }
 
@@ -70,7 +79,10 @@ impl Change {
     pub fn at(&self) -> SystemTime {
         match self {
             Self::Live { started_at, .. } => *started_at,
-            Self::End { at, .. } | Self::Extend { at, .. } | Self::SaveContext { at, .. } => *at,
+            Self::End { at, .. }
+            | Self::Extend { at, .. }
+            | Self::SaveContext { at, .. }
+            | Self::Viewer { at, .. } => *at,
         }
     }
 
@@ -79,7 +91,8 @@ impl Change {
         match self {
             Self::Live { actor, .. }
             | Self::Extend { actor, .. }
-            | Self::SaveContext { actor, .. } => actor.recorded(None),
+            | Self::SaveContext { actor, .. }
+            | Self::Viewer { actor, .. } => actor.recorded(None),
             Self::End { reason, actor, .. } => actor.recorded(Some(*reason)),
         }
     }

@@ -221,3 +221,29 @@ pub mod nodes {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod live_view_links {
+    use sea_orm::entity::prelude::*;
+
+    /// A live view link: what it opens and until when. Its key (a MAC over
+    /// these fields) is never stored.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "live_view_links")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub session_id: String,
+        pub project: String,
+        pub target_id: Option<String>,
+        pub control: bool,
+        pub created_at: i64,
+        pub expires_at: i64,
+        pub revoked_at: Option<i64>,
+        pub created_by: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -7,13 +7,14 @@
 //! the compare-and-set transition); `change` is what the engine asks to
 //! write, `reads` the session reads, `log` the event log's reads and
 //! pruning, `access` projects and keys, `contexts` contexts and their
-//! versions, `rows` and `entities` the tables.
+//! versions, `links` live view links, `rows` and `entities` the tables.
 
 mod access;
 mod change;
 mod contexts;
 mod entities;
 mod error;
+mod links;
 mod log;
 mod nodes;
 mod reads;
@@ -253,7 +254,7 @@ impl Store {
                 update.timeout_ms = Set(duration_ms(*timeout));
                 update.expires_at = Set(current.created_at + duration_ms(*timeout));
             }
-            Change::SaveContext { .. } => {}
+            Change::SaveContext { .. } | Change::Viewer { .. } => {}
         }
         // The status we read is part of the condition: under PostgreSQL's
         // read-committed isolation a concurrent writer may have moved it.

@@ -87,6 +87,20 @@ async fn every_command_against_a_real_server() {
     // session hands out a new one.
     assert_eq!(details["connectUrl"], extended["connectUrl"]);
     assert_ne!(details["connectUrl"], created["connectUrl"]);
+    // With live view links: every page's, and one per page.
+    let all = details["liveView"]["url"].as_str().unwrap_or_default();
+    assert!(all.contains("/console/live#"), "{details}");
+    assert_eq!(details["liveView"]["control"], false);
+    let page = &details["pages"][0]["liveView"];
+    assert!(
+        page["url"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("/console/live#"),
+        "{details}"
+    );
+    let control = ok(&server, &["live", &id, "--control", "--ttl", "1m"]).await;
+    assert!(control.contains("every page, control"), "{control}");
 
     let ended = ok(&server, &["release", &id]).await;
     assert!(

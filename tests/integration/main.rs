@@ -6,6 +6,7 @@ mod access;
 mod binary;
 mod cli;
 mod cluster;
+mod console;
 mod contexts;
 mod devtools;
 mod errors;

@@ -77,6 +77,8 @@ enum Section {
     Contexts,
     /// WatchSessions delivery to many subscribers.
     Events,
+    /// Live view: screencast frames/s and CPU per viewed page.
+    Console,
     /// browserd's own memory.
     Memory,
     /// Three `browserd serve` processes on one PostgreSQL: cross-node event

@@ -1,6 +1,7 @@
 //! The bench's sections, one file each.
 
 mod cluster;
+mod console;
 mod contexts;
 mod control;
 mod crash;
@@ -36,6 +37,9 @@ pub async fn run_all(bench: &mut Bench) -> Result<()> {
     }
     if bench.wants(Section::Events) {
         events::run(bench).await?;
+    }
+    if bench.wants(Section::Console) {
+        console::run(bench).await?;
     }
     if bench.wants(Section::Memory) {
         memory::run(bench).await?;

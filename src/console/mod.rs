@@ -1,0 +1,229 @@
+//! browserd's web console and live view, served on the CDP relay's
+//! listener under `/console` (over TLS when the relay has a certificate):
+//! static pages embedded in the binary (no CDN, no build step), a small
+//! JSON API under `/console/api/` ([`api`]), the event stream as
+//! Server-Sent Events, and the live view WebSocket ([`live`]) over
+//! screencasts shared by every viewer of a page ([`screencast`]).
+//!
+//! Who may do what is decided exactly as for gRPC: an API key
+//! (`Authorization: Bearer`) becomes a [`Caller`] through
+//! [`Access::caller`] (an open server takes requests without one), and
+//! every read and action is the engine's own method, with its scoping
+//! (another project's session is 404). The live view is opened with a
+//! live view link's key instead ([`Engine::open_live_view`]), which
+//! carries no API key. This module holds no business logic: it parses
+//! HTTP, bounds it, and converts to and from JSON.
+//!
+//! Every request is one connection (`connection: close`), under the
+//! relay's connection caps; bodies, event streams and viewers have caps
+//! of their own here.
+
+pub mod api;
+pub mod live;
+pub mod screencast;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::StatusCode;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::access::{Access, Caller};
+use crate::cdp_proxy::http::{self as relay_http, Head};
+use crate::sessions::Engine;
+use screencast::Screencasts;
+
+/// The prefix of every console path.
+pub const PREFIX: &str = "/console";
+
+/// Event streams open at once, all callers together: each holds a
+/// subscription to the event hub and a connection.
+const MAX_EVENT_STREAMS: usize = 64;
+/// Live view connections open at once, all sessions together.
+const MAX_VIEWERS: usize = 128;
+/// Live view connections open at once on one session: a leaked link
+/// cannot make one session's browser encode for a crowd.
+pub const MAX_VIEWERS_PER_SESSION: usize = 8;
+
+/// The console's shared state.
+pub struct Console {
+    engine: Engine,
+    access: Arc<Access>,
+    screencasts: Screencasts,
+    /// Permits for event streams ([`MAX_EVENT_STREAMS`]).
+    event_streams: Arc<Semaphore>,
+    /// Permits for viewers ([`MAX_VIEWERS`]).
+    viewers: Arc<Semaphore>,
+    /// Viewers per session ([`MAX_VIEWERS_PER_SESSION`]).
+    per_session:
+        std::sync::Mutex<std::collections::HashMap<crate::sessions::model::SessionId, usize>>,
+    /// Time a client has to send a request body.
+    body_timeout: std::time::Duration,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl std::fmt::Debug for Console {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Console").finish_non_exhaustive()
+    }
+}
+
+/// Whether the relay hands a request for `path` to the console.
+pub fn is_console_path(path: &str) -> bool {
+    path == PREFIX || path.starts_with("/console/")
+}
+
+/// The embedded static files: path, content type, body.
+const ASSETS: &[(&str, &str, &[u8])] = &[
+    (
+        "/console",
+        "text/html; charset=utf-8",
+        include_bytes!("assets/index.html"),
+    ),
+    (
+        "/console/",
+        "text/html; charset=utf-8",
+        include_bytes!("assets/index.html"),
+    ),
+    (
+        "/console/live",
+        "text/html; charset=utf-8",
+        include_bytes!("assets/live.html"),
+    ),
+    (
+        "/console/console.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("assets/console.js"),
+    ),
+    (
+        "/console/live.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("assets/live.js"),
+    ),
+    (
+        "/console/console.css",
+        "text/css; charset=utf-8",
+        include_bytes!("assets/console.css"),
+    ),
+];
+
+impl Console {
+    pub fn new(
+        engine: Engine,
+        access: Arc<Access>,
+        body_timeout: std::time::Duration,
+        stop: CancellationToken,
+        tracker: TaskTracker,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            engine,
+            access,
+            screencasts: Screencasts::default(),
+            event_streams: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
+            viewers: Arc::new(Semaphore::new(MAX_VIEWERS)),
+            per_session: std::sync::Mutex::default(),
+            body_timeout,
+            stop,
+            tracker,
+        })
+    }
+
+    /// Answers one request whose head the relay has read.
+    pub async fn serve<S>(&self, stream: S, head: Head, early: Vec<u8>, peer: SocketAddr)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        tracing::debug!(%peer, method = %head.method, "console request");
+        if head.path == live::SOCKET_PATH {
+            return live::serve(self, stream, head, early).await;
+        }
+        if head.path.starts_with(api::PREFIX) {
+            return api::serve(self, stream, head, early).await;
+        }
+        let response = match ASSETS.iter().find(|(path, _, _)| *path == head.path) {
+            Some(_) if head.method != "GET" => text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "the console's pages take GET",
+            ),
+            Some((_, content_type, body)) => {
+                relay_http::console_response(StatusCode::OK, content_type, body)
+            }
+            None => text(
+                StatusCode::NOT_FOUND,
+                "no such console page: open /console for the console, or a live view link",
+            ),
+        };
+        self.respond(stream, &response).await;
+    }
+
+    /// The caller of a console request: its bearer key, or none on an
+    /// open server, exactly as for gRPC.
+    async fn caller(&self, head: &Head) -> crate::sessions::Result<Caller> {
+        let header = head.bearer.as_ref().map(|key| format!("Bearer {key}"));
+        self.access
+            .caller(header.as_deref().map(str::as_bytes))
+            .await
+    }
+
+    async fn respond<S>(&self, stream: S, response: &[u8])
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        relay_http::respond_and_close(stream, response, self.body_timeout, &self.stop).await;
+    }
+
+    /// Counts a viewer of `session` in; `None` when the session has its
+    /// [`MAX_VIEWERS_PER_SESSION`] or the console its [`MAX_VIEWERS`].
+    fn viewer_slot(
+        self: &Console,
+        session: crate::sessions::model::SessionId,
+    ) -> Option<ViewerSlot<'_>> {
+        let permit = self.viewers.clone().try_acquire_owned().ok()?;
+        let mut counts = self.per_session.lock().expect("viewer counts poisoned");
+        let count = counts.entry(session).or_default();
+        if *count >= MAX_VIEWERS_PER_SESSION {
+            return None;
+        }
+        *count += 1;
+        Some(ViewerSlot {
+            console: self,
+            session,
+            _permit: permit,
+        })
+    }
+}
+
+/// A viewer's place, given back when it is dropped.
+struct ViewerSlot<'a> {
+    console: &'a Console,
+    session: crate::sessions::model::SessionId,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for ViewerSlot<'_> {
+    fn drop(&mut self) {
+        let mut counts = self
+            .console
+            .per_session
+            .lock()
+            .expect("viewer counts poisoned");
+        if let Some(count) = counts.get_mut(&self.session) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.session);
+            }
+        }
+    }
+}
+
+fn text(status: StatusCode, body: &str) -> Vec<u8> {
+    relay_http::console_response(
+        status,
+        "text/plain; charset=utf-8",
+        format!("{body}\n").as_bytes(),
+    )
+}
