@@ -312,6 +312,7 @@ pub async fn run(
             console: Some(console::Console::new(
                 engine.clone(),
                 access,
+                peers,
                 config.cdp_handshake_timeout,
                 stopping.clone(),
                 tracker.clone(),

@@ -28,6 +28,7 @@ use crate::access::Caller;
 use crate::api::convert::{to_pb_event, to_pb_session};
 use crate::cdp_proxy::http::{self as relay_http, Head};
 use crate::cli::output::{event_json, session_json};
+use crate::pb;
 use crate::sessions::Error;
 use crate::sessions::model::{EventFilter, SessionFilter, SessionId, SessionStatus};
 
@@ -69,6 +70,10 @@ where
         }
     };
     let parts: Vec<&str> = route.split('/').collect();
+    let owner = Owner {
+        console,
+        credentials: credentials(&head),
+    };
     let outcome = match (head.method.as_str(), parts.as_slice()) {
         ("GET", ["events"]) => return events(console, stream, &head, caller).await,
         ("GET", ["whoami"]) => Ok((
@@ -80,10 +85,10 @@ where
             }),
         )),
         ("GET", ["sessions"]) => list(console, &caller, &head.query).await,
-        ("GET", ["sessions", id]) => get(console, &caller, id).await,
-        ("POST", ["sessions", id, "release"]) => release(console, &caller, id).await,
-        ("POST", ["sessions", id, "extend"]) => extend(console, &caller, id, &body).await,
-        ("POST", ["sessions", id, "live"]) => live(console, &caller, id, &body).await,
+        ("GET", ["sessions", id]) => get(&owner, &caller, id).await,
+        ("POST", ["sessions", id, "release"]) => release(&owner, &caller, id).await,
+        ("POST", ["sessions", id, "extend"]) => extend(&owner, &caller, id, &body).await,
+        ("POST", ["sessions", id, "live"]) => live(&owner, &caller, id, &body).await,
         ("POST", ["links", id, "revoke"]) => revoke(console, &caller, id).await,
         (_, ["events" | "whoami" | "sessions"])
         | (_, ["sessions", _])
@@ -111,7 +116,12 @@ fn answer(status: StatusCode, body: Value) -> Vec<u8> {
 
 /// An engine error as the HTTP status of its gRPC code, and its message.
 fn refusal(error: Error) -> Answer {
-    let status = tonic::Status::from(error);
+    status_answer(tonic::Status::from(error))
+}
+
+/// A gRPC status (this node's, or the answer of the node that runs the
+/// session) as an HTTP status and the status's message.
+fn status_answer(status: tonic::Status) -> Answer {
     let http = match status.code() {
         tonic::Code::InvalidArgument | tonic::Code::OutOfRange => StatusCode::BAD_REQUEST,
         tonic::Code::Unauthenticated => StatusCode::UNAUTHORIZED,
@@ -230,17 +240,39 @@ async fn list(console: &Console, caller: &Caller, query: &str) -> Result<Answer,
     Ok((StatusCode::OK, json!({"sessions": sessions})))
 }
 
-async fn get(console: &Console, caller: &Caller, id: &str) -> Result<Answer, Error> {
+async fn get(owner: &Owner<'_>, caller: &Caller, id: &str) -> Result<Answer, Error> {
     let id = session_id(id)?;
-    let session = console.engine.get(caller, id).await?;
+    let session = owner.console.engine.get(caller, id).await?;
     let pages = if session.status == SessionStatus::Live {
-        match console.engine.live_details(caller, id).await {
-            Ok((pages, _)) => pages
+        let pages = match owner.console.engine.live_details(caller, id).await {
+            Ok((pages, _)) => Ok(pages
                 .into_iter()
-                .map(|p| json!({"targetId": p.target_id, "title": p.title, "url": p.url}))
-                .collect(),
-            Err(_) => Vec::new(),
-        }
+                .map(|p| (p.target_id, p.title, p.url))
+                .collect()),
+            Err(Error::Elsewhere { node, .. }) => {
+                let request = pb::GetLiveDetailsRequest {
+                    session_id: id.to_string(),
+                };
+                owner
+                    .forward(&node, request, |mut c, r| async move {
+                        c.get_live_details(r).await
+                    })
+                    .await
+                    .map(|details: pb::GetLiveDetailsResponse| {
+                        details
+                            .pages
+                            .into_iter()
+                            .map(|p| (p.target_id, p.title, p.url))
+                            .collect::<Vec<_>>()
+                    })
+            }
+            Err(e) => Err(Answered::from(e)),
+        };
+        pages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(target_id, title, url)| json!({"targetId": target_id, "title": title, "url": url}))
+            .collect()
     } else {
         Vec::new()
     };
@@ -250,8 +282,22 @@ async fn get(console: &Console, caller: &Caller, id: &str) -> Result<Answer, Err
     ))
 }
 
-async fn release(console: &Console, caller: &Caller, id: &str) -> Result<Answer, Error> {
-    let session = console.engine.release(caller, session_id(id)?).await?;
+async fn release(owner: &Owner<'_>, caller: &Caller, id: &str) -> Result<Answer, Error> {
+    let id = session_id(id)?;
+    let session = match owner.console.engine.release(caller, id).await {
+        Err(Error::Elsewhere { node, .. }) => {
+            let request = pb::ReleaseSessionRequest {
+                session_id: id.to_string(),
+            };
+            let released = owner
+                .forward(&node, request, |mut c, r| async move {
+                    c.release_session(r).await
+                })
+                .await;
+            return shown(released.map(|r: pb::ReleaseSessionResponse| r.session));
+        }
+        outcome => outcome?,
+    };
     Ok((
         StatusCode::OK,
         json!({"session": session_json(&to_pb_session(&session, None))}),
@@ -280,40 +326,76 @@ fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Error> {
 }
 
 async fn extend(
-    console: &Console,
+    owner: &Owner<'_>,
     caller: &Caller,
     id: &str,
     body: &[u8],
 ) -> Result<Answer, Error> {
     let id = session_id(id)?;
     let ExtendBody { timeout_seconds } = parse_body(body)?;
-    let session = console
-        .engine
-        .extend(caller, id, Duration::from_secs(timeout_seconds))
-        .await?;
+    let timeout = Duration::from_secs(timeout_seconds);
+    let session = match owner.console.engine.extend(caller, id, timeout).await {
+        Err(Error::Elsewhere { node, .. }) => {
+            let request = pb::ExtendSessionRequest {
+                session_id: id.to_string(),
+                timeout: Some(crate::api::convert::pb_duration(timeout)),
+            };
+            let extended = owner
+                .forward(&node, request, |mut c, r| async move {
+                    c.extend_session(r).await
+                })
+                .await;
+            return shown(extended.map(|r: pb::ExtendSessionResponse| r.session));
+        }
+        outcome => outcome?,
+    };
     Ok((
         StatusCode::OK,
         json!({"session": session_json(&to_pb_session(&session, None))}),
     ))
 }
 
-async fn live(console: &Console, caller: &Caller, id: &str, body: &[u8]) -> Result<Answer, Error> {
+async fn live(owner: &Owner<'_>, caller: &Caller, id: &str, body: &[u8]) -> Result<Answer, Error> {
     let id = session_id(id)?;
     let LiveBody {
         target_id,
         control,
         ttl_seconds,
     } = parse_body(body)?;
-    let (link, url) = console
+    let target_id = target_id.filter(|t| !t.is_empty());
+    let ttl = ttl_seconds.map(Duration::from_secs);
+    let made = owner
+        .console
         .engine
-        .create_live_view_link(
-            caller,
-            id,
-            target_id.filter(|t| !t.is_empty()),
-            control,
-            ttl_seconds.map(Duration::from_secs),
-        )
-        .await?;
+        .create_live_view_link(caller, id, target_id.clone(), control, ttl)
+        .await;
+    let (link, url) = match made {
+        Err(Error::Elsewhere { node, .. }) => {
+            let request = pb::CreateLiveViewLinkRequest {
+                session_id: id.to_string(),
+                target_id: target_id.unwrap_or_default(),
+                control,
+                ttl: ttl.map(crate::api::convert::pb_duration),
+            };
+            let made = owner
+                .forward(&node, request, |mut c, r| async move {
+                    c.create_live_view_link(r).await
+                })
+                .await;
+            return Ok(match made {
+                Ok(made) => (
+                    StatusCode::OK,
+                    json!({
+                        "url": made.url,
+                        "linkId": made.link_id,
+                        "expiresAt": made.expires_at.map(|t| t.to_string()),
+                    }),
+                ),
+                Err(refused) => refused.0,
+            });
+        }
+        outcome => outcome?,
+    };
     Ok((
         StatusCode::OK,
         json!({
@@ -406,4 +488,72 @@ where
             return;
         }
     }
+}
+
+/// A refusal as answered to the page: this node's, or another node's.
+struct Answered(Answer);
+
+impl From<Error> for Answered {
+    fn from(error: Error) -> Self {
+        Self(refusal(error))
+    }
+}
+
+/// How the console reaches the node that runs a session: the caller's own
+/// key, as the gRPC API forwards it (see [`crate::cluster`]).
+struct Owner<'a> {
+    console: &'a Console,
+    credentials: tonic::metadata::MetadataMap,
+}
+
+impl Owner<'_> {
+    async fn forward<Req, Res, Fut>(
+        &self,
+        node: &str,
+        message: Req,
+        call: impl FnOnce(
+            crate::pb::session_service_client::SessionServiceClient<tonic::transport::Channel>,
+            tonic::Request<Req>,
+        ) -> Fut,
+    ) -> Result<Res, Answered>
+    where
+        Fut: std::future::Future<Output = Result<tonic::Response<Res>, tonic::Status>>,
+    {
+        let peers = &self.console.peers;
+        let client = peers
+            .client(node)
+            .await
+            .map_err(|s| Answered(status_answer(s)))?;
+        let answered = crate::cluster::peers::answered(
+            node,
+            call(client, peers.request(&self.credentials, message)).await,
+        );
+        answered
+            .map(tonic::Response::into_inner)
+            .map_err(|s| Answered(status_answer(s)))
+    }
+}
+
+/// The `authorization` the page sent, for a call forwarded as its caller.
+fn credentials(head: &Head) -> tonic::metadata::MetadataMap {
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    if let Some(value) = head
+        .bearer
+        .as_ref()
+        .and_then(|key| format!("Bearer {key}").parse().ok())
+    {
+        metadata.insert("authorization", value);
+    }
+    metadata
+}
+
+/// A session another node answered with, as the page gets it.
+fn shown(answered: Result<Option<pb::Session>, Answered>) -> Result<Answer, Error> {
+    Ok(match answered {
+        Ok(session) => (
+            StatusCode::OK,
+            json!({"session": session_json(&session.unwrap_or_default())}),
+        ),
+        Err(refused) => refused.0,
+    })
 }

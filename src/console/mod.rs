@@ -52,6 +52,8 @@ pub const MAX_VIEWERS_PER_SESSION: usize = 8;
 pub struct Console {
     engine: Engine,
     access: Arc<Access>,
+    /// Carries actions on another node's session to that node.
+    peers: Arc<crate::cluster::Peers>,
     screencasts: Screencasts,
     /// Permits for event streams ([`MAX_EVENT_STREAMS`]).
     event_streams: Arc<Semaphore>,
@@ -115,6 +117,7 @@ impl Console {
     pub fn new(
         engine: Engine,
         access: Arc<Access>,
+        peers: Arc<crate::cluster::Peers>,
         body_timeout: std::time::Duration,
         stop: CancellationToken,
         tracker: TaskTracker,
@@ -122,6 +125,7 @@ impl Console {
         Arc::new(Self {
             engine,
             access,
+            peers,
             screencasts: Screencasts::default(),
             event_streams: Arc::new(Semaphore::new(MAX_EVENT_STREAMS)),
             viewers: Arc::new(Semaphore::new(MAX_VIEWERS)),

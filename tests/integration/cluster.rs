@@ -722,3 +722,66 @@ async fn a_warm_browser_on_another_node_is_used_first() {
     assert_eq!(custom.node_id, "node-a");
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_node_s_console_acts_on_sessions_of_every_node() {
+    use crate::console::{api, next_of, open_view};
+    let cluster = Cluster::start(&[NodeOptions::default(), NodeOptions::default()]).await;
+    let kept = pb::CreateSessionRequest {
+        keep_alive: true,
+        ..Default::default()
+    };
+    let session = create_on(&mut cluster.client(0), kept).await;
+    assert_eq!(session.node_id, "node-a");
+    let (relay_a, console_b) = (
+        &cluster.nodes[0].server.cdp_addr,
+        &cluster.nodes[1].server.cdp_addr,
+    );
+    let path = format!("/console/api/sessions/{}", session.id);
+
+    // B's console shows A's session with its pages (read on A).
+    let (status, shown) = api(console_b, "GET", &path, None, None).await;
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["session"]["nodeId"], "node-a");
+    assert!(
+        !shown["pages"].as_array().expect("pages").is_empty(),
+        "{shown}"
+    );
+
+    // A link made on B opens on A's relay, where the browser is.
+    let (status, made) = api(
+        console_b,
+        "POST",
+        &format!("{path}/live"),
+        None,
+        Some(serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(status, 200, "{made}");
+    let url = made["url"].as_str().expect("url");
+    assert!(url.contains(relay_a.as_str()), "{url} names A's relay");
+    let mut viewer = open_view(url).await.expect("open the live view on A");
+    next_of(&mut viewer, "frame").await;
+    drop(viewer);
+
+    // Extend and release through B's console act on A.
+    let (status, extended) = api(
+        console_b,
+        "POST",
+        &format!("{path}/extend"),
+        None,
+        Some(serde_json::json!({"timeout_seconds": 1800})),
+    )
+    .await;
+    assert_eq!(status, 200, "{extended}");
+    assert_eq!(extended["session"]["timeout"], "1800s");
+    let (status, released) = api(console_b, "POST", &format!("{path}/release"), None, None).await;
+    assert_eq!(status, 200, "{released}");
+    assert_eq!(released["session"]["status"], "SESSION_STATUS_RELEASED");
+    let profiles_a = cluster.nodes[0].profiles();
+    wait_until("A's browser ends", || {
+        browser_processes(&profiles_a).is_empty()
+    })
+    .await;
+    cluster.stop().await;
+}

@@ -76,7 +76,7 @@ async fn request(
     (status, head.to_owned(), body.to_owned())
 }
 
-async fn api(
+pub async fn api(
     addr: &str,
     method: &str,
     path: &str,
@@ -299,7 +299,7 @@ async fn console_on_an_open_server_needs_no_key(backend: Backend) {
 }
 
 /// A viewer's WebSocket for a live view URL (its key is the fragment).
-async fn open_view(url: &str) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
+pub async fn open_view(url: &str) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
     let (base, key) = url.split_once('#').expect("a key in the fragment");
     let host = base
         .strip_prefix("http://")
@@ -312,7 +312,7 @@ async fn open_view(url: &str) -> Result<Socket, tokio_tungstenite::tungstenite::
 }
 
 /// The next message of `kind` a viewer gets (frames skipped otherwise).
-async fn next_of(viewer: &mut Socket, kind: &str) -> Value {
+pub async fn next_of(viewer: &mut Socket, kind: &str) -> Value {
     tokio::time::timeout(EVENT_WAIT, async {
         loop {
             match viewer.next().await {

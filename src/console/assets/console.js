@@ -113,6 +113,16 @@ function cell(row, text, cls) {
   row.appendChild(td);
 }
 
+// "12.345678s" (protobuf JSON) as "12s", "3m 4s", "1h 2m".
+function fmtDuration(text) {
+  const seconds = parseFloat(text || "");
+  if (!Number.isFinite(seconds)) return "";
+  const s = Math.floor(seconds);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
+  return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+}
+
 function renderSessions() {
   const body = $("sessions").querySelector("tbody");
   body.replaceChildren();
@@ -125,9 +135,10 @@ function renderSessions() {
     cell(tr, s.id, "id");
     cell(tr, status, `status-${status}`);
     cell(tr, s.project);
+    cell(tr, s.nodeId || "");
     cell(tr, metadataText(s.metadata));
     cell(tr, fmtTime(s.createdAt));
-    cell(tr, s.usage || "");
+    cell(tr, fmtDuration(s.usage));
     cell(tr, short(s.endReason, "END_REASON_").replace("UNSPECIFIED", ""));
     cell(tr, state.actors.get(s.id) || "");
     tr.addEventListener("click", () => openSession(s.id));
@@ -169,6 +180,7 @@ function renderDetails(s) {
   };
   add("status", status);
   add("project", s.project);
+  add("node", s.nodeId);
   add("end reason", short(s.endReason, "END_REASON_").replace("UNSPECIFIED", ""));
   add("error", s.error);
   add("created", s.createdAt);
@@ -176,7 +188,7 @@ function renderDetails(s) {
   add("expires", s.expiresAt);
   add("ended", s.endedAt);
   add("timeout", s.timeout);
-  add("usage", s.usage);
+  add("usage", fmtDuration(s.usage));
   add("keep alive", s.keepAlive ? "yes" : "no");
   add("metadata", metadataText(s.metadata));
   add("viewport", s.viewport ? `${s.viewport.width}×${s.viewport.height}` : "");
