@@ -192,9 +192,17 @@ impl Engine {
         }
         let deadline = Instant::now() + timeout;
         tracing::info!(sessions = self.slots().len(), ?timeout, "draining");
-        while !self.slots().is_empty() && Instant::now() < deadline {
+        loop {
+            // Registered before the check: a slot that goes between the
+            // check and the wait still wakes it.
+            let changed = self.inner.slots_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.slots().is_empty() || Instant::now() >= deadline {
+                return;
+            }
             tokio::select! {
-                () = self.inner.slots_changed.notified() => {}
+                () = changed => {}
                 () = tokio::time::sleep_until(deadline) => {}
             }
         }
