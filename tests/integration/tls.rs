@@ -513,3 +513,59 @@ async fn bad_certificate_files_stop_browserd_naming_them() {
         );
     }
 }
+
+/// Nodes of a cluster forward calls to each other over TLS, checking each
+/// other's certificate against --cluster-ca-cert: a node that does not
+/// trust that CA cannot be fooled into forwarding, and says which node it
+/// could not reach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_forward_to_each_other_over_tls_and_check_certificates() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database = TestDatabase::new(Backend::Postgres, dir.path()).await;
+    let secret = dir.path().join("secret");
+    let node = |id: &str, trusted: bool| {
+        let data = dir.path().join(id);
+        let mut config = browserd::harness::config(&data, Some(database.url.clone()));
+        pki.serve(false)(&mut config);
+        config.node_id = Some(id.to_owned());
+        config.secret_file = Some(secret.clone());
+        config.cluster_ca_cert = trusted.then(|| pki.path("ca.pem"));
+        config
+    };
+    let a = browserd::harness::Server::start_tls(node("tls-a", true), pki.client(None)).await;
+    let b = browserd::harness::Server::start_tls(node("tls-b", true), pki.client(None)).await;
+    let c = browserd::harness::Server::start_tls(node("tls-c", false), pki.client(None)).await;
+
+    let session = create_on(&mut a.client.clone(), pb::CreateSessionRequest::default()).await;
+    assert_eq!(session.node_id, "tls-a");
+    let release = pb::ReleaseSessionRequest {
+        session_id: session.id.clone(),
+    };
+    // C checks A's certificate against the system's roots: refused.
+    let refused = refusal(c.client.clone().release_session(release.clone()).await);
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(
+        refused.message().contains("tls-a") && refused.message().contains("certificate"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        status_of(&get_on(&mut a.client.clone(), &session.id).await),
+        pb::SessionStatus::Live
+    );
+    // B trusts the cluster's CA: the release reaches A.
+    let released = b
+        .client
+        .clone()
+        .release_session(release)
+        .await
+        .expect("ReleaseSession forwarded over TLS")
+        .into_inner()
+        .session
+        .expect("session");
+    assert_eq!(status_of(&released), pb::SessionStatus::Released);
+    for server in [c, b, a] {
+        server.stop().await;
+    }
+    database.remove().await;
+}
