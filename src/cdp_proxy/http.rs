@@ -37,6 +37,10 @@ pub struct Head {
     pub bearer: Option<String>,
     /// `Content-Length`, when given and a number (the console's POSTs).
     pub content_length: Option<usize>,
+    /// `Host` and `Origin`, which the console checks (DNS rebinding,
+    /// cross-site requests).
+    pub host: Option<String>,
+    pub origin: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +119,8 @@ impl Head {
             ws_version: header("sec-websocket-version").map(str::to_owned),
             bearer,
             content_length: header("content-length").and_then(|v| v.parse().ok()),
+            host: header("host").map(str::to_owned),
+            origin: header("origin").map(str::to_owned),
         }
     }
 
@@ -307,6 +313,8 @@ mod tests {
             ws_version: None,
             bearer: Some("def".into()),
             content_length: None,
+            host: None,
+            origin: None,
         };
         assert_eq!(head.token(), Some(("abc", true)));
         head.query = "token=".into();

@@ -142,6 +142,12 @@ impl Console {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         tracing::debug!(%peer, method = %head.method, "console request");
+        if let Err(why) = self.admits(&head) {
+            tracing::info!(%peer, why, "console request refused");
+            return self
+                .respond(stream, &text(StatusCode::FORBIDDEN, why))
+                .await;
+        }
         if head.path == live::SOCKET_PATH {
             return live::serve(self, stream, head, early).await;
         }
@@ -162,6 +168,39 @@ impl Console {
             ),
         };
         self.respond(stream, &response).await;
+    }
+
+    /// Refuses what a web page of another site can make a visitor's
+    /// browser send here. DNS rebinding: a site whose name an attacker
+    /// points at 127.0.0.1 is same-origin with this console for the
+    /// visitor's browser, and on an open server (no key) could read the
+    /// sessions and open their live views; so the `Host` must be an
+    /// address, `localhost`, or the host of this node's public relay URL.
+    /// Cross-site requests and WebSockets (no CORS is ever answered, but a
+    /// form POST or a WebSocket needs none): a browser names their page's
+    /// origin, which must be this console's own.
+    fn admits(&self, head: &Head) -> Result<(), &'static str> {
+        let host = head
+            .host
+            .as_deref()
+            .ok_or("the console needs a Host header")?;
+        let name = host_name(host);
+        let public = self.engine.public_host();
+        let named = name.parse::<std::net::IpAddr>().is_ok()
+            || name.eq_ignore_ascii_case("localhost")
+            || public.is_some_and(|public| name.eq_ignore_ascii_case(&public));
+        if !named {
+            return Err(
+                "the console answers only at an address, localhost, or the host of --cdp-public-url",
+            );
+        }
+        if let Some(origin) = &head.origin {
+            let authority = origin.split_once("://").map_or("", |(_, rest)| rest);
+            if !authority.eq_ignore_ascii_case(host) {
+                return Err("a page of another origin may not call the console");
+            }
+        }
+        Ok(())
     }
 
     /// The caller of a console request: its bearer key, or none on an
@@ -224,10 +263,35 @@ impl Drop for ViewerSlot<'_> {
     }
 }
 
+/// The name in a `Host` header, without its port (`[::1]:80` → `::1`).
+pub(crate) fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    host.rsplit_once(':').map_or(host, |(name, _)| name)
+}
+
 fn text(status: StatusCode, body: &str) -> Vec<u8> {
     relay_http::console_response(
         status,
         "text/plain; charset=utf-8",
         format!("{body}\n").as_bytes(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_name;
+
+    #[test]
+    fn a_host_header_s_name_is_read_without_its_port() {
+        assert_eq!(host_name("127.0.0.1:50052"), "127.0.0.1");
+        assert_eq!(host_name("localhost"), "localhost");
+        assert_eq!(host_name("[::1]:50052"), "::1");
+        assert_eq!(host_name("[::1]"), "::1");
+        assert_eq!(
+            host_name("browsers.example.com:443"),
+            "browsers.example.com"
+        );
+    }
 }

@@ -295,6 +295,13 @@ impl Engine {
         format!("{}{LIVE_VIEW_PATH}#{}.{mac}", http_base(&relay), link.id)
     }
 
+    /// The host name of this node's public relay URL (`--cdp-public-url`).
+    pub fn public_host(&self) -> Option<String> {
+        let relay = &self.inner.node.relay_url;
+        let authority = relay.split_once("://")?.1.split('/').next()?;
+        Some(crate::console::host_name(authority).to_owned())
+    }
+
     /// This node's console base URL (`http(s)://host:port`), from its
     /// relay's.
     pub fn console_base(&self) -> String {

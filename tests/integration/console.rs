@@ -26,6 +26,7 @@ on_both_backends!(
     live_view_links_are_scoped_bounded_and_revocable,
     the_links_migration_goes_down_and_up_again,
     a_session_takes_a_bounded_number_of_viewers,
+    another_site_cannot_reach_the_console,
 );
 
 /// The relay's (and so the console's) `host:port`, from a connect_url.
@@ -677,5 +678,78 @@ async fn a_session_takes_a_bounded_number_of_viewers(backend: Backend) {
         }
     }
     app.release(&session.id).await;
+    app.stop().await;
+}
+
+/// What a web page of another site can make a visitor's browser send:
+/// a request under a rebound name (DNS rebinding: evil.example resolving
+/// to 127.0.0.1 is same-origin with the console for the browser), and a
+/// cross-site POST or WebSocket. On an open server, nothing else would
+/// stop them reading the sessions and opening their live views.
+async fn another_site_cannot_reach_the_console(backend: Backend) {
+    let mut app = spawn_app(backend).await;
+    let session = app
+        .create(pb::CreateSessionRequest {
+            keep_alive: true,
+            ..Default::default()
+        })
+        .await;
+    let addr = relay_addr(&session.connect_url);
+    let port = addr.rsplit_once(':').expect("a port").1.to_owned();
+    let raw = |head: String| {
+        let addr = addr.clone();
+        async move {
+            let mut socket = tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect to the console");
+            socket.write_all(head.as_bytes()).await.expect("send");
+            let mut answer = Vec::new();
+            tokio::time::timeout(EVENT_WAIT, socket.read_to_end(&mut answer))
+                .await
+                .expect("an answer in time")
+                .expect("read");
+            String::from_utf8_lossy(&answer).into_owned()
+        }
+    };
+    // The same requests from the console's own page get through.
+    let own = raw(format!(
+        "GET /console/api/sessions HTTP/1.1\r\nhost: {addr}\r\norigin: http://{addr}\r\n\r\n"
+    ))
+    .await;
+    assert!(own.starts_with("HTTP/1.1 200"), "{own}");
+    assert!(
+        own.contains(&session.id),
+        "the open server lists the session"
+    );
+    let localhost = raw(format!(
+        "GET /console/api/sessions HTTP/1.1\r\nhost: localhost:{port}\r\n\r\n"
+    ))
+    .await;
+    assert!(localhost.starts_with("HTTP/1.1 200"), "{localhost}");
+
+    let rebound = raw(format!(
+        "GET /console/api/sessions HTTP/1.1\r\nhost: evil.example:{port}\r\n\r\n"
+    ))
+    .await;
+    assert!(rebound.starts_with("HTTP/1.1 403"), "{rebound}");
+    assert!(!rebound.contains(&session.id));
+    let cross_site = raw(format!(
+        "POST /console/api/sessions/{}/release HTTP/1.1\r\nhost: {addr}\r\norigin: http://evil.example\r\ncontent-type: text/plain\r\ncontent-length: 0\r\n\r\n",
+        session.id
+    ))
+    .await;
+    assert!(cross_site.starts_with("HTTP/1.1 403"), "{cross_site}");
+    let hijack = raw(format!(
+        "GET /console/api/live?key=x HTTP/1.1\r\nhost: {addr}\r\norigin: https://evil.example\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
+    ))
+    .await;
+    assert!(hijack.starts_with("HTTP/1.1 403"), "{hijack}");
+    let nameless = raw("GET /console/api/sessions HTTP/1.1\r\n\r\n".to_owned()).await;
+    assert!(nameless.starts_with("HTTP/1.1 403"), "{nameless}");
+    assert_eq!(
+        status_of(&app.get(&session.id).await),
+        pb::SessionStatus::Live,
+        "the cross-site release did nothing"
+    );
     app.stop().await;
 }
