@@ -50,24 +50,6 @@ impl SessionServiceHandler {
         }
     }
 
-    /// Sends a call to node `node`, as the caller (see [`crate::cluster`]).
-    async fn forward<Req, Res, Fut>(
-        &self,
-        node: &str,
-        metadata: &MetadataMap,
-        message: Req,
-        call: impl FnOnce(SessionServiceClient<Channel>, Request<Req>) -> Fut,
-    ) -> Result<Response<Res>, Status>
-    where
-        Fut: Future<Output = Result<Response<Res>, Status>>,
-    {
-        let client = self.peers.client(node).await?;
-        peers::answered(
-            node,
-            call(client, self.peers.request(metadata, message)).await,
-        )
-    }
-
     /// Runs `here` on this node, or, when the session runs on another node
     /// (and the call was not forwarded here already), sends the call there.
     async fn here_or_owner<Req: Clone, Res, T, Fut>(
@@ -84,7 +66,9 @@ impl SessionServiceHandler {
         match here.await {
             Ok(done) => Ok(Response::new(answer(done))),
             Err(Error::Elsewhere { node, .. }) if !Peers::forwarded(metadata) => {
-                self.forward(&node, metadata, message.clone(), call).await
+                self.peers
+                    .call(&node, metadata, message.clone(), call)
+                    .await
             }
             Err(e) => Err(e.into()),
         }
@@ -188,7 +172,8 @@ impl SessionService for SessionServiceHandler {
                 },
                 Target::Node(node) => {
                     let forwarded = self
-                        .forward(&node, &headers, message.clone(), |mut c, r| async move {
+                        .peers
+                        .call(&node, &headers, message.clone(), |mut c, r| async move {
                             c.create_session(r).await
                         })
                         .await;
@@ -295,9 +280,10 @@ impl SessionService for SessionServiceHandler {
         let (here, there) = tokio::join!(
             self.engine.release_all(&caller, metadata(labels), &project),
             futures_util::future::join_all(others.iter().map(|node| {
-                self.forward(&node.id, &headers, message.clone(), |mut c, r| async move {
-                    c.release_all_sessions(r).await
-                })
+                self.peers
+                    .call(&node.id, &headers, message.clone(), |mut c, r| async move {
+                        c.release_all_sessions(r).await
+                    })
             }))
         );
         let mut released_ids: Vec<String> = here?.iter().map(ToString::to_string).collect();

@@ -49,9 +49,26 @@ impl Peers {
         metadata.contains_key(FORWARDED_HEADER)
     }
 
+    /// Sends a call to node `node` as the caller whose `metadata` it
+    /// carries: the node's answer unchanged, or a failure to reach it said
+    /// with the node's name.
+    pub async fn call<Req, Res, Fut>(
+        &self,
+        node: &str,
+        metadata: &MetadataMap,
+        message: Req,
+        call: impl FnOnce(SessionServiceClient<Channel>, Request<Req>) -> Fut,
+    ) -> Result<tonic::Response<Res>, Status>
+    where
+        Fut: std::future::Future<Output = Result<tonic::Response<Res>, Status>>,
+    {
+        let client = self.client(node).await?;
+        answered(node, call(client, self.request(metadata, message)).await)
+    }
+
     /// The message of a call as forwarded: the caller's credentials and
     /// deadline, and this node's name.
-    pub fn request<T>(&self, metadata: &MetadataMap, message: T) -> Request<T> {
+    fn request<T>(&self, metadata: &MetadataMap, message: T) -> Request<T> {
         let mut request = Request::new(message);
         if let Some(timeout) = metadata
             .get("grpc-timeout")
@@ -71,7 +88,7 @@ impl Peers {
     }
 
     /// A SessionService client of node `id`.
-    pub async fn client(&self, id: &str) -> Result<SessionServiceClient<Channel>, Status> {
+    async fn client(&self, id: &str) -> Result<SessionServiceClient<Channel>, Status> {
         let node = match self.membership.node(id) {
             Some(node) => node,
             None => {
@@ -138,7 +155,7 @@ pub fn not_reached(status: &Status) -> bool {
 
 /// A forwarded call's outcome as the caller gets it: the peer's answers
 /// unchanged; a failure to reach it said with the node's name.
-pub fn answered<T>(node: &str, outcome: Result<T, Status>) -> Result<T, Status> {
+fn answered<T>(node: &str, outcome: Result<T, Status>) -> Result<T, Status> {
     outcome.map_err(|status| {
         if not_reached(&status) {
             Status::unavailable(format!(

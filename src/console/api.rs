@@ -519,15 +519,11 @@ impl Owner<'_> {
     where
         Fut: std::future::Future<Output = Result<tonic::Response<Res>, tonic::Status>>,
     {
-        let peers = &self.console.peers;
-        let client = peers
-            .client(node)
-            .await
-            .map_err(|s| Answered(status_answer(s)))?;
-        let answered = crate::cluster::peers::answered(
-            node,
-            call(client, peers.request(&self.credentials, message)).await,
-        );
+        let answered = self
+            .console
+            .peers
+            .call(node, &self.credentials, message, call)
+            .await;
         answered
             .map(tonic::Response::into_inner)
             .map_err(|s| Answered(status_answer(s)))
