@@ -328,9 +328,12 @@ impl SessionService for SessionServiceHandler {
         let message = request.into_inner();
         let id = session_id("session_id", &message.session_id)?;
         let here = async {
-            let (pages, connect_url) = self.engine.live_details(&caller, id).await?;
-            let links = self.engine.page_live_view_urls(&caller, id, &pages).await?;
-            Ok((pages, connect_url, links))
+            let (pages, session) = self.engine.live_details(&caller, id).await?;
+            let links = self
+                .engine
+                .page_live_view_urls(&caller, &session, &pages)
+                .await;
+            Ok((pages, self.engine.connect_url(&session, &caller), links))
         };
         self.here_or_owner(
             &headers,

@@ -180,32 +180,44 @@ impl EventHub {
         self.live.receiver_count()
     }
 
-    /// Starts a subscription. `after`: replay stored events after it first.
-    /// The stream ends once `stop` is cancelled and the events published
-    /// before it are delivered.
+    /// Starts a subscription. `after`: replay stored events after it first;
+    /// `None`: only events committed from now on. The stream ends once
+    /// `stop` is cancelled and the events published before it are
+    /// delivered.
+    ///
+    /// "Now" is the log's end as stored, read after joining the broadcast:
+    /// the tail may not have published every event committed before this
+    /// call yet, and those must not arrive as if they were new. (Every
+    /// event after that end is published after the join, by the seam
+    /// argument above, so none is lost.)
     ///
     /// The stream is polled by the gRPC response itself, not by a task of
     /// its own: with a thousand subscribers, a forwarding task per
     /// subscriber doubled the wake-ups and copies of every event.
-    pub fn watch(
+    pub async fn watch(
         &self,
         store: Store,
         filter: EventFilter,
         after: Option<u64>,
         stop: CancellationToken,
-    ) -> EventStream {
+    ) -> Result<EventStream, StoreError> {
+        let live = self.live.subscribe();
+        let last = match after {
+            Some(after) => after,
+            None => store.newest_sequence().await?,
+        };
         let subscriber = Subscriber {
-            live: self.live.subscribe(),
+            live,
             store,
             filter,
-            last: after.unwrap_or(0),
+            last,
             replay: after.map(|_| Replay {
                 read: Vec::new().into_iter(),
                 more: true,
             }),
             stop,
         };
-        Box::pin(futures_util::stream::unfold(
+        Ok(Box::pin(futures_util::stream::unfold(
             Some(subscriber),
             |subscriber| async move {
                 let mut subscriber = subscriber?;
@@ -213,7 +225,7 @@ impl EventHub {
                 let goes_on = item.is_ok();
                 Some((item, goes_on.then_some(subscriber)))
             },
-        ))
+        )))
     }
 }
 
@@ -366,12 +378,15 @@ mod tests {
     async fn live_events_arrive_in_order_until_the_subscriber_falls_behind() {
         let (_dir, store) = store().await;
         let hub = EventHub::new(BUFFER);
-        let mut events = hub.watch(
-            store,
-            EventFilter::default(),
-            None,
-            CancellationToken::new(),
-        );
+        let mut events = hub
+            .watch(
+                store,
+                EventFilter::default(),
+                None,
+                CancellationToken::new(),
+            )
+            .await
+            .expect("watch");
         for sequence in 1..=3 {
             hub.broadcast(event(sequence));
         }
@@ -395,7 +410,10 @@ mod tests {
         let (_dir, store) = store().await;
         let hub = EventHub::new(BUFFER);
         let stop = CancellationToken::new();
-        let mut events = hub.watch(store, EventFilter::default(), None, stop.clone());
+        let mut events = hub
+            .watch(store, EventFilter::default(), None, stop.clone())
+            .await
+            .expect("watch");
         hub.broadcast(event(1));
         hub.broadcast(event(2));
         stop.cancel();

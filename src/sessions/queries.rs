@@ -81,16 +81,15 @@ impl Engine {
         Ok((sessions, next))
     }
 
-    /// A live session's pages, and its connect_url when the caller is of
-    /// its project.
+    /// A live session's pages, and the session, for a caller who may act
+    /// on it (its connect_url is [`Engine::connect_url`]'s to give).
     pub async fn live_details(
         &self,
         caller: &Caller,
         id: SessionId,
-    ) -> Result<(Vec<PageInfo>, Option<String>)> {
+    ) -> Result<(Vec<PageInfo>, Session)> {
         self.may_act(caller, id).await?;
-        let (pages, session) = self.pages(id).await?;
-        Ok((pages, self.connect_url(&session, caller)))
+        self.pages(id).await
     }
 
     /// A live session's pages, whoever asks (the relay's discovery, whose
@@ -135,11 +134,12 @@ impl Engine {
         {
             return Err(Error::OutOfRange { after, oldest });
         }
-        Ok(self.inner.events.watch(
+        let events = self.inner.events.watch(
             self.inner.store.clone(),
             filter,
             after,
             self.inner.stopping.clone(),
-        ))
+        );
+        Ok(events.await?)
     }
 }

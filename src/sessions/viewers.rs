@@ -143,33 +143,32 @@ impl Engine {
         Ok((link, url))
     }
 
-    /// A control link per page for the caller (GetLiveDetails'
-    /// `live_view_url`), valid until the session's current expiry, made in
+    /// A control link per page of `session` for the caller, who may act
+    /// on it ([`Engine::live_details`] checked): GetLiveDetails'
+    /// `live_view_url`, valid until the session's current expiry, made in
     /// one write. A read must not fail for want of a write: when the links
     /// cannot be stored, the pages get none (empty URLs).
     pub async fn page_live_view_urls(
         &self,
         caller: &Caller,
-        id: SessionId,
+        session: &Session,
         pages: &[PageInfo],
-    ) -> Result<Vec<String>> {
-        let none = || vec![String::new(); pages.len()];
+    ) -> Vec<String> {
         if pages.is_empty() {
-            return Ok(Vec::new());
+            return Vec::new();
         }
-        let session = self.visible(caller, id).await?;
         let links: Vec<_> = pages
             .iter()
-            .map(|page| self.new_link(caller, &session, Some(page.target_id.clone()), true, None))
+            .map(|page| self.new_link(caller, session, Some(page.target_id.clone()), true, None))
             .collect();
         if let Err(e) = self.inner.store.insert_live_view_links(&links).await {
-            tracing::warn!(session.id = %id, error = %e, "cannot store live view links; GetLiveDetails answers without them");
-            return Ok(none());
+            tracing::warn!(session.id = %session.id, error = %e, "cannot store live view links; GetLiveDetails answers without them");
+            return vec![String::new(); pages.len()];
         }
-        Ok(links
+        links
             .iter()
-            .map(|link| self.live_view_url(link, &session))
-            .collect())
+            .map(|link| self.live_view_url(link, session))
+            .collect()
     }
 
     /// Revokes a link to a session the caller sees; returns when it was
