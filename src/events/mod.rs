@@ -105,15 +105,15 @@ impl EventHub {
             }
         };
         self.published.send_replace(last);
-        let mut wakeups = None;
+        let mut others = OtherNodes::NotListening;
         loop {
-            if wakeups.is_none() {
-                wakeups = match store.event_wakeups().await {
-                    Ok(Some(listener)) => Some(Some(listener)),
-                    Ok(None) => Some(None),
+            if let OtherNodes::NotListening = others {
+                others = match store.event_wakeups().await {
+                    Ok(Some(listener)) => OtherNodes::Listening(listener),
+                    Ok(None) => OtherNodes::None,
                     Err(e) => {
                         tracing::debug!(error = %e, "cannot listen for other nodes' events yet");
-                        None
+                        OtherNodes::NotListening
                     }
                 };
             }
@@ -121,17 +121,17 @@ impl EventHub {
                 Ok(newest) => last = newest,
                 Err(e) => tracing::debug!(error = %e, "cannot read the event log now"),
             }
-            // On SQLite (no listener: only this process writes) nothing
-            // else can add to the log.
-            let poll = !matches!(wakeups, Some(None));
+            // With no other node (SQLite: only this process writes)
+            // nothing else can add to the log.
+            let poll = !matches!(others, OtherNodes::None);
             let other_node = async {
-                match &mut wakeups {
-                    Some(Some(listener)) => {
+                match &mut others {
+                    OtherNodes::Listening(listener) => {
                         if listener.next().await.is_err() {
-                            wakeups = None;
+                            others = OtherNodes::NotListening;
                         }
                     }
-                    _ => std::future::pending().await,
+                    OtherNodes::None | OtherNodes::NotListening => std::future::pending().await,
                 }
             };
             tokio::select! {
@@ -227,6 +227,16 @@ impl EventHub {
             },
         )))
     }
+}
+
+/// How the tail hears that another node added to the log.
+enum OtherNodes {
+    /// There is none: the database is this process's alone (SQLite).
+    None,
+    /// PostgreSQL notifies.
+    Listening(crate::store::EventWakeups),
+    /// Not yet, or the listener failed: the tail polls and tries again.
+    NotListening,
 }
 
 struct Subscriber {

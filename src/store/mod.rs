@@ -38,6 +38,7 @@ use rows::{duration_ms, millis, parse_status, to_event};
 pub use change::{Change, Inserted, NodeRefusal};
 pub use contexts::ContextBusy;
 pub use error::StoreError;
+pub use log::EventWakeups;
 pub use nodes::{NodeRow, Registration};
 pub use reads::{Cursor, Unfinished};
 
