@@ -214,6 +214,20 @@ async fn any_node_answers_for_a_session_on_another() {
         .expect("session");
     assert_eq!(extended.timeout.map(|t| t.seconds), Some(1200));
 
+    // A client that sends the forwarding marker itself only stops the
+    // forwarding: B answers for itself, and A's session runs on.
+    let mut forged = tonic::Request::new(release(&session.id));
+    forged.metadata_mut().insert(
+        browserd::cluster::FORWARDED_HEADER,
+        "node-a".parse().expect("ASCII"),
+    );
+    let refused = refusal(b.release_session(forged).await);
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert_eq!(
+        status_of(&get_on(&mut a, &session.id).await),
+        pb::SessionStatus::Live
+    );
+
     // Release through B ends A's browser.
     let released = b
         .release_session(release(&session.id))
