@@ -193,7 +193,11 @@ pub async fn run(
     private_database(&database_url)?;
 
     let grpc_addr = grpc.local_addr().map_err(StartError::Listener)?;
-    let access = access::Access::new(store.clone(), open(&config, grpc_addr, &store).await?);
+    let cdp_addr = cdp.local_addr().map_err(StartError::Listener)?;
+    let access = access::Access::new(
+        store.clone(),
+        open(&config, [grpc_addr, cdp_addr], &store).await?,
+    );
 
     let tracker = TaskTracker::new();
     let stopping = CancellationToken::new();
@@ -209,7 +213,7 @@ pub async fn run(
         reaper_stop.clone(),
     )
     .map_err(StartError::Supervision)?;
-    let cdp_addr = cdp.local_addr().map_err(StartError::Listener)?;
+    let sockets = launcher.sockets();
     let cdp_base_url = config
         .cdp_public_url
         .clone()
@@ -308,12 +312,14 @@ pub async fn run(
             max_connections: config.cdp_max_connections,
             max_connections_per_session: config.cdp_max_connections_per_session,
             own_user_paths: config.cdp_own_user_paths,
+            sockets: sockets.clone(),
             tls: tls.map(|tls| tls.relay),
             console: Some(console::Console::new(
                 engine.clone(),
                 access,
                 peers,
                 config.cdp_handshake_timeout,
+                sockets,
                 stopping.clone(),
                 tracker.clone(),
             )),
@@ -363,23 +369,26 @@ pub async fn run(
     }
 }
 
-/// Whether calls without an API key are taken (see `--auth`).
+/// Whether calls without an API key are taken (see `--auth`). Every
+/// listener counts: the relay's serves the console, which an open server
+/// answers as its admin.
 async fn open(
     config: &Config,
-    grpc: std::net::SocketAddr,
+    listeners: [std::net::SocketAddr; 2],
     store: &store::Store,
 ) -> Result<access::Open, StartError> {
     if config.auth == config::Auth::None {
+        let [grpc, cdp] = listeners;
         tracing::warn!(
-            "--auth none: calls without an API key act as the default project's admin; anyone who reaches {grpc} can run and read every session"
+            "--auth none: calls without an API key act as the default project's admin; anyone who reaches {grpc} or {cdp} can run and read every session"
         );
         return Ok(access::Open::Yes);
     }
     if store.any_api_key().await? {
         return Ok(access::Open::No);
     }
-    if !grpc.ip().is_loopback() {
-        return Err(StartError::NoKeys(grpc));
+    if let Some(beyond) = listeners.into_iter().find(|addr| !addr.ip().is_loopback()) {
+        return Err(StartError::NoKeys(beyond));
     }
     tracing::info!(
         "no API key exists: serving open on loopback, where every local user can run and read every session, until a key is made (`browserd keys create --project default --admin`, or AdminService.CreateApiKey); from then on every call needs one"

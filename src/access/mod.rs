@@ -146,6 +146,12 @@ impl Access {
         }
     }
 
+    /// Whether this server runs open only until a key exists (it was
+    /// started on loopback with none), rather than with `--auth none`.
+    pub fn open_until_a_key_exists(&self) -> bool {
+        self.open == Open::UntilAKeyExists
+    }
+
     /// The caller of a request with `authorization` metadata `header`.
     pub async fn caller(&self, header: Option<&[u8]>) -> Result<Caller> {
         let Some(header) = header else {

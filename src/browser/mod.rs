@@ -13,6 +13,7 @@ pub mod pipe;
 pub mod process;
 pub mod process_table;
 mod proxy_hop;
+mod sockets;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -34,6 +35,7 @@ pub use options::{LaunchOptions, Proxy, ProxyCredentials, Viewport};
 use pipe::Pipe;
 use process::{Group, ProcessGroups};
 use proxy_hop::ProxyHop;
+pub use sockets::Sockets;
 
 /// Height of Chromium's own UI in each window (tab strip and toolbar), in
 /// CSS pixels. Headless Chromium is the whole browser drawn off-screen:
@@ -192,6 +194,11 @@ impl Launcher {
             groups: ProcessGroups::start(tracker, stop)?,
             tracker: tracker.clone(),
         })
+    }
+
+    /// What tells this launcher's browsers' connections from others'.
+    pub fn sockets(&self) -> Sockets {
+        Sockets::new(self.groups.clone())
     }
 
     /// Starts a browser with its profile in `user_data_dir` and waits until

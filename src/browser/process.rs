@@ -83,6 +83,12 @@ impl ProcessGroups {
         Ok(groups)
     }
 
+    /// The groups spawned here that still have a process.
+    pub fn pgids(&self) -> Vec<i32> {
+        let groups = self.inner.groups.lock().expect("group registry poisoned");
+        groups.keys().copied().collect()
+    }
+
     /// Spawns `command` as the leader of a new process group that is killed
     /// if browserd dies. Stdout is discarded; stderr is returned to read.
     pub fn spawn(&self, mut command: Command) -> io::Result<(Group, ChildStderr)> {

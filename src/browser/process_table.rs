@@ -2,7 +2,8 @@
 //! teardown, the reaper, the relay, the tests and the bench: a fix to how
 //! a field is parsed is a fix everywhere. Besides processes it reads who
 //! owns a local TCP socket (`/proc/net/tcp{,6}`), which is how the relay
-//! tells a client of browserd's own user.
+//! tells a client of browserd's own user, and who holds one (a browser's
+//! process, or not).
 //!
 //! It only reads. Whether to kill or reap what it finds is its callers'
 //! decision, made on what it reports about each process.
@@ -143,27 +144,69 @@ pub fn socket_owner(local: SocketAddr, remote: SocketAddr) -> Option<u32> {
     tcp_socket(local, remote).map(|row| row.uid)
 }
 
-/// Whether a process of group `pgid` holds the local end of the TCP
-/// connection from `peer` to `local` (as the side that accepted it sees
-/// them): the kernel's socket table names the socket's inode, and a
-/// process holds it if one of its descriptors links to it.
-pub fn tcp_peer_in_group(peer: SocketAddr, local: SocketAddr, pgid: i32) -> bool {
-    let Some(row) = tcp_socket(peer, local) else {
-        return false;
-    };
-    let link = format!("socket:[{}]", row.inode);
-    pids()
-        .into_iter()
-        .filter(|&pid| stat(pid).is_some_and(|s| s.pgrp == pgid))
-        .any(|pid| holds(pid, &link))
+/// Whether a TCP socket is one of browserd's browsers', as far as
+/// browserd can see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    /// A process of one of browserd's browsers holds it: a process of a
+    /// group in `groups`, or of the pid namespace of one (a jailed
+    /// browser's helpers, crash handlers that leave its group included).
+    Browser,
+    /// No browser's process holds it.
+    Other,
+    /// Not known: the socket is gone, or a browser's descriptors could not
+    /// be read. Callers treat it as [`Holder::Browser`].
+    Unknown,
 }
 
-fn holds(pid: i32, link: &str) -> bool {
-    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false;
+/// Whose is the local end of the TCP connection from `peer` to `local`
+/// (as the side that accepted it sees them): a browser's, when a process
+/// of one of the browsers whose process groups are `groups` holds it. A
+/// browser's processes are browserd's own (its uid, or ids in its user
+/// namespace), so their descriptors are always readable to it; another
+/// user's processes, which may not be, are no browser's. This reads every
+/// browser process's descriptor table: callers ask once per connection,
+/// and only when the answer grants something.
+pub fn tcp_peer_holder(peer: SocketAddr, local: SocketAddr, groups: &[i32]) -> Holder {
+    let Some(row) = tcp_socket(peer, local) else {
+        return Holder::Unknown;
     };
-    fds.flatten()
-        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == link))
+    let link = format!("socket:[{}]", row.inode);
+    let own_ns = std::fs::read_link("/proc/self/ns/pid").ok();
+    let all = pids();
+    let pid_ns = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let in_groups = |pid: i32| stat(pid).is_some_and(|s| groups.contains(&s.pgrp));
+    // The pid namespaces the browsers' jails made.
+    let jails: BTreeSet<_> = all
+        .iter()
+        .filter(|&&pid| in_groups(pid))
+        .filter_map(|&pid| pid_ns(pid))
+        .filter(|ns| Some(ns) != own_ns.as_ref())
+        .collect();
+    for pid in all {
+        let browser = in_groups(pid) || pid_ns(pid).is_some_and(|ns| jails.contains(&ns));
+        if !browser {
+            continue;
+        }
+        match holds_checked(pid, &link) {
+            Ok(true) => return Holder::Browser,
+            Ok(false) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(_) => return Holder::Unknown,
+        }
+    }
+    Holder::Other
+}
+
+/// Whether `pid` has a descriptor linking to `link`; `NotFound` once the
+/// process is gone, another error when its descriptors cannot be read.
+fn holds_checked(pid: i32, link: &str) -> std::io::Result<bool> {
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))?.flatten() {
+        if std::fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == link) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// What browserd reads of a row of `/proc/net/tcp{,6}`.
@@ -273,10 +316,14 @@ mod tests {
         let (_accepted, peer) = listener.accept().expect("accept");
         // SAFETY: getpgrp has no preconditions.
         let mine = unsafe { libc::getpgrp() };
-        assert!(tcp_peer_in_group(peer, local, mine));
-        assert!(!tcp_peer_in_group(peer, local, mine + 1));
-        // The accepting side's own socket is not the peer's.
-        assert!(!tcp_peer_in_group(local, peer, mine + 1));
+        assert_eq!(tcp_peer_holder(peer, local, &[mine]), Holder::Browser);
+        // This process is in browserd's own pid namespace: of no group
+        // named, it is no browser.
+        assert_eq!(tcp_peer_holder(peer, local, &[mine + 1]), Holder::Other);
+        assert_eq!(tcp_peer_holder(peer, local, &[]), Holder::Other);
+        // A connection that does not exist is no one's known.
+        let elsewhere = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), peer.port());
+        assert_eq!(tcp_peer_holder(elsewhere, local, &[mine]), Holder::Unknown);
     }
 
     #[test]

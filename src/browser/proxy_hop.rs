@@ -156,10 +156,11 @@ async fn serve(mut browser: TcpStream, peer: SocketAddr, mut forward: Forward) {
         return;
     };
     let hop = forward.hop;
-    let owned =
-        tokio::task::spawn_blocking(move || process_table::tcp_peer_in_group(peer, hop, pgid))
-            .await
-            .unwrap_or(false);
+    let owned = tokio::task::spawn_blocking(move || {
+        process_table::tcp_peer_holder(peer, hop, &[pgid]) == process_table::Holder::Browser
+    })
+    .await
+    .unwrap_or(false);
     if !owned {
         // Not a warning: any session's client can cause these at will.
         tracing::debug!(%peer, "proxy hop refused a connection from outside its browser");

@@ -8,7 +8,9 @@
 //! paths inside its own profile:
 //! - a download path is always rewritten to a directory of the profile;
 //! - a client of browserd's own user on this host (its socket, found in
-//!   `/proc/net/tcp`, belongs to browserd's uid) can already read and write
+//!   `/proc/net/tcp`, belongs to browserd's uid, and no process of a
+//!   browser holds it: a page's own connection to the relay is never one,
+//!   whatever uid its browser has) can already read and write
 //!   everything browserd can, so browserd copies for it: named uploads into
 //!   the profile, finished downloads out to the directory it asked for,
 //!   before the browser's `downloadProgress` "completed" reaches it (what
@@ -36,7 +38,7 @@ use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 
 use super::policy::{self, Verdict};
-use crate::browser::process_table;
+use crate::browser::Sockets;
 
 /// Calls whose parameters name files on the client's host.
 const UPLOADS: [&str; 2] = ["DOM.setFileInputFiles", "Input.dispatchDragEvent"];
@@ -55,9 +57,9 @@ static NEXT_DIR: AtomicU64 = AtomicU64::new(1);
 /// One relayed connection's file exchange.
 pub(super) struct Files {
     profile: PathBuf,
-    /// The relay's end and the client's end of the connection, when a
-    /// client of browserd's own user may name paths.
-    connection: Option<(SocketAddr, SocketAddr)>,
+    /// The connection, when a client of browserd's own user may name
+    /// paths (`--cdp-own-user-paths`).
+    connection: Option<LocalClient>,
     /// Decided on the first call that needs it: most clients never do.
     trusted: Option<bool>,
     /// Per download scope (a browserContextId, `""` for the default
@@ -74,6 +76,15 @@ pub(super) struct Files {
     hide_events: bool,
     /// The client asked for download events itself.
     wants_events: bool,
+}
+
+/// A relayed connection as the host sees it: who may have made it.
+pub(super) struct LocalClient {
+    /// The relay's end, before TLS hides it.
+    pub relay: SocketAddr,
+    /// The client's end.
+    pub peer: SocketAddr,
+    pub sockets: Sockets,
 }
 
 struct Scope {
@@ -142,7 +153,7 @@ impl Call {
 }
 
 impl Files {
-    pub(super) fn new(profile: PathBuf, connection: Option<(SocketAddr, SocketAddr)>) -> Self {
+    pub(super) fn new(profile: PathBuf, connection: Option<LocalClient>) -> Self {
         Self {
             profile,
             connection,
@@ -254,18 +265,11 @@ impl Files {
         if let Some(trusted) = self.trusted {
             return trusted;
         }
-        let owner = match self.connection {
-            Some((relay_addr, peer)) => {
-                tokio::task::spawn_blocking(move || process_table::socket_owner(peer, relay_addr))
-                    .await
-                    .ok()
-                    .flatten()
-            }
-            None => None,
+        let trusted = match &self.connection {
+            Some(client) => client.sockets.of_own_user(client.peer, client.relay).await,
+            None => false,
         };
-        // SAFETY: geteuid has no preconditions.
-        let trusted = owner == Some(unsafe { libc::geteuid() });
-        tracing::debug!(?owner, trusted, "cdp client: may it exchange files by path");
+        tracing::debug!(trusted, "cdp client: may it exchange files by path");
         self.trusted = Some(trusted);
         trusted
     }
@@ -591,9 +595,7 @@ mod tests {
     }
 
     fn untrusted() -> Files {
-        // No socket has these addresses: the client is not of this host.
-        let nowhere: SocketAddr = "192.0.2.1:9".parse().expect("addr");
-        Files::new(std::env::temp_dir(), Some((nowhere, nowhere)))
+        Files::new(std::env::temp_dir(), None)
     }
 
     fn reply(verdict: Option<Verdict>) -> Value {

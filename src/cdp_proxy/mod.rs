@@ -85,6 +85,9 @@ pub struct RelayConfig {
     /// Clients of browserd's own user on this host may name host paths
     /// (see [`files`]).
     pub own_user_paths: bool,
+    /// Tells browsers' own connections (a session's page can reach the
+    /// relay) from those of local users.
+    pub sockets: crate::browser::Sockets,
     /// Serve every connection over TLS with this config.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The web console and live view, served under `/console` (see
@@ -225,7 +228,7 @@ impl Relay {
         {
             // The console bounds its own requests (bodies, streams,
             // viewers); this connection's slot is held until it returns.
-            return console.serve(stream, head, early, peer).await;
+            return console.serve(stream, head, early, peer, relay_addr).await;
         }
         match self.answer(&head) {
             Ok((id, route, session_slot)) => {
@@ -245,8 +248,12 @@ impl Relay {
                 )
                 .await;
                 let span = tracing::info_span!("cdp_client", session.id = %id, %peer);
-                let peer_of_own_user = self.config.own_user_paths.then_some((relay_addr, peer));
-                let files = Files::new(route.profile.clone(), peer_of_own_user);
+                let local = self.config.own_user_paths.then(|| files::LocalClient {
+                    relay: relay_addr,
+                    peer,
+                    sockets: self.config.sockets.clone(),
+                });
+                let files = Files::new(route.profile.clone(), local);
                 self.pump(client, id, route, files).instrument(span).await;
                 drop(session_slot);
             }

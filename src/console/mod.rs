@@ -64,6 +64,8 @@ pub struct Console {
         std::sync::Mutex<std::collections::HashMap<crate::sessions::model::SessionId, usize>>,
     /// Time a client has to send a request body.
     body_timeout: std::time::Duration,
+    /// Tells the browsers' own connections from callers'.
+    sockets: crate::browser::Sockets,
     stop: CancellationToken,
     tracker: TaskTracker,
 }
@@ -119,6 +121,7 @@ impl Console {
         access: Arc<Access>,
         peers: Arc<crate::cluster::Peers>,
         body_timeout: std::time::Duration,
+        sockets: crate::browser::Sockets,
         stop: CancellationToken,
         tracker: TaskTracker,
     ) -> Arc<Self> {
@@ -131,22 +134,32 @@ impl Console {
             viewers: Arc::new(Semaphore::new(MAX_VIEWERS)),
             per_session: std::sync::Mutex::default(),
             body_timeout,
+            sockets,
             stop,
             tracker,
         })
     }
 
-    /// Answers one request whose head the relay has read.
-    pub async fn serve<S>(&self, stream: S, head: Head, early: Vec<u8>, peer: SocketAddr)
-    where
+    /// Answers one request whose head the relay has read, from `peer` on
+    /// the relay's address `local`.
+    pub async fn serve<S>(
+        &self,
+        stream: S,
+        head: Head,
+        early: Vec<u8>,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         tracing::debug!(%peer, method = %head.method, "console request");
-        if let Err(why) = self.admits(&head) {
+        let admitted = match self.admits(&head, local) {
+            Ok(()) => self.admits_keyless(&head, peer, local).await,
+            refused => refused.map_err(|why| (StatusCode::FORBIDDEN, why)),
+        };
+        if let Err((status, why)) = admitted {
             tracing::info!(%peer, why, "console request refused");
-            return self
-                .respond(stream, &text(StatusCode::FORBIDDEN, why))
-                .await;
+            return self.respond(stream, &text(status, why)).await;
         }
         if head.path == live::SOCKET_PATH {
             return live::serve(self, stream, head, early).await;
@@ -179,19 +192,24 @@ impl Console {
     /// Cross-site requests and WebSockets (no CORS is ever answered, but a
     /// form POST or a WebSocket needs none): a browser names their page's
     /// origin, which must be this console's own.
-    fn admits(&self, head: &Head) -> Result<(), &'static str> {
+    ///
+    /// An address in `Host` must be the one the request came to (`local`):
+    /// any other names no listener of this console.
+    fn admits(&self, head: &Head, local: SocketAddr) -> Result<(), &'static str> {
         let host = head
             .host
             .as_deref()
             .ok_or("the console needs a Host header")?;
         let name = host_name(host);
         let public = self.engine.public_host();
-        let named = name.parse::<std::net::IpAddr>().is_ok()
-            || name.eq_ignore_ascii_case("localhost")
-            || public.is_some_and(|public| name.eq_ignore_ascii_case(&public));
+        let is_public = public.is_some_and(|public| name.eq_ignore_ascii_case(&public));
+        let named = match name.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.to_canonical() == local.ip().to_canonical() || is_public,
+            Err(_) => name.eq_ignore_ascii_case("localhost") || is_public,
+        };
         if !named {
             return Err(
-                "the console answers only at an address, localhost, or the host of --cdp-public-url",
+                "the console answers only at the address it was reached on, localhost, or the host of --cdp-public-url",
             );
         }
         if let Some(origin) = &head.origin {
@@ -199,6 +217,37 @@ impl Console {
             if !authority.eq_ignore_ascii_case(host) {
                 return Err("a page of another origin may not call the console");
             }
+        }
+        Ok(())
+    }
+
+    /// Refuses a request without an API key from where no caller of
+    /// browserd's is. A session's page can reach this listener and, once
+    /// it has navigated to the console's origin, sends the same `Host` and
+    /// `Origin` as the console's own pages: so a connection that one of
+    /// browserd's browsers holds gets nothing without a key, whatever it
+    /// asks for. And an open server (no key yet) answers keyless calls on
+    /// loopback only, wherever its listeners are bound.
+    async fn admits_keyless(
+        &self,
+        head: &Head,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> Result<(), (StatusCode, &'static str)> {
+        if head.bearer.is_some() {
+            return Ok(());
+        }
+        if self.sockets.may_be_a_browser(peer, local).await {
+            return Err((
+                StatusCode::FORBIDDEN,
+                "a session's own browser may not use the console without an API key",
+            ));
+        }
+        if !peer.ip().to_canonical().is_loopback() && self.access.open_until_a_key_exists() {
+            return Err((
+                StatusCode::UNAUTHORIZED,
+                "this server has no API key yet and answers calls without one on loopback only",
+            ));
         }
         Ok(())
     }
