@@ -9,15 +9,19 @@ RUN cargo build --release --locked --bin browserd
 
 FROM debian:bookworm-slim
 # fonts: pages render text; ca-certificates: HTTPS from the browser;
-# bubblewrap: the jail every browser runs in.
+# bubblewrap: the jail every browser runs in; uidmap: newuidmap and
+# newgidmap, which give browsers ids of their own (see below).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends chromium ca-certificates fonts-liberation fonts-noto-color-emoji bubblewrap \
+    && apt-get install -y --no-install-recommends chromium ca-certificates fonts-liberation fonts-noto-color-emoji bubblewrap uidmap \
     && rm -rf /var/lib/apt/lists/*
-# browserd never runs as root: its browsers then run as this user too,
-# each jailed in a user namespace of its own. The data dir is made here,
-# owned by it, so a fresh named volume inherits that owner; so is the
-# directory a cluster's nodes share their connect-token secret in.
+# browserd never runs as root. Its browsers never run as this user: at
+# start browserd maps the user's subordinate ids into a user namespace of
+# its own and gives each browser one of them, so no page can read a file
+# of browserd's. The data dir is made here, owned by it, so a fresh named
+# volume inherits that owner; so is the directory a cluster's nodes share
+# their connect-token secret in.
 RUN useradd --system --uid 10001 --home-dir /var/lib/browserd --shell /usr/sbin/nologin browserd \
+    && usermod --add-subuids 100000-165535 --add-subgids 100000-165535 browserd \
     && install -d -o browserd -g browserd -m 0700 /var/lib/browserd /var/lib/browserd-cluster
 COPY --from=build /src/target/release/browserd /usr/local/bin/browserd
 # Executable in git; no `COPY --chmod`, which the legacy builder lacks.

@@ -1,5 +1,6 @@
-//! The `browserd` binary: `serve` starts telemetry, binds, and runs until
-//! SIGTERM or SIGINT; `sessions`, `contexts`, `projects`, `keys` and
+//! The `browserd` binary: `serve` enters a user namespace of its own when
+//! it is not root (see `browser::subids`), starts telemetry, binds, and
+//! runs until SIGTERM or SIGINT; `sessions`, `contexts`, `projects`, `keys` and
 //! `nodes` are clients of a running server (`keys create` can also write to
 //! its database directly).
 
@@ -9,11 +10,32 @@ use clap::Parser;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
+use browserd::browser::subids;
 use browserd::config::{Cli, Command};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let Cli { command } = Cli::parse();
+    if let Command::Serve(config) = &command
+        && config.isolation == browserd::config::Isolation::Jail
+        && subids::needed()
+    {
+        // Before the runtime's threads exist: a process with more than
+        // one cannot enter a user namespace.
+        if let Err(e) = subids::enter() {
+            eprintln!("browserd: cannot give browsers ids of their own: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(dispatch(command)),
+        Err(e) => {
+            eprintln!("browserd: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> ExitCode {
     match command {
         Command::Serve(config) => serve(*config).await,
         Command::Sessions(args) => client(browserd::cli::run(args).await),

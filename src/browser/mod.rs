@@ -14,6 +14,7 @@ pub mod process;
 pub mod process_table;
 mod proxy_hop;
 mod sockets;
+pub mod subids;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
