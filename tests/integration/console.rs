@@ -744,6 +744,13 @@ async fn another_site_cannot_reach_the_console(backend: Backend) {
     ))
     .await;
     assert!(hijack.starts_with("HTTP/1.1 403"), "{hijack}");
+    // An address the request did not come to names no listener here.
+    let elsewhere = raw(format!(
+        "GET /console/api/sessions HTTP/1.1\r\nhost: 127.0.0.2:{port}\r\n\r\n"
+    ))
+    .await;
+    assert!(elsewhere.starts_with("HTTP/1.1 403"), "{elsewhere}");
+    assert!(!elsewhere.contains(&session.id));
     let nameless = raw("GET /console/api/sessions HTTP/1.1\r\n\r\n".to_owned()).await;
     assert!(nameless.starts_with("HTTP/1.1 403"), "{nameless}");
     assert_eq!(

@@ -143,7 +143,7 @@ struct Secret {
 
 /// The ways a CDP client reads a file by its path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Read {
+pub(crate) enum Read {
     /// `Page.navigate` to `file://`.
     FileUrl,
     /// `Page.navigate` to `view-source:file://`.
@@ -154,7 +154,7 @@ enum Read {
 }
 
 /// A fresh `about:blank` page of `client`'s browser, attached.
-async fn blank_page(client: &CdpClient, context: Option<&str>) -> String {
+pub(crate) async fn blank_page(client: &CdpClient, context: Option<&str>) -> String {
     let target = client
         .create_target("about:blank", context, EVENT_WAIT)
         .await
@@ -162,7 +162,7 @@ async fn blank_page(client: &CdpClient, context: Option<&str>) -> String {
     client.attach(&target, EVENT_WAIT).await.expect("attached")
 }
 
-async fn evaluate(client: &CdpClient, page: &str, expression: &str) -> Value {
+pub(crate) async fn evaluate(client: &CdpClient, page: &str, expression: &str) -> Value {
     let params = json!({"expression": expression, "awaitPromise": true, "returnByValue": true});
     let evaluated = client
         .call_in(page, "Runtime.evaluate", params, EVENT_WAIT)
@@ -173,7 +173,7 @@ async fn evaluate(client: &CdpClient, page: &str, expression: &str) -> Value {
 
 /// What A's client gets to see of `path` through `read`: the page's text,
 /// the file's content, or the error it got instead.
-async fn read_file(client: &CdpClient, read: Read, path: &Path) -> String {
+pub(crate) async fn read_file(client: &CdpClient, read: Read, path: &Path) -> String {
     let page = blank_page(client, None).await;
     match read {
         Read::FileUrl | Read::ViewSource => {
@@ -250,7 +250,7 @@ async fn read_file(client: &CdpClient, read: Read, path: &Path) -> String {
 }
 
 /// Plants `marker` in a new file at `path`, readable by its owner only.
-fn plant(path: &Path, marker: &str) {
+pub(crate) fn plant(path: &Path, marker: &str) {
     std::fs::write(path, marker).expect("plant a secret");
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
 }

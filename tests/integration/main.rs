@@ -25,3 +25,4 @@ mod soak;
 mod support;
 mod telemetry;
 mod tls;
+mod trust;
