@@ -31,9 +31,16 @@ const USER: &str = "browserd-test";
 const USER_WITHOUT_IDS: &str = "browserd-test-noids";
 
 /// The uid and gid of `name`, made first if missing (`--system` users get
-/// no subordinate ids). Tests running at once may both try: the loser
-/// finds the user made.
+/// no subordinate ids). Tests run as processes of their own, and
+/// `useradd` refuses while another holds the password file's lock: one
+/// test at a time looks and makes, under a lock of the tests' own.
 fn test_user(name: &str, system: bool) -> (u32, u32) {
+    use std::os::fd::AsRawFd;
+    let lock = std::fs::File::create(std::env::temp_dir().join("browserd-test-users.lock"))
+        .expect("the test users' lock");
+    // SAFETY: flock on a descriptor this function owns; the lock goes with
+    // the file when it is dropped at the end of this function.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
     let lookup = || {
         let out = std::process::Command::new("id")
             .args(["-u", name])
@@ -381,7 +388,7 @@ async fn a_page_s_own_relay_connection_gets_no_path_trust(backend: Backend) {
 }
 
 /// A file browserd's user keeps under a directory the jail binds, as the
-/// README's cluster example keeps `--secret-file /etc/browserd/secret`,
+/// cluster guide (docs/cluster.md) keeps `--secret-file /etc/browserd/secret`,
 /// readable by that user alone: A's page cannot read it by navigation.
 /// Unprivileged, on the old code, it could (same uid, and all of `/etc`
 /// bound); as root it never could.
