@@ -142,7 +142,7 @@ pub use crate::browser::Viewport;
 pub type Metadata = BTreeMap<String, String>;
 
 /// Limits on caller-supplied metadata, so a label map can't grow a row or an
-/// event without bound. Documented in the proto and README.
+/// event without bound. Documented in the proto and docs/configuration.md.
 pub const METADATA_MAX_ENTRIES: usize = 16;
 pub const METADATA_MAX_KEY_BYTES: usize = 64;
 pub const METADATA_MAX_VALUE_BYTES: usize = 256;

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-/// The flags that make Chromium start here (see README), and a port.
+/// The flags that make Chromium start here (see docs/performance.md), and a port.
 const FLAGS: &[&str] = &[
     "--headless",
     "--no-sandbox",
