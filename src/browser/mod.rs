@@ -7,6 +7,7 @@
 //! is sealed, is `contexts`'.
 
 pub mod cdp;
+mod cdp_error;
 pub mod jail;
 mod options;
 pub mod pipe;
@@ -30,7 +31,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use cdp::CdpError;
+pub use cdp_error::CdpError;
 use jail::{Identity, Jail};
 pub use options::{LaunchOptions, Proxy, ProxyCredentials, Viewport};
 use pipe::Pipe;
