@@ -6,6 +6,7 @@
 //! graceful close ([`Browser::save_state`]); what that state is, and how it
 //! is sealed, is `contexts`'.
 
+#[cfg(feature = "test-support")]
 pub mod cdp;
 mod cdp_error;
 pub mod jail;

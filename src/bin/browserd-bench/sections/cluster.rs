@@ -58,7 +58,7 @@ pub async fn run(bench: &mut Bench) -> Result<()> {
     let browserd = std::env::current_exe()?.with_file_name("browserd");
     ensure!(
         browserd.is_file(),
-        "no {}: build it with the bench (cargo build --release --bin browserd --bin browserd-bench)",
+        "no {}: build it with the bench (cargo build --release --features test-support --bin browserd --bin browserd-bench)",
         browserd.display()
     );
     let options = |max_sessions| NodeOptions {
