@@ -594,18 +594,15 @@ async fn body_text(cdp: &browserd::browser::cdp::CdpClient, session: &str) -> St
 }
 
 async fn wait_for_text(cdp: &browserd::browser::cdp::CdpClient, session: &str, text: &str) {
-    let deadline = tokio::time::Instant::now() + EVENT_WAIT;
-    loop {
+    eventually(&format!("the page gets {text:?}"), async || {
         let body = body_text(cdp, session).await;
         if body.contains(text) {
-            return;
+            Ok(())
+        } else {
+            Err(body)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the page never got {text:?}: {body:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 async fn the_links_migration_goes_down_and_up_again(backend: Backend) {
@@ -664,19 +661,10 @@ async fn a_session_takes_a_bounded_number_of_viewers(backend: Backend) {
     assert_eq!(refused_status(open_view(&made.url).await), 429);
     // A viewer leaving makes room.
     drop(viewers.pop());
-    let deadline = tokio::time::Instant::now() + EVENT_WAIT;
-    loop {
-        match open_view(&made.url).await {
-            Ok(_) => break,
-            Err(e) => {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "no room after a viewer left: {e}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
+    eventually("room after a viewer left", async || {
+        open_view(&made.url).await.map(drop)
+    })
+    .await;
     app.release(&session.id).await;
     app.stop().await;
 }
