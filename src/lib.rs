@@ -25,8 +25,9 @@
 //!   sequence order), their live fan-out, and WatchSessions replay.
 //! - [`store`]: SeaORM persistence (SQLite or PostgreSQL); migrations live in
 //!   the `migrations` crate.
-//! - [`browser`]: Chromium processes, profiles and temp directories: the
-//!   jail each runs in ([`browser::jail`]), the CDP pipe to each, shared by
+//! - [`browser`]: Chromium processes, profiles and temp directories
+//!   (`launch`, `handle` for a running one, `teardown`): the jail each
+//!   runs in ([`browser::jail`]), the CDP pipe to each, shared by
 //!   browserd and every relayed client ([`browser::pipe`]), the one reader
 //!   of the OS process table ([`browser::process_table`]), and the local
 //!   hop that adds credentials for an authenticating proxy
