@@ -25,13 +25,14 @@
 //!   sequence order), their live fan-out, and WatchSessions replay.
 //! - [`store`]: SeaORM persistence (SQLite or PostgreSQL); migrations live in
 //!   the `migrations` crate.
-//! - [`browser`]: Chromium processes, profiles and temp directories: the
-//!   jail each runs in ([`browser::jail`]), the CDP pipe to each, shared by
+//! - [`browser`]: Chromium processes, profiles and temp directories
+//!   (`launch`, `handle` for a running one, `teardown`): the jail each
+//!   runs in ([`browser::jail`]), the CDP pipe to each, shared by
 //!   browserd and every relayed client ([`browser::pipe`]), the one reader
 //!   of the OS process table ([`browser::process_table`]), and the local
 //!   hop that adds credentials for an authenticating proxy
 //!   (`browser::proxy_hop`); plus a minimal WebSocket CDP client for the
-//!   tests and the bench ([`browser::cdp`]).
+//!   tests and the bench (`browser::cdp`, feature `test-support`).
 //! - [`contexts`]: persistent contexts: ContextService's logic, and a
 //!   context's browser state as sealed bytes (which profile files and
 //!   cookies are saved, their compression and encryption at rest). The
@@ -47,9 +48,11 @@
 //!   (lease, epoch, drain, the other nodes) and the forwarding of calls to
 //!   the node that runs a session.
 //! - [`node_lock`]: one node per data directory and per SQLite file.
-//! - [`harness`]: a real server on ephemeral ports and fresh databases, for
+//! - `harness`: a real server on ephemeral ports and fresh databases, for
 //!   the integration tests and `browserd-bench` (`src/bin/browserd-bench/`,
-//!   one file per section); not used by the service.
+//!   one file per section); not used by the service, and built only with
+//!   the `test-support` feature, which the tests (through their
+//!   dev-dependency on this crate) and the bench turn on.
 //!
 //! [`run`] wires them together over listeners the caller has bound, and
 //! runs until the `shutdown` future resolves.
@@ -64,6 +67,7 @@ pub mod config;
 pub mod console;
 pub mod contexts;
 pub mod events;
+#[cfg(feature = "test-support")]
 pub mod harness;
 pub mod node_lock;
 pub mod secret;

@@ -19,17 +19,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-#[derive(Debug, thiserror::Error)]
-pub enum CdpError {
-    #[error("cannot connect to the CDP WebSocket: {0}")]
-    Connect(#[from] tokio_tungstenite::tungstenite::Error),
-    #[error("the browser's CDP connection is closed")]
-    Closed,
-    #[error("the browser did not answer {method} within {timeout:?}")]
-    Timeout { method: String, timeout: Duration },
-    #[error("the browser refused {method}: {message}")]
-    Refused { method: String, message: String },
-}
+use super::CdpError;
 
 type Reply = oneshot::Sender<Result<Value, CdpError>>;
 

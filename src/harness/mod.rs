@@ -10,6 +10,7 @@ pub mod postgres;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use clap::{Args, FromArgMatches};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -26,42 +27,34 @@ use crate::pb::session_service_client::SessionServiceClient;
 pub const WAIT: Duration = Duration::from_secs(30);
 
 /// A configuration for a server on ephemeral ports with no warm pool, on
-/// `database_url` (default: SQLite in `data_dir`).
+/// `database_url` (default: SQLite in `data_dir`). Everything else is
+/// `serve`'s own default, taken from its flags, so a default is written in
+/// one place only.
 pub fn config(data_dir: &Path, database_url: Option<String>) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().expect("literal address"),
         cdp_listen: "127.0.0.1:0".parse().expect("literal address"),
-        cdp_public_url: None,
         data_dir: data_dir.to_owned(),
-        secret_file: None,
         database_url,
-        chrome_path: None,
-        isolation: crate::config::Isolation::Jail,
-        bwrap_path: None,
+        // Where a test server has always differed from `serve`'s defaults
+        // beyond ports and pool; a test that needs another value sets it.
         max_sessions: 8,
-        default_timeout: Duration::from_secs(300),
         max_timeout: Duration::from_secs(3600),
-        launch_timeout: Duration::from_secs(30),
-        connect_timeout: Duration::from_secs(300),
         warm_pool: 0,
-        watch_buffer: 4096,
-        retention: Duration::from_secs(7 * 24 * 3600),
-        cdp_max_message_size: 256 << 20,
-        cdp_handshake_timeout: Duration::from_secs(10),
-        cdp_max_connections: 512,
-        cdp_max_connections_per_session: 32,
-        cdp_own_user_paths: true,
-        auth: crate::config::Auth::Keys,
-        context_max_size: 64 << 20,
-        tls_cert: None,
-        tls_key: None,
-        tls_client_ca: None,
         node_id: Some("test-node".into()),
-        advertise_url: None,
-        lease: Duration::from_secs(10),
-        drain_timeout: Duration::ZERO,
-        cluster_ca_cert: None,
+        ..serve_defaults()
     }
+}
+
+/// `browserd serve`'s configuration given no flags. The `BROWSERD_*`
+/// environment is not read: a test's server must not depend on the shell
+/// that runs the suite.
+fn serve_defaults() -> Config {
+    let flags = Config::augment_args(clap::Command::new("serve")).mut_args(|arg| arg.env(None));
+    let matches = flags
+        .try_get_matches_from(["serve"])
+        .expect("serve's flags all have defaults or are optional");
+    Config::from_arg_matches(&matches).expect("serve's defaults parse")
 }
 
 /// browserd running in this process.

@@ -88,7 +88,7 @@ async fn kill_9_then_restart_reconciles(backend: Backend) {
     served.signal(libc::SIGKILL);
     served.exit_status().await;
     // Orphan prevention: the browsers die with browserd.
-    wait_until("browsers die with browserd", || {
+    eventually("browsers die with browserd", async || {
         browser_processes(&profiles).is_empty()
     })
     .await;

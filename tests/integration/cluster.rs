@@ -90,14 +90,11 @@ impl Cluster {
 
     /// Waits until node `i`'s ListNodes shows what `done` wants.
     async fn nodes_until(&self, i: usize, what: &str, done: impl Fn(&[pb::Node]) -> bool) {
-        let deadline = Instant::now() + EVENT_WAIT;
-        loop {
-            if done(&self.nodes(i).await) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting: {what}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(what, async || {
+            let nodes = self.nodes(i).await;
+            if done(&nodes) { Ok(()) } else { Err(nodes) }
+        })
+        .await
     }
 
     async fn stop(self) {
@@ -239,7 +236,7 @@ async fn any_node_answers_for_a_session_on_another() {
     assert_eq!(status_of(&released), pb::SessionStatus::Released);
     assert_eq!(reason_of(&released), pb::EndReason::Requested);
     let profiles_a = cluster.nodes[0].profiles();
-    wait_until("A's browser ends", || {
+    eventually("A's browser ends", async || {
         browser_processes(&profiles_a).is_empty()
     })
     .await;
@@ -546,7 +543,7 @@ async fn a_killed_node_s_sessions_end_node_lost_exactly_once() {
         }
     }
     let profiles_c = cluster.nodes[2].profiles();
-    wait_until("C's browsers die with it", || {
+    eventually("C's browsers die with it", async || {
         browser_processes(&profiles_c).is_empty()
     })
     .await;
@@ -603,7 +600,7 @@ async fn a_node_back_from_a_stall_is_fenced_and_kills_its_browsers() {
     );
 
     cluster.nodes[2].server.signal(libc::SIGCONT);
-    wait_until("the fenced node kills its browser", || {
+    eventually("the fenced node kills its browser", async || {
         browser_processes(&profiles_c).is_empty()
     })
     .await;
@@ -793,7 +790,7 @@ async fn any_node_s_console_acts_on_sessions_of_every_node() {
     assert_eq!(status, 200, "{released}");
     assert_eq!(released["session"]["status"], "SESSION_STATUS_RELEASED");
     let profiles_a = cluster.nodes[0].profiles();
-    wait_until("A's browser ends", || {
+    eventually("A's browser ends", async || {
         browser_processes(&profiles_a).is_empty()
     })
     .await;

@@ -231,7 +231,7 @@ async fn console_api_sees_what_the_key_sees(backend: Backend) {
     assert_eq!(body["session"]["endReason"], "END_REASON_REQUESTED");
 
     // The event stream: replayed from 0, as Server-Sent Events, scoped.
-    let (_, _, events) = stream_events(
+    let (_, _, events, _) = stream_events(
         &addr,
         &format!("/console/api/events?after=0&session={id}"),
         &key_a,
@@ -243,38 +243,56 @@ async fn console_api_sees_what_the_key_sees(backend: Backend) {
         events.contains("\"toStatus\":\"SESSION_STATUS_RELEASED\""),
         "{events}"
     );
-    let (_, _, foreign) = stream_events(
+    // Another project's key is not refused: its stream opens, stays open,
+    // and carries nothing of the session.
+    let (status, head, foreign, open) = stream_events(
         &addr,
         &format!("/console/api/events?after=0&session={id}"),
         &key_b,
         1,
     )
     .await;
+    assert_eq!(status, 200, "{head}\n{foreign}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/event-stream"),
+        "{head}"
+    );
+    assert!(open, "the stream ended: {foreign}");
+    assert!(!foreign.contains("data: "), "{foreign}");
     assert!(!foreign.contains(id), "{foreign}");
     app.stop().await;
 }
 
 /// An event stream's status, head and what arrived of `events` events
-/// (or within a second, whichever is first).
-async fn stream_events(addr: &str, path: &str, key: &str, events: usize) -> (u16, String, String) {
+/// (or within a second, whichever is first), and whether the stream was
+/// still open then.
+async fn stream_events(
+    addr: &str,
+    path: &str,
+    key: &str,
+    events: usize,
+) -> (u16, String, String, bool) {
     let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let head =
         format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\n\r\n");
     socket.write_all(head.as_bytes()).await.expect("send");
     let mut got = Vec::new();
     let mut buf = [0u8; 8192];
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+    let read = tokio::time::timeout(Duration::from_secs(1), async {
         loop {
             match socket.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
+                Ok(0) | Err(_) => return false,
                 Ok(n) => got.extend_from_slice(&buf[..n]),
             }
             if String::from_utf8_lossy(&got).matches("\ndata: ").count() >= events {
-                break;
+                return true;
             }
         }
     })
     .await;
+    // Timed out: the window ended with the stream open.
+    let open = read.unwrap_or(true);
     let text = String::from_utf8_lossy(&got).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head
@@ -282,7 +300,7 @@ async fn stream_events(addr: &str, path: &str, key: &str, events: usize) -> (u16
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    (status, head.to_owned(), body.to_owned())
+    (status, head.to_owned(), body.to_owned(), open)
 }
 
 async fn console_on_an_open_server_needs_no_key(backend: Backend) {
@@ -594,18 +612,15 @@ async fn body_text(cdp: &browserd::browser::cdp::CdpClient, session: &str) -> St
 }
 
 async fn wait_for_text(cdp: &browserd::browser::cdp::CdpClient, session: &str, text: &str) {
-    let deadline = tokio::time::Instant::now() + EVENT_WAIT;
-    loop {
+    eventually(&format!("the page gets {text:?}"), async || {
         let body = body_text(cdp, session).await;
         if body.contains(text) {
-            return;
+            Ok(())
+        } else {
+            Err(body)
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the page never got {text:?}: {body:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 async fn the_links_migration_goes_down_and_up_again(backend: Backend) {
@@ -664,19 +679,10 @@ async fn a_session_takes_a_bounded_number_of_viewers(backend: Backend) {
     assert_eq!(refused_status(open_view(&made.url).await), 429);
     // A viewer leaving makes room.
     drop(viewers.pop());
-    let deadline = tokio::time::Instant::now() + EVENT_WAIT;
-    loop {
-        match open_view(&made.url).await {
-            Ok(_) => break,
-            Err(e) => {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "no room after a viewer left: {e}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
+    eventually("room after a viewer left", async || {
+        open_view(&made.url).await.map(drop)
+    })
+    .await;
     app.release(&session.id).await;
     app.stop().await;
 }

@@ -112,19 +112,16 @@ async fn retention_prunes_ended_sessions_and_old_events(backend: Backend) {
     app.release(&first.id).await;
     let mut client = app.client.clone();
     let id = first.id.clone();
-    let mut pruned = false;
     // Polled: pruning is a background task with nothing to subscribe to.
-    let deadline = tokio::time::Instant::now() + EVENT_WAIT;
-    while !pruned {
-        assert!(tokio::time::Instant::now() < deadline, "never pruned");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually("the released session is pruned", async || {
         let got = client
             .get_session(pb::GetSessionRequest {
                 session_id: id.clone(),
             })
             .await;
-        pruned = got.is_err_and(|status| status.code() == Code::NotFound);
-    }
+        got.is_err_and(|status| status.code() == Code::NotFound)
+    })
+    .await;
     let again = app.create(keyed).await;
     assert_ne!(again.id, first.id, "the key went with its pruned session");
     assert_eq!(
@@ -231,7 +228,7 @@ async fn a_postgres_outage_loses_nothing() {
         let profile = profiles.join(&ended.id);
         // The profile goes last, a moment before the end is recorded: its
         // time is then surely inside the outage.
-        wait_until("the session's browser is gone", || {
+        eventually("the session's browser is gone", async || {
             browser_processes(&profile).is_empty() && !profile.exists()
         })
         .await;

@@ -237,7 +237,7 @@ async fn a_client_of_browserds_user_uploads_and_downloads_by_path(backend: Backe
         )
         .await;
     let file = named.path().join("b.txt");
-    wait_until("the download copied by its name", || {
+    eventually("the download copied by its name", async || {
         std::fs::read_to_string(&file).is_ok_and(|text| text == "downloaded twice")
     })
     .await;

@@ -192,11 +192,15 @@ pub(crate) async fn read_file(client: &CdpClient, read: Read, path: &Path) -> St
             }
             // The document is committed; its text is there once it has
             // loaded (a poll of the page's own state, bounded).
-            let deadline = tokio::time::Instant::now() + EVENT_WAIT;
-            while evaluate(client, &page, "document.readyState").await != "complete" {
-                assert!(tokio::time::Instant::now() < deadline, "{url} never loaded");
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
+            eventually(&format!("{url} loads"), async || {
+                let state = evaluate(client, &page, "document.readyState").await;
+                if state == "complete" {
+                    Ok(())
+                } else {
+                    Err(state)
+                }
+            })
+            .await;
             let text = evaluate(client, &page, "document.documentElement.innerText").await;
             text.as_str().unwrap_or_default().to_owned()
         }
@@ -408,11 +412,11 @@ async fn a_client_writes_no_file_outside_its_browser(backend: Backend) {
                 .filter(|path| path.file_name().is_some_and(|n| n == name))
                 .count()
         };
-        wait_until("A's own download lands in A's profile", || {
+        eventually("A's own download lands in A's profile", async || {
             landed("mine.txt") == 1
         })
         .await;
-        wait_until("the attack's downloads land in A's profile", || {
+        eventually("the attack's downloads land in A's profile", async || {
             landed("pwned.txt") == 2
         })
         .await;
@@ -482,7 +486,7 @@ async fn browsers_never_run_as_root(backend: Backend) {
     for session in [&a, &b] {
         let profile = app.profiles_dir().join(&session.id);
         // Renderers start a moment after the browser answers CDP.
-        wait_until("a sandboxed renderer runs", || {
+        eventually("a sandboxed renderer runs", async || {
             process_table::mentioning(&profile).into_iter().any(|pid| {
                 // Chromium rewrites its helpers' titles into one string.
                 let renderer = process_table::args(pid)

@@ -123,7 +123,7 @@ async fn shutdown_waits_for_a_refill_in_flight(backend: Backend) {
             .into_iter()
             .find(|name| *name != session.id)
     };
-    wait_until("the pool's refill launch", || {
+    eventually("the pool's refill launch", async || {
         refill().is_some_and(|name| {
             std::fs::read_link(profiles.join(name).join("SingletonSocket")).is_ok()
         })

@@ -401,19 +401,19 @@ async fn connection_caps_answer_with_a_status(backend: Backend) {
     }
     // The relay counts a connection once it has accepted it: wait until
     // one more is refused.
-    let mut over = 0;
-    loop {
+    let refused = eventually("a connection over the cap is refused", async || {
         let response = http_get(&addr, "/", &[]).await;
         if response.status == 503 {
-            assert!(
-                response.body.contains("--cdp-max-connections"),
-                "{response:?}"
-            );
-            break;
+            Ok(response)
+        } else {
+            Err(response)
         }
-        over += 1;
-        assert!(over < 50, "never refused: {response:?}");
-    }
+    })
+    .await;
+    assert!(
+        refused.body.contains("--cdp-max-connections"),
+        "{refused:?}"
+    );
     round_trip(&mut first, 1).await;
     round_trip(&mut second, 1).await;
     let other = app.create(pb::CreateSessionRequest::default()).await;
@@ -421,15 +421,11 @@ async fn connection_caps_answer_with_a_status(backend: Backend) {
 
     drop(idle);
     drop(first);
-    let mut again = None;
-    for _ in 0..100 {
-        if let Ok((socket, _)) = tokio_tungstenite::connect_async(&session.connect_url).await {
-            again = Some(socket);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    round_trip(&mut again.expect("a freed slot is reused"), 2).await;
+    let (mut again, _) = eventually("a freed slot is reused", async || {
+        tokio_tungstenite::connect_async(&session.connect_url).await
+    })
+    .await;
+    round_trip(&mut again, 2).await;
     app.release(&session.id).await;
     app.release(&other.id).await;
     app.stop().await;
@@ -614,7 +610,7 @@ async fn browser_close_releases(backend: Backend, keep_alive: bool, flattened: O
         .count();
     assert_eq!(terminal, 1, "exactly one terminal event");
     let profiles = app.profiles_dir();
-    wait_until("the browser is gone", || {
+    eventually("the browser is gone", async || {
         browser_processes(&profiles).is_empty()
     })
     .await;

@@ -308,7 +308,7 @@ async fn a_proxy_hop_serves_its_own_browser_only(backend: Backend) {
 
     // The hop goes with its browser.
     app.release(&owner.id).await;
-    wait_until("the hop stops listening", || {
+    eventually("the hop stops listening", async || {
         std::net::TcpStream::connect(hop).is_err()
     })
     .await;

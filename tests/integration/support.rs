@@ -330,15 +330,58 @@ pub fn browser_processes(profiles_dir: &Path) -> Vec<i32> {
     .collect()
 }
 
-/// Polls the process table (nothing else can tell) until `done`.
-pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+/// How often [`eventually`] tries again.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Tries `attempt` until it succeeds, every [`POLL`], for up to
+/// [`EVENT_WAIT`], and returns what it gave. For what a test can only poll
+/// (the process table, the file system, a background task with nothing to
+/// subscribe to); a test that can wait for an event waits for it instead.
+/// Timing out fails the test, with what the last attempt saw.
+pub async fn eventually<A: Attempt>(what: &str, mut attempt: impl AsyncFnMut() -> A) -> A::Done {
     let deadline = tokio::time::Instant::now() + EVENT_WAIT;
-    while !done() {
+    loop {
+        let last = match attempt().await.outcome() {
+            Ok(done) => return done,
+            Err(last) => last,
+        };
         assert!(
             tokio::time::Instant::now() < deadline,
-            "timed out waiting: {what}"
+            "timed out waiting: {what} (last attempt: {last:?})"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// What one attempt of [`eventually`] may give: `true`, `Some` or `Ok` is
+/// done; an `Err` says what it saw instead.
+pub trait Attempt {
+    type Done;
+    type Pending: std::fmt::Debug;
+    fn outcome(self) -> Result<Self::Done, Self::Pending>;
+}
+
+impl Attempt for bool {
+    type Done = ();
+    type Pending = &'static str;
+    fn outcome(self) -> Result<(), &'static str> {
+        self.then_some(()).ok_or("false")
+    }
+}
+
+impl<T> Attempt for Option<T> {
+    type Done = T;
+    type Pending = &'static str;
+    fn outcome(self) -> Result<T, &'static str> {
+        self.ok_or("None")
+    }
+}
+
+impl<T, E: std::fmt::Debug> Attempt for Result<T, E> {
+    type Done = T;
+    type Pending = E;
+    fn outcome(self) -> Result<T, E> {
+        self
     }
 }
 

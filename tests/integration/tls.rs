@@ -368,7 +368,7 @@ async fn upload_by_path(client: &CdpClient, file: &Path) -> Result<(), String> {
         .await
     {
         Ok(_) => Ok(()),
-        Err(browserd::browser::cdp::CdpError::Refused { message, .. }) => Err(message),
+        Err(browserd::browser::CdpError::Refused { message, .. }) => Err(message),
         Err(e) => panic!("DOM.setFileInputFiles: {e}"),
     }
 }

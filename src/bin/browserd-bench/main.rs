@@ -1,7 +1,7 @@
 //! browserd-bench: what a session costs on this machine, against the
 //! physical floor (Chromium itself), measured in one run.
 //!
-//!   cargo run --release --bin browserd-bench -- --out bench.json
+//!   cargo run --release --features test-support --bin browserd-bench -- --out bench.json
 //!
 //! Real browserd servers run on ephemeral ports through browserd's own
 //! harness (the one the tests use): in this process on SQLite in a
