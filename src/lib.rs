@@ -12,15 +12,14 @@
 //! - [`console`]: the web console and live view on the relay's listener
 //!   (`/console`): embedded pages, a JSON API and event stream over the
 //!   engine's methods, and screencasts shared by every viewer of a page,
-//!   opened with live view links ([`sessions::viewers`]).
+//!   opened with live view links ([`domain::live_view`]).
 //! - [`sessions`]: the lifecycle engine, the only writer of session status,
 //!   one file per question: `engine` (state, locks, the commit path),
 //!   `create`, `supervise` (timeouts, crashes, inactivity, extend),
 //!   `ending` (release, release-all, shutdown, restart reconciliation),
 //!   `contexts` (restoring a session's context, saving it back),
 //!   `queries`, `pool` (the warm pool and its refill), `routes` (the
-//!   relay's view), `page_token`; with [`sessions::model`] for the domain
-//!   types.
+//!   relay's view), [`sessions::viewers`] (live view links).
 //! - [`events`]: the event log's tail (every node's committed events, in
 //!   sequence order), their live fan-out, and WatchSessions replay.
 //! - [`store`]: SeaORM persistence (SQLite or PostgreSQL); migrations live in
@@ -30,17 +29,21 @@
 //!   browserd and every relayed client ([`browser::pipe`]), the one reader
 //!   of the OS process table ([`browser::process_table`]), and the local
 //!   hop that adds credentials for an authenticating proxy
-//!   (`browser::proxy_hop`); plus a minimal WebSocket CDP client for the
-//!   tests and the bench ([`browser::cdp`]).
+//!   (`browser::proxy_hop`), a context's files and cookies in a profile
+//!   ([`browser::profile_state`]); plus a minimal WebSocket CDP client for
+//!   the tests and the bench ([`browser::cdp`]).
 //! - [`contexts`]: persistent contexts: ContextService's logic, and a
-//!   context's browser state as sealed bytes (which profile files and
-//!   cookies are saved, their compression and encryption at rest). The
-//!   engine restores one before a launch and saves one at a normal end.
+//!   context's browser state as sealed bytes (compressed, encrypted at
+//!   rest). The engine restores one before a launch and saves one at a
+//!   normal end.
 //! - [`secret`]: the server secret and the connect tokens signed with it
 //!   (nothing per session is stored to check one).
 //! - [`tls`]: the certificate files, checked at start, and the TLS
 //!   config of the gRPC server and of the relay.
 //! - [`telemetry`]: tracing, and OpenTelemetry traces and metrics.
+//! - [`domain`]: the plain types every layer above speaks (sessions,
+//!   events, contexts, callers, live view links, page tokens, request
+//!   bounds, the crate's [`domain::Error`]); imports nothing of the crate.
 //! - [`cli`]: `browserd sessions|projects|keys …`, a client of a running
 //!   server; `keys create` also works offline, on the database itself.
 //! - [`cluster`]: several nodes on one PostgreSQL: this node's membership
@@ -63,6 +66,7 @@ pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod contexts;
+pub mod domain;
 pub mod events;
 pub mod harness;
 pub mod node_lock;
@@ -129,7 +133,7 @@ pub enum StartError {
     )]
     NoKeys(std::net::SocketAddr),
     #[error("cannot reconcile sessions left by a previous run: {0}")]
-    Reconcile(#[from] sessions::Error),
+    Reconcile(#[from] domain::Error),
     #[error("cannot start process supervision: {0}")]
     Supervision(std::io::Error),
     #[error("cannot build gRPC reflection: {0}")]

@@ -7,10 +7,12 @@ use tonic::{Request, Response, Status};
 
 use super::caller_of;
 use super::convert::{pb_duration, timestamp};
-use crate::access::{Access, ApiKey, Project};
+use crate::access::Access;
+use crate::domain::Error;
+use crate::domain::access::{ApiKey, Project};
 use crate::pb;
 use crate::pb::admin_service_server::{AdminService, AdminServiceServer};
-use crate::sessions::{Engine, Error};
+use crate::sessions::Engine;
 use crate::store::NodeRow;
 
 pub struct AdminServiceHandler {

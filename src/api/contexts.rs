@@ -8,7 +8,7 @@ use super::caller_of;
 use super::convert::{context_id, metadata, page_size, timestamp, untrusted};
 use crate::access::Access;
 use crate::contexts::Contexts;
-use crate::contexts::model::Context;
+use crate::domain::context::Context;
 use crate::pb;
 use crate::pb::context_service_server::{ContextService, ContextServiceServer};
 

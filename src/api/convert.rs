@@ -6,13 +6,13 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use crate::sessions::error::untrusted;
+pub use crate::domain::error::untrusted;
 
-use crate::pb;
-use crate::sessions::Error;
-use crate::sessions::model::{
+use crate::domain::Error;
+use crate::domain::session::{
     ContextId, EndReason, EventKind, Metadata, Session, SessionEvent, SessionId, SessionStatus,
 };
+use crate::pb;
 
 /// `field` names the request field, e.g. `session_ids[2]`. The id is
 /// quoted escaped and bounded: it is untrusted and may be a megabyte.

@@ -19,12 +19,14 @@ use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use crate::access::{Access, Caller};
+use crate::access::Access;
 use crate::cluster::{Peers, peers};
+use crate::domain::Error;
+use crate::domain::access::Caller;
 use crate::pb;
 use crate::pb::session_service_client::SessionServiceClient;
 use crate::pb::session_service_server::{SessionService, SessionServiceServer};
-use crate::sessions::{Engine, Error, Target};
+use crate::sessions::{Engine, Target};
 pub use admin::AdminServiceHandler;
 pub use contexts::ContextServiceHandler;
 use convert::{
@@ -78,7 +80,7 @@ impl SessionServiceHandler {
         SessionServiceServer::new(self)
     }
 
-    fn show(&self, session: &crate::sessions::model::Session, caller: &Caller) -> pb::Session {
+    fn show(&self, session: &crate::domain::session::Session, caller: &Caller) -> pb::Session {
         to_pb_session(session, self.engine.connect_url(session, caller))
     }
 }
@@ -131,7 +133,7 @@ impl SessionService for SessionServiceHandler {
             keep_alive,
             metadata: metadata(labels),
             viewport: viewport.map(|pb::Viewport { width, height }| {
-                crate::sessions::model::Viewport { width, height }
+                crate::domain::launch::Viewport { width, height }
             }),
             user_agent,
             proxy_url,
@@ -142,7 +144,7 @@ impl SessionService for SessionServiceHandler {
                          context_id,
                          persist,
                      }| {
-                        Ok::<_, Error>(crate::sessions::model::SessionContext {
+                        Ok::<_, Error>(crate::domain::session::SessionContext {
                             context_id: convert::context_id("context.context_id", &context_id)?,
                             persist,
                         })
@@ -222,7 +224,7 @@ impl SessionService for SessionServiceHandler {
             project,
         } = request.into_inner();
         let page_size = convert::page_size(page_size)?;
-        let filter = crate::sessions::model::SessionFilter {
+        let filter = crate::domain::session::SessionFilter {
             statuses: statuses(&wanted)?,
             metadata: metadata(labels),
             projects: Vec::new(),
@@ -418,7 +420,7 @@ impl SessionService for SessionServiceHandler {
             kinds,
             project,
         } = request.into_inner();
-        let filter = crate::sessions::model::EventFilter {
+        let filter = crate::domain::session::EventFilter {
             session_ids: session_ids
                 .iter()
                 .enumerate()

@@ -3,8 +3,8 @@
 //! browserd's own calls and every relayed client share; knows nothing of
 //! sessions, statuses or the database. A persistent context's state goes
 //! into a profile before its browser starts, and comes out of it after a
-//! graceful close ([`Browser::save_state`]); what that state is, and how it
-//! is sealed, is `contexts`'.
+//! graceful close ([`Browser::save_state`]); what that state holds is
+//! [`profile_state`]'s, and how it is sealed is `contexts`'.
 
 pub mod cdp;
 pub mod jail;
@@ -12,6 +12,7 @@ mod options;
 pub mod pipe;
 pub mod process;
 pub mod process_table;
+pub mod profile_state;
 mod proxy_hop;
 mod sockets;
 pub mod subids;
@@ -23,7 +24,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::contexts::{self, BrowserState};
+use crate::domain::context::BrowserState;
 
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -32,7 +33,7 @@ use tokio_util::task::TaskTracker;
 
 pub use cdp::CdpError;
 use jail::{Identity, Jail};
-pub use options::{LaunchOptions, Proxy, ProxyCredentials, Viewport};
+pub use options::LaunchOptions;
 use pipe::Pipe;
 use process::{Group, ProcessGroups};
 use proxy_hop::ProxyHop;
@@ -377,7 +378,7 @@ fn restore_files(
     profile: &Path,
     identity: Option<&Identity>,
 ) -> std::io::Result<()> {
-    contexts::snapshot::restore_files(state, profile)?;
+    profile_state::restore_files(state, profile)?;
     match identity {
         Some(identity) => give_tree(profile, identity.uid()),
         None => Ok(()),
@@ -524,7 +525,7 @@ impl Browser {
     /// asking it to close, so that its LevelDB stores (localStorage,
     /// IndexedDB) are written out, and waiting for its processes to exit,
     /// its state files, at most `max_bytes` of them (see
-    /// [`contexts::snapshot::collect`]). All within `timeout`.
+    /// [`profile_state::collect`]). All within `timeout`.
     ///
     /// The browser is gone afterwards, or going, whatever the outcome. To
     /// its watchers this looks like a crash ([`Browser::lost`] resolves):
@@ -560,12 +561,10 @@ impl Browser {
             return Err(SaveError::Timeout(timeout));
         }
         let profile = self.user_data_dir.clone();
-        tokio::task::spawn_blocking(move || {
-            contexts::snapshot::collect(&profile, cookies, max_bytes)
-        })
-        .await
-        .map_err(|e| SaveError::Collect(std::io::Error::other(e)))?
-        .map_err(SaveError::Collect)
+        tokio::task::spawn_blocking(move || profile_state::collect(&profile, cookies, max_bytes))
+            .await
+            .map_err(|e| SaveError::Collect(std::io::Error::other(e)))?
+            .map_err(SaveError::Collect)
     }
 
     /// Kills the browser's whole process tree, including the crash handlers

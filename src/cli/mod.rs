@@ -191,7 +191,7 @@ pub enum CliError {
     #[error(transparent)]
     Offline(#[from] crate::StartError),
     #[error("{0}")]
-    Access(#[from] crate::sessions::Error),
+    Access(#[from] crate::domain::Error),
 }
 
 /// What to try after a refusal whose fix is on the command line.

@@ -24,13 +24,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_stream::StreamExt;
 
 use super::Console;
-use crate::access::Caller;
 use crate::api::convert::{to_pb_event, to_pb_session};
 use crate::cdp_proxy::http::{self as relay_http, Head};
 use crate::cli::output::{event_json, session_json};
+use crate::domain::Error;
+use crate::domain::access::Caller;
+use crate::domain::session::{EventFilter, SessionFilter, SessionId, SessionStatus};
 use crate::pb;
-use crate::sessions::Error;
-use crate::sessions::model::{EventFilter, SessionFilter, SessionId, SessionStatus};
 
 /// The API's path prefix.
 pub const PREFIX: &str = "/console/api/";
@@ -107,7 +107,7 @@ where
 }
 
 fn relay_http_method(method: &str) -> String {
-    crate::sessions::error::untrusted(method)
+    crate::domain::error::untrusted(method)
 }
 
 fn answer(status: StatusCode, body: Value) -> Vec<u8> {
