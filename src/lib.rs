@@ -75,6 +75,7 @@ pub mod sessions;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod wire;
 
 /// Generated protobuf and gRPC code for `browserd.v1`.
 pub mod pb {

@@ -1,12 +1,11 @@
-//! The gRPC face of the engine: converts protos to domain types and back,
-//! and engine errors to `tonic::Status` in one exhaustive place ([`status`]),
+//! The gRPC face of the engine: protos to domain types and back (through
+//! [`crate::wire::proto`], which the console and the CLI share), and engine errors to `tonic::Status` in one exhaustive place ([`status`]),
 //! which also attaches the `google.rpc` error details a program acts on and
 //! logs each refusal at the level its cause deserves. Holds no business
 //! logic.
 
-pub(crate) mod admin;
+mod admin;
 mod contexts;
-pub(crate) mod convert;
 mod status;
 
 use std::future::Future;
@@ -27,12 +26,12 @@ use crate::pb;
 use crate::pb::session_service_client::SessionServiceClient;
 use crate::pb::session_service_server::{SessionService, SessionServiceServer};
 use crate::sessions::{Engine, Target};
+use crate::wire::proto::{
+    self, event_kinds, metadata, optional_duration, session_id, statuses, to_pb_event,
+    to_pb_session, untrusted,
+};
 pub use admin::AdminServiceHandler;
 pub use contexts::ContextServiceHandler;
-use convert::{
-    event_kinds, metadata, optional_duration, session_id, statuses, to_pb_event, to_pb_session,
-    untrusted,
-};
 use status::watch_end;
 pub use status::{ERROR_DOMAIN, SESSION_RESOURCE};
 
@@ -145,7 +144,7 @@ impl SessionService for SessionServiceHandler {
                          persist,
                      }| {
                         Ok::<_, Error>(crate::domain::session::SessionContext {
-                            context_id: convert::context_id("context.context_id", &context_id)?,
+                            context_id: proto::context_id("context.context_id", &context_id)?,
                             persist,
                         })
                     },
@@ -223,7 +222,7 @@ impl SessionService for SessionServiceHandler {
             page_token,
             project,
         } = request.into_inner();
-        let page_size = convert::page_size(page_size)?;
+        let page_size = proto::page_size(page_size)?;
         let filter = crate::domain::session::SessionFilter {
             statuses: statuses(&wanted)?,
             metadata: metadata(labels),
@@ -384,7 +383,7 @@ impl SessionService for SessionServiceHandler {
             |(link, url)| pb::CreateLiveViewLinkResponse {
                 url,
                 link_id: link.id,
-                expires_at: Some(convert::timestamp(link.expires_at)),
+                expires_at: Some(proto::timestamp(link.expires_at)),
             },
             |mut c, r| async move { c.create_live_view_link(r).await },
         )
@@ -400,7 +399,7 @@ impl SessionService for SessionServiceHandler {
         let pb::RevokeLiveViewLinkRequest { link_id } = request.into_inner();
         let revoked_at = self.engine.revoke_live_view_link(&caller, &link_id).await?;
         Ok(Response::new(pb::RevokeLiveViewLinkResponse {
-            revoked_at: Some(convert::timestamp(revoked_at)),
+            revoked_at: Some(proto::timestamp(revoked_at)),
         }))
     }
 

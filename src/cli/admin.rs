@@ -9,11 +9,11 @@ use clap::{Args, Subcommand};
 use super::output::Output;
 use super::{CliError, ClientArgs, connect};
 use crate::access;
-use crate::api::admin::to_pb_key;
 use crate::domain::{Error, validate};
 use crate::pb;
 use crate::pb::admin_service_client::AdminServiceClient;
 use crate::store::Store;
+use crate::wire::proto::to_pb_key;
 
 #[derive(Debug, Args)]
 pub struct ProjectsArgs {

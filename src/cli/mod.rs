@@ -16,9 +16,9 @@ pub(crate) mod output;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use crate::api::convert::pb_duration;
 use crate::pb;
 use crate::pb::session_service_client::SessionServiceClient;
+use crate::wire::proto::pb_duration;
 pub use admin::{KeysArgs, NodesArgs, ProjectsArgs, keys, nodes, projects};
 pub use connect::ClientArgs;
 use connect::connect;
