@@ -10,9 +10,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod admin;
+mod command;
 mod connect;
 mod contexts;
-pub(crate) mod output;
+mod output;
 
 use clap::{Args, Subcommand, ValueEnum};
 
@@ -20,6 +21,7 @@ use crate::pb;
 use crate::pb::session_service_client::SessionServiceClient;
 use crate::wire::proto::pb_duration;
 pub use admin::{KeysArgs, NodesArgs, ProjectsArgs, keys, nodes, projects};
+pub use command::{Cli, Command};
 pub use connect::ClientArgs;
 use connect::connect;
 pub use contexts::{ContextsArgs, contexts};
