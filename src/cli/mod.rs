@@ -13,6 +13,7 @@ mod admin;
 mod command;
 mod connect;
 mod contexts;
+mod format;
 mod output;
 
 use clap::{Args, Subcommand, ValueEnum};
