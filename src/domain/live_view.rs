@@ -69,7 +69,7 @@ pub fn is_link_id(id: &str) -> bool {
 }
 
 /// The name in a `Host` header, without its port (`[::1]:80` → `::1`).
-pub fn host_name(host: &str) -> &str {
+pub(crate) fn host_name(host: &str) -> &str {
     if let Some(rest) = host.strip_prefix('[') {
         return rest.split(']').next().unwrap_or(rest);
     }

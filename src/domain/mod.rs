@@ -12,9 +12,9 @@ pub mod context;
 pub mod error;
 pub mod launch;
 pub mod live_view;
-pub mod page_token;
+pub(crate) mod page_token;
 pub mod session;
-pub mod validate;
+pub(crate) mod validate;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,7 +22,7 @@ pub use error::{Error, Result};
 
 /// Now, at the millisecond precision the store keeps, so a session read
 /// back equals the one written.
-pub fn now_ms() -> SystemTime {
+pub(crate) fn now_ms() -> SystemTime {
     let since = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
