@@ -1,39 +1,12 @@
-//! Command line and `BROWSERD_*` environment, parsed and checked once at
-//! start. Every flag has an environment twin; flags win.
+//! `browserd serve`'s flags and `BROWSERD_*` environment, parsed and
+//! checked once at start. Every flag has an environment twin; flags win.
+//! The command line as a whole (`Cli`, `Command`) is the CLI module's.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "browserd",
-    version,
-    about = "Self-hosted browser sessions over gRPC"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the session service.
-    Serve(Box<Config>),
-    /// Manage the sessions of a running browserd (a gRPC client).
-    Sessions(crate::cli::SessionsArgs),
-    /// Manage the saved browser contexts of a running browserd.
-    Contexts(crate::cli::ContextsArgs),
-    /// Manage the projects of a running browserd (needs an admin key).
-    Projects(crate::cli::ProjectsArgs),
-    /// Manage API keys: on a running browserd (needs an admin key), or
-    /// offline in its database to make the first one.
-    Keys(crate::cli::KeysArgs),
-    /// The nodes of a cluster: list them, drain one (needs an admin key).
-    Nodes(crate::cli::NodesArgs),
-}
+use clap::{Args, ValueEnum};
 
 #[derive(Debug, Clone, Args)]
 pub struct Config {
@@ -358,14 +331,18 @@ fn hostname() -> String {
 mod tests {
     use clap::Parser;
 
-    use super::{Cli, Command, ConfigError, parse_size};
+    use super::{Config, ConfigError, parse_size};
 
-    fn serve(args: &[&str]) -> super::Config {
-        let argv = ["browserd", "serve"].iter().chain(args);
-        match Cli::try_parse_from(argv).expect("flags parse").command {
-            Command::Serve(config) => *config,
-            _ => unreachable!("serve was given"),
-        }
+    /// `serve`'s flags alone, as `browserd serve` takes them.
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    fn serve(args: &[&str]) -> Config {
+        let argv = ["browserd"].iter().chain(args);
+        Serve::try_parse_from(argv).expect("flags parse").config
     }
 
     #[test]

@@ -1,52 +1,73 @@
 //! browserd: self-hosted browser sessions over gRPC.
 //!
 //! # Layout
-//! Data flows from the top of this list to the bottom.
-//! - [`config`]: flags and `BROWSERD_*` environment, checked once.
-//! - [`api`]: the tonic `SessionService` and `AdminService`: protos in,
-//!   domain types out, errors to gRPC status codes. No business logic.
-//! - [`access`]: projects, API keys, and who each call's caller is.
+//! Layers, from the faces down to the plain types; each imports only the
+//! layers below it (the relay and the console still share a listener and
+//! its HTTP code), and requests flow down the list, answers and events up.
+//!
+//! Faces:
+//! - [`api`]: the tonic `SessionService`, `ContextService` and
+//!   `AdminService`: protos in, domain types out, errors to gRPC status
+//!   codes. No business logic.
 //! - [`cdp_proxy`]: the WebSocket relay behind every `connect_url`: limits,
 //!   HTTP discovery, and the per-session CDP rules (client `Browser.close`;
 //!   uploads and downloads by path stay inside the session's profile).
 //! - [`console`]: the web console and live view on the relay's listener
 //!   (`/console`): embedded pages, a JSON API and event stream over the
 //!   engine's methods, and screencasts shared by every viewer of a page,
-//!   opened with live view links ([`sessions::viewers`]).
+//!   opened with live view links ([`domain::live_view`]).
+//! - [`cli`]: `browserd serve|sessions|contexts|projects|keys|nodes …`: the
+//!   clap parser, and a client of a running server; `keys create` also
+//!   works offline, on the database itself.
+//! - `wire`: what the faces share: protobuf <-> domain conversions
+//!   (`wire::proto`) and the messages' JSON shapes (`wire::json`).
+//!
+//! Services:
 //! - [`sessions`]: the lifecycle engine, the only writer of session status,
 //!   one file per question: `engine` (state, locks, the commit path),
 //!   `create`, `supervise` (timeouts, crashes, inactivity, extend),
 //!   `ending` (release, release-all, shutdown, restart reconciliation),
 //!   `contexts` (restoring a session's context, saving it back),
 //!   `queries`, `pool` (the warm pool and its refill), `routes` (the
-//!   relay's view), `page_token`; with [`sessions::model`] for the domain
-//!   types.
+//!   relay's view), [`sessions::viewers`] (live view links).
+//! - [`access`]: checking API keys, and managing projects and keys.
+//! - [`contexts`]: persistent contexts: ContextService's logic, and a
+//!   context's browser state as sealed bytes (compressed, encrypted at
+//!   rest). The engine restores one before a launch and saves one at a
+//!   normal end.
 //! - [`events`]: the event log's tail (every node's committed events, in
 //!   sequence order), their live fan-out, and WatchSessions replay.
+//! - [`cluster`]: several nodes on one PostgreSQL: this node's membership
+//!   (lease, epoch, drain, the other nodes) and the forwarding of calls to
+//!   the node that runs a session.
+//!
+//! Adapters:
 //! - [`store`]: SeaORM persistence (SQLite or PostgreSQL); migrations live in
 //!   the `migrations` crate.
 //! - [`browser`]: Chromium processes, profiles and temp directories
 //!   (`launch`, `handle` for a running one, `teardown`): the jail each
 //!   runs in ([`browser::jail`]), the CDP pipe to each, shared by
 //!   browserd and every relayed client ([`browser::pipe`]), the one reader
-//!   of the OS process table ([`browser::process_table`]), and the local
-//!   hop that adds credentials for an authenticating proxy
-//!   (`browser::proxy_hop`); plus a minimal WebSocket CDP client for the
-//!   tests and the bench (`browser::cdp`, feature `test-support`).
-//! - [`contexts`]: persistent contexts: ContextService's logic, and a
-//!   context's browser state as sealed bytes (which profile files and
-//!   cookies are saved, their compression and encryption at rest). The
-//!   engine restores one before a launch and saves one at a normal end.
+//!   of the OS process table ([`browser::process_table`]), the local hop
+//!   that adds credentials for an authenticating proxy
+//!   (`browser::proxy_hop`), and a context's files and cookies in a
+//!   profile ([`browser::profile_state`]); plus a minimal WebSocket CDP
+//!   client for the tests and the bench (`browser::cdp`, feature
+//!   `test-support`).
 //! - [`secret`]: the server secret and the connect tokens signed with it
 //!   (nothing per session is stored to check one).
 //! - [`tls`]: the certificate files, checked at start, and the TLS
 //!   config of the gRPC server and of the relay.
 //! - [`telemetry`]: tracing, and OpenTelemetry traces and metrics.
-//! - [`cli`]: `browserd sessions|projects|keys …`, a client of a running
-//!   server; `keys create` also works offline, on the database itself.
-//! - [`cluster`]: several nodes on one PostgreSQL: this node's membership
-//!   (lease, epoch, drain, the other nodes) and the forwarding of calls to
-//!   the node that runs a session.
+//!
+//! Plain types:
+//! - [`domain`]: what every layer above speaks: sessions and their events,
+//!   contexts and their browser state, projects, keys and callers, live
+//!   view links, launch values, page tokens, request bounds and the
+//!   crate's [`domain::Error`]. Imports nothing of the crate.
+//!
+//! Beside the layers:
+//! - [`config`]: `serve`'s flags and `BROWSERD_*` environment, checked once.
 //! - [`node_lock`]: one node per data directory and per SQLite file.
 //! - `harness`: a real server on ephemeral ports and fresh databases, for
 //!   the integration tests and `browserd-bench` (`src/bin/browserd-bench/`,
@@ -66,6 +87,7 @@ pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod contexts;
+pub mod domain;
 pub mod events;
 #[cfg(feature = "test-support")]
 pub mod harness;
@@ -75,6 +97,7 @@ pub mod sessions;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+mod wire;
 
 /// Generated protobuf and gRPC code for `browserd.v1`.
 pub mod pb {
@@ -133,7 +156,7 @@ pub enum StartError {
     )]
     NoKeys(std::net::SocketAddr),
     #[error("cannot reconcile sessions left by a previous run: {0}")]
-    Reconcile(#[from] sessions::Error),
+    Reconcile(#[from] domain::Error),
     #[error("cannot start process supervision: {0}")]
     Supervision(std::io::Error),
     #[error("cannot build gRPC reflection: {0}")]

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
 use browserd::browser::subids;
-use browserd::config::{Cli, Command};
+use browserd::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let Cli { command } = Cli::parse();

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::caller_of;
-use super::convert::{pb_duration, timestamp};
-use crate::access::{Access, ApiKey, Project};
+use crate::access::Access;
+use crate::domain::Error;
 use crate::pb;
 use crate::pb::admin_service_server::{AdminService, AdminServiceServer};
-use crate::sessions::{Engine, Error};
+use crate::sessions::Engine;
 use crate::store::NodeRow;
+use crate::wire::proto::{pb_duration, timestamp, to_pb_key, to_pb_project};
 
 pub struct AdminServiceHandler {
     access: Arc<Access>,
@@ -184,37 +185,5 @@ fn to_pb_node(node: &NodeRow) -> pb::Node {
         lease_age: Some(pb_duration(*heartbeat_age)),
         started_at: Some(timestamp(*started_at)),
         epoch: *epoch,
-    }
-}
-
-pub(crate) fn to_pb_project(project: &Project) -> pb::Project {
-    let Project {
-        name,
-        max_sessions,
-        created_at,
-    } = project;
-    pb::Project {
-        name: name.clone(),
-        max_sessions: max_sessions.unwrap_or(0),
-        created_at: Some(timestamp(*created_at)),
-    }
-}
-
-pub(crate) fn to_pb_key(key: &ApiKey) -> pb::ApiKey {
-    let ApiKey {
-        id,
-        project,
-        admin,
-        description,
-        created_at,
-        revoked_at,
-    } = key;
-    pb::ApiKey {
-        id: id.clone(),
-        project: project.clone(),
-        admin: *admin,
-        description: description.clone().unwrap_or_default(),
-        created_at: Some(timestamp(*created_at)),
-        revoked_at: revoked_at.map(timestamp),
     }
 }

@@ -5,12 +5,11 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::caller_of;
-use super::convert::{context_id, metadata, page_size, timestamp, untrusted};
 use crate::access::Access;
 use crate::contexts::Contexts;
-use crate::contexts::model::Context;
 use crate::pb;
 use crate::pb::context_service_server::{ContextService, ContextServiceServer};
+use crate::wire::proto::{context_id, metadata, page_size, to_pb_context, untrusted};
 
 pub struct ContextServiceHandler {
     contexts: Contexts,
@@ -103,34 +102,5 @@ impl ContextService for ContextServiceHandler {
             .delete(&caller, context_id("context_id", &id)?)
             .await?;
         Ok(Response::new(pb::DeleteContextResponse {}))
-    }
-}
-
-pub(crate) fn to_pb_context(context: &Context) -> pb::Context {
-    let Context {
-        id,
-        name,
-        project,
-        metadata,
-        created_at,
-        updated_at,
-        version,
-        size_bytes,
-        saved_by,
-        writer,
-        last_save_error,
-    } = context;
-    pb::Context {
-        id: id.to_string(),
-        name: name.clone(),
-        project: project.clone(),
-        metadata: metadata.clone().into_iter().collect(),
-        created_at: Some(timestamp(*created_at)),
-        updated_at: Some(timestamp(*updated_at)),
-        version: *version,
-        size_bytes: *size_bytes,
-        saved_by_session_id: saved_by.map(|id| id.to_string()).unwrap_or_default(),
-        writer_session_id: writer.map(|id| id.to_string()).unwrap_or_default(),
-        last_save_error: last_save_error.clone().unwrap_or_default(),
     }
 }

@@ -1,12 +1,11 @@
-//! The gRPC face of the engine: converts protos to domain types and back,
-//! and engine errors to `tonic::Status` in one exhaustive place ([`status`]),
+//! The gRPC face of the engine: protos to domain types and back (through
+//! [`crate::wire::proto`], which the console and the CLI share), and engine errors to `tonic::Status` in one exhaustive place ([`status`]),
 //! which also attaches the `google.rpc` error details a program acts on and
 //! logs each refusal at the level its cause deserves. Holds no business
 //! logic.
 
-pub(crate) mod admin;
+mod admin;
 mod contexts;
-pub(crate) mod convert;
 mod status;
 
 use std::future::Future;
@@ -19,18 +18,20 @@ use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use crate::access::{Access, Caller};
+use crate::access::Access;
 use crate::cluster::{Peers, peers};
+use crate::domain::Error;
+use crate::domain::access::Caller;
 use crate::pb;
 use crate::pb::session_service_client::SessionServiceClient;
 use crate::pb::session_service_server::{SessionService, SessionServiceServer};
-use crate::sessions::{Engine, Error, Target};
+use crate::sessions::{Engine, Target};
+use crate::wire::proto::{
+    self, event_kinds, metadata, optional_duration, session_id, statuses, to_pb_event,
+    to_pb_session, untrusted,
+};
 pub use admin::AdminServiceHandler;
 pub use contexts::ContextServiceHandler;
-use convert::{
-    event_kinds, metadata, optional_duration, session_id, statuses, to_pb_event, to_pb_session,
-    untrusted,
-};
 use status::watch_end;
 pub use status::{ERROR_DOMAIN, SESSION_RESOURCE};
 
@@ -78,7 +79,7 @@ impl SessionServiceHandler {
         SessionServiceServer::new(self)
     }
 
-    fn show(&self, session: &crate::sessions::model::Session, caller: &Caller) -> pb::Session {
+    fn show(&self, session: &crate::domain::session::Session, caller: &Caller) -> pb::Session {
         to_pb_session(session, self.engine.connect_url(session, caller))
     }
 }
@@ -131,7 +132,7 @@ impl SessionService for SessionServiceHandler {
             keep_alive,
             metadata: metadata(labels),
             viewport: viewport.map(|pb::Viewport { width, height }| {
-                crate::sessions::model::Viewport { width, height }
+                crate::domain::launch::Viewport { width, height }
             }),
             user_agent,
             proxy_url,
@@ -142,8 +143,8 @@ impl SessionService for SessionServiceHandler {
                          context_id,
                          persist,
                      }| {
-                        Ok::<_, Error>(crate::sessions::model::SessionContext {
-                            context_id: convert::context_id("context.context_id", &context_id)?,
+                        Ok::<_, Error>(crate::domain::session::SessionContext {
+                            context_id: proto::context_id("context.context_id", &context_id)?,
                             persist,
                         })
                     },
@@ -221,8 +222,8 @@ impl SessionService for SessionServiceHandler {
             page_token,
             project,
         } = request.into_inner();
-        let page_size = convert::page_size(page_size)?;
-        let filter = crate::sessions::model::SessionFilter {
+        let page_size = proto::page_size(page_size)?;
+        let filter = crate::domain::session::SessionFilter {
             statuses: statuses(&wanted)?,
             metadata: metadata(labels),
             projects: Vec::new(),
@@ -382,7 +383,7 @@ impl SessionService for SessionServiceHandler {
             |(link, url)| pb::CreateLiveViewLinkResponse {
                 url,
                 link_id: link.id,
-                expires_at: Some(convert::timestamp(link.expires_at)),
+                expires_at: Some(proto::timestamp(link.expires_at)),
             },
             |mut c, r| async move { c.create_live_view_link(r).await },
         )
@@ -398,7 +399,7 @@ impl SessionService for SessionServiceHandler {
         let pb::RevokeLiveViewLinkRequest { link_id } = request.into_inner();
         let revoked_at = self.engine.revoke_live_view_link(&caller, &link_id).await?;
         Ok(Response::new(pb::RevokeLiveViewLinkResponse {
-            revoked_at: Some(convert::timestamp(revoked_at)),
+            revoked_at: Some(proto::timestamp(revoked_at)),
         }))
     }
 
@@ -418,7 +419,7 @@ impl SessionService for SessionServiceHandler {
             kinds,
             project,
         } = request.into_inner();
-        let filter = crate::sessions::model::EventFilter {
+        let filter = crate::domain::session::EventFilter {
             session_ids: session_ids
                 .iter()
                 .enumerate()

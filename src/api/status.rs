@@ -8,8 +8,8 @@ use std::time::Duration;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::domain::Error;
 use crate::events::WatchEnd;
-use crate::sessions::Error;
 
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
@@ -206,7 +206,7 @@ pub(super) fn watch_end(end: WatchEnd) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sessions::model::{SessionId, SessionStatus};
+    use crate::domain::session::{SessionId, SessionStatus};
 
     fn error_info(status: &Status) -> tonic_types::ErrorInfo {
         status

@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::contexts::{self, BrowserState};
+use super::profile_state;
+use crate::domain::context::BrowserState;
 
 use serde_json::json;
 
@@ -102,7 +103,7 @@ impl Browser {
     /// asking it to close, so that its LevelDB stores (localStorage,
     /// IndexedDB) are written out, and waiting for its processes to exit,
     /// its state files, at most `max_bytes` of them (see
-    /// [`contexts::snapshot::collect`]). All within `timeout`.
+    /// [`profile_state::collect`]). All within `timeout`.
     ///
     /// The browser is gone afterwards, or going, whatever the outcome. To
     /// its watchers this looks like a crash ([`Browser::lost`] resolves):
@@ -138,12 +139,10 @@ impl Browser {
             return Err(SaveError::Timeout(timeout));
         }
         let profile = self.user_data_dir.clone();
-        tokio::task::spawn_blocking(move || {
-            contexts::snapshot::collect(&profile, cookies, max_bytes)
-        })
-        .await
-        .map_err(|e| SaveError::Collect(std::io::Error::other(e)))?
-        .map_err(SaveError::Collect)
+        tokio::task::spawn_blocking(move || profile_state::collect(&profile, cookies, max_bytes))
+            .await
+            .map_err(|e| SaveError::Collect(std::io::Error::other(e)))?
+            .map_err(SaveError::Collect)
     }
 }
 

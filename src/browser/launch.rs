@@ -8,7 +8,8 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::contexts::{self, BrowserState};
+use super::profile_state;
+use crate::domain::context::BrowserState;
 
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -310,7 +311,7 @@ fn restore_files(
     profile: &Path,
     identity: Option<&Identity>,
 ) -> std::io::Result<()> {
-    contexts::snapshot::restore_files(state, profile)?;
+    profile_state::restore_files(state, profile)?;
     match identity {
         Some(identity) => give_tree(profile, identity.uid()),
         None => Ok(()),

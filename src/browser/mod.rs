@@ -3,8 +3,8 @@
 //! browserd's own calls and every relayed client share; knows nothing of
 //! sessions, statuses or the database. A persistent context's state goes
 //! into a profile before its browser starts, and comes out of it after a
-//! graceful close ([`Browser::save_state`]); what that state is, and how it
-//! is sealed, is `contexts`'.
+//! graceful close ([`Browser::save_state`]); what that state holds is
+//! [`profile_state`]'s, and how it is sealed is `contexts`'.
 
 #[cfg(feature = "test-support")]
 pub mod cdp;
@@ -16,6 +16,7 @@ mod options;
 pub mod pipe;
 pub mod process;
 pub mod process_table;
+pub mod profile_state;
 mod proxy_hop;
 mod sockets;
 pub mod subids;
@@ -30,7 +31,7 @@ pub use cdp_error::CdpError;
 pub use handle::{PageInfo, SaveError};
 use jail::{Identity, Jail};
 pub use launch::{LaunchError, find_chrome};
-pub use options::{LaunchOptions, Proxy, ProxyCredentials, Viewport};
+pub use options::LaunchOptions;
 use pipe::Pipe;
 use process::{Group, ProcessGroups};
 use proxy_hop::ProxyHop;

@@ -21,8 +21,8 @@ use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
-use super::options::Proxy;
 use super::process_table;
+use crate::domain::launch::Proxy;
 
 /// Longest request head the hop reads from its browser: far above what
 /// Chromium sends to a proxy (a request line and a few headers).

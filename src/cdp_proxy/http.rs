@@ -13,7 +13,7 @@ use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::sessions::model::SessionId;
+use crate::domain::session::SessionId;
 
 /// The path of a session's relay URL, followed by its id.
 pub const PATH_PREFIX: &str = "/devtools/browser/";

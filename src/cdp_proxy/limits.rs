@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::sessions::model::SessionId;
+use crate::domain::session::SessionId;
 
 /// Counts the relay's open connections against its caps.
 #[derive(Debug)]

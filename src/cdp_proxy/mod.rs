@@ -45,7 +45,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::sessions::model::SessionId;
+use crate::domain::session::SessionId;
 use crate::sessions::{Engine, Route};
 use files::Files;
 use http::{Head, HeadError, Target};

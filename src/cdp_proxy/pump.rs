@@ -17,8 +17,8 @@ use super::files::Files;
 use super::policy::{self, Verdict};
 use super::{ClientStream, READ_CHUNK, Relay};
 use crate::browser::pipe::{Delivery, Refusal};
+use crate::domain::session::{Actor, EndReason, SessionId};
 use crate::sessions::Route;
-use crate::sessions::model::{Actor, EndReason, SessionId};
 
 impl Relay {
     /// Relays messages both ways until either side closes or the session

@@ -9,11 +9,11 @@ use clap::{Args, Subcommand};
 use super::output::Output;
 use super::{CliError, ClientArgs, connect};
 use crate::access;
-use crate::api::admin::to_pb_key;
+use crate::domain::{Error, validate};
 use crate::pb;
 use crate::pb::admin_service_client::AdminServiceClient;
-use crate::sessions::{Error, validate};
 use crate::store::Store;
+use crate::wire::proto::to_pb_key;
 
 #[derive(Debug, Args)]
 pub struct ProjectsArgs {
@@ -223,11 +223,11 @@ async fn create_offline(
         admin,
         description,
     } = request;
-    access::project_name("project", &project)?;
+    crate::domain::access::project_name("project", &project)?;
     validate::text(
         "description",
         description.clone(),
-        access::DESCRIPTION_MAX_BYTES,
+        crate::domain::access::DESCRIPTION_MAX_BYTES,
     )?;
     let url = match database {
         Database::Url(url) => url,

@@ -10,16 +10,19 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod admin;
+mod command;
 mod connect;
 mod contexts;
-pub(crate) mod output;
+mod format;
+mod output;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use crate::api::convert::pb_duration;
 use crate::pb;
 use crate::pb::session_service_client::SessionServiceClient;
+use crate::wire::proto::pb_duration;
 pub use admin::{KeysArgs, NodesArgs, ProjectsArgs, keys, nodes, projects};
+pub use command::{Cli, Command};
 pub use connect::ClientArgs;
 use connect::connect;
 pub use contexts::{ContextsArgs, contexts};
@@ -191,7 +194,7 @@ pub enum CliError {
     #[error(transparent)]
     Offline(#[from] crate::StartError),
     #[error("{0}")]
-    Access(#[from] crate::sessions::Error),
+    Access(#[from] crate::domain::Error),
 }
 
 /// What to try after a refusal whose fix is on the command line.

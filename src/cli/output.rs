@@ -1,15 +1,17 @@
 //! How `browserd sessions|contexts|projects|keys` prints results: tables and
 //! key-value blocks for people, or the protobuf JSON mapping (as grpcurl
-//! prints it) for scripts.
+//! prints it, shaped by [`crate::wire::json`]) for scripts.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use super::CliError;
+use super::format::{dash, duration, labels, quota, reason_name, size, status_name, time, yes_no};
 use crate::pb;
+use crate::wire::json::{
+    context_json, event_json, key_json, node_json, project_json, session_json,
+};
 
 pub(super) struct Output {
     pub json: bool,
@@ -415,179 +417,4 @@ fn table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
         text.push('\n');
     }
     text.trim_end().to_owned()
-}
-
-pub(crate) fn session_json(s: &pb::Session) -> Value {
-    json!({
-        "id": s.id,
-        "project": s.project,
-        "nodeId": s.node_id,
-        "status": pb::SessionStatus::try_from(s.status).map_or("", |v| v.as_str_name()),
-        "endReason": pb::EndReason::try_from(s.end_reason).map_or("", |v| v.as_str_name()),
-        "error": s.error,
-        "createdAt": s.created_at.as_ref().map(ToString::to_string),
-        "startedAt": s.started_at.as_ref().map(ToString::to_string),
-        "endedAt": s.ended_at.as_ref().map(ToString::to_string),
-        "expiresAt": s.expires_at.as_ref().map(ToString::to_string),
-        "timeout": s.timeout.as_ref().map(ToString::to_string),
-        "inactivityTimeout": s.inactivity_timeout.as_ref().map(ToString::to_string),
-        "keepAlive": s.keep_alive,
-        "metadata": s.metadata,
-        "viewport": s.viewport.as_ref().map(|v| json!({ "width": v.width, "height": v.height })),
-        "userAgent": s.user_agent,
-        "proxyUrl": s.proxy_url,
-        "connectUrl": s.connect_url,
-        "browserVersion": s.browser_version,
-        "usage": s.usage.as_ref().map(ToString::to_string),
-        "context": s.context.as_ref().map(|c| json!({ "contextId": c.context_id, "persist": c.persist })),
-    })
-}
-
-pub(crate) fn event_json(e: &pb::SessionEvent) -> Value {
-    json!({
-        // uint64 is a string in the protobuf JSON mapping.
-        "sequence": e.sequence.to_string(),
-        "occurredAt": e.occurred_at.as_ref().map(ToString::to_string),
-        "sessionId": e.session_id,
-        "fromStatus": pb::SessionStatus::try_from(e.from_status).map_or("", |v| v.as_str_name()),
-        "toStatus": pb::SessionStatus::try_from(e.to_status).map_or("", |v| v.as_str_name()),
-        "endReason": pb::EndReason::try_from(e.end_reason).map_or("", |v| v.as_str_name()),
-        "session": e.session.as_ref().map(session_json),
-        "kind": pb::EventKind::try_from(e.kind).map_or("", |v| v.as_str_name()),
-        "actor": e.actor,
-        "contextSave": e.context_save.as_ref().map(|save| json!({
-            "contextId": save.context_id,
-            // uint64 is a string in the protobuf JSON mapping.
-            "version": save.version.to_string(),
-            "sizeBytes": save.size_bytes.to_string(),
-            "error": save.error,
-        })),
-    })
-}
-
-fn context_json(c: &pb::Context) -> Value {
-    json!({
-        "id": c.id,
-        "name": c.name,
-        "project": c.project,
-        "metadata": c.metadata,
-        "createdAt": c.created_at.as_ref().map(ToString::to_string),
-        "updatedAt": c.updated_at.as_ref().map(ToString::to_string),
-        "version": c.version.to_string(),
-        "sizeBytes": c.size_bytes.to_string(),
-        "savedBySessionId": c.saved_by_session_id,
-        "writerSessionId": c.writer_session_id,
-        "lastSaveError": c.last_save_error,
-    })
-}
-
-fn project_json(p: &pb::Project) -> Value {
-    json!({
-        "name": p.name,
-        "maxSessions": p.max_sessions,
-        "createdAt": p.created_at.as_ref().map(ToString::to_string),
-    })
-}
-
-fn node_json(n: &pb::Node) -> Value {
-    json!({
-        "id": n.id,
-        "grpcUrl": n.grpc_url,
-        "relayUrl": n.relay_url,
-        "capacity": n.capacity,
-        "liveSessions": n.live_sessions,
-        "warmBrowsers": n.warm_browsers,
-        "draining": n.draining,
-        "lost": n.lost,
-        "leaseAge": n.lease_age.as_ref().map(ToString::to_string),
-        "startedAt": n.started_at.as_ref().map(ToString::to_string),
-        "epoch": n.epoch.to_string(),
-    })
-}
-
-fn key_json(k: &pb::ApiKey) -> Value {
-    json!({
-        "id": k.id,
-        "project": k.project,
-        "admin": k.admin,
-        "description": k.description,
-        "createdAt": k.created_at.as_ref().map(ToString::to_string),
-        "revokedAt": k.revoked_at.as_ref().map(ToString::to_string),
-    })
-}
-
-/// A project's session quota, where 0 means none of its own.
-fn quota(max_sessions: u32) -> String {
-    if max_sessions == 0 {
-        "-".to_owned()
-    } else {
-        max_sessions.to_string()
-    }
-}
-
-/// Bytes in the binary units the size flags take.
-fn size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
-
-fn yes_no(value: bool) -> String {
-    if value { "yes" } else { "no" }.to_owned()
-}
-
-fn dash(text: &str) -> String {
-    if text.is_empty() {
-        "-".to_owned()
-    } else {
-        text.to_owned()
-    }
-}
-
-fn status_name(status: i32) -> String {
-    pb::SessionStatus::try_from(status).map_or_else(
-        |_| status.to_string(),
-        |s| {
-            s.as_str_name()
-                .trim_start_matches("SESSION_STATUS_")
-                .to_owned()
-        },
-    )
-}
-
-fn reason_name(reason: i32) -> String {
-    match pb::EndReason::try_from(reason) {
-        Ok(pb::EndReason::Unspecified) => "-".to_owned(),
-        Ok(r) => r.as_str_name().trim_start_matches("END_REASON_").to_owned(),
-        Err(_) => reason.to_string(),
-    }
-}
-
-fn time(at: Option<&prost_types::Timestamp>) -> String {
-    at.map_or_else(|| "-".to_owned(), ToString::to_string)
-}
-
-fn duration(d: Option<&prost_types::Duration>) -> String {
-    d.and_then(|d| Duration::try_from(*d).ok()).map_or_else(
-        || "-".to_owned(),
-        |d| humantime::format_duration(d).to_string(),
-    )
-}
-
-fn labels(metadata: &HashMap<String, String>) -> String {
-    let mut pairs: Vec<String> = metadata.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    pairs.sort();
-    if pairs.is_empty() {
-        "-".to_owned()
-    } else {
-        pairs.join(",")
-    }
 }

@@ -24,13 +24,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_stream::StreamExt;
 
 use super::Console;
-use crate::access::Caller;
-use crate::api::convert::{to_pb_event, to_pb_session};
 use crate::cdp_proxy::http::{self as relay_http, Head};
-use crate::cli::output::{event_json, session_json};
+use crate::domain::Error;
+use crate::domain::access::Caller;
+use crate::domain::session::{EventFilter, SessionFilter, SessionId, SessionStatus};
 use crate::pb;
-use crate::sessions::Error;
-use crate::sessions::model::{EventFilter, SessionFilter, SessionId, SessionStatus};
+use crate::wire::json::{event_json, session_json};
+use crate::wire::proto::{to_pb_event, to_pb_session};
 
 /// The API's path prefix.
 pub const PREFIX: &str = "/console/api/";
@@ -107,7 +107,7 @@ where
 }
 
 fn relay_http_method(method: &str) -> String {
-    crate::sessions::error::untrusted(method)
+    crate::domain::error::untrusted(method)
 }
 
 fn answer(status: StatusCode, body: Value) -> Vec<u8> {
@@ -179,7 +179,7 @@ where
 }
 
 fn session_id(id: &str) -> Result<SessionId, Error> {
-    crate::api::convert::session_id("session_id", id)
+    crate::wire::proto::session_id("session_id", id)
 }
 
 /// The query's value of `name`, percent-decoded.
@@ -338,7 +338,7 @@ async fn extend(
         Err(Error::Elsewhere { node, .. }) => {
             let request = pb::ExtendSessionRequest {
                 session_id: id.to_string(),
-                timeout: Some(crate::api::convert::pb_duration(timeout)),
+                timeout: Some(crate::wire::proto::pb_duration(timeout)),
             };
             let extended = owner
                 .forward(&node, request, |mut c, r| async move {
@@ -375,7 +375,7 @@ async fn live(owner: &Owner<'_>, caller: &Caller, id: &str, body: &[u8]) -> Resu
                 session_id: id.to_string(),
                 target_id: target_id.unwrap_or_default(),
                 control,
-                ttl: ttl.map(crate::api::convert::pb_duration),
+                ttl: ttl.map(crate::wire::proto::pb_duration),
             };
             let made = owner
                 .forward(&node, request, |mut c, r| async move {
@@ -401,7 +401,7 @@ async fn live(owner: &Owner<'_>, caller: &Caller, id: &str, body: &[u8]) -> Resu
         json!({
             "url": url,
             "linkId": link.id,
-            "expiresAt": crate::api::convert::timestamp(link.expires_at).to_string(),
+            "expiresAt": crate::wire::proto::timestamp(link.expires_at).to_string(),
         }),
     ))
 }
@@ -410,7 +410,7 @@ async fn revoke(console: &Console, caller: &Caller, id: &str) -> Result<Answer, 
     let at = console.engine.revoke_live_view_link(caller, id).await?;
     Ok((
         StatusCode::OK,
-        json!({"revokedAt": crate::api::convert::timestamp(at).to_string()}),
+        json!({"revokedAt": crate::wire::proto::timestamp(at).to_string()}),
     ))
 }
 

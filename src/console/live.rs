@@ -30,8 +30,8 @@ use super::screencast::Cast;
 use super::{Console, text};
 use crate::browser::PageInfo;
 use crate::cdp_proxy::http::{self as relay_http, Head};
+use crate::domain::live_view::{LinkRefusal, LiveViewLink};
 use crate::sessions::Route;
-use crate::sessions::viewers::{LinkRefusal, LiveViewLink};
 
 /// The viewer socket's path.
 pub const SOCKET_PATH: &str = "/console/api/live";

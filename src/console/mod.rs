@@ -31,8 +31,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::access::{Access, Caller};
+use crate::access::Access;
 use crate::cdp_proxy::http::{self as relay_http, Head};
+use crate::domain::access::Caller;
+use crate::domain::live_view::host_name;
 use crate::sessions::Engine;
 use screencast::Screencasts;
 
@@ -61,7 +63,7 @@ pub struct Console {
     viewers: Arc<Semaphore>,
     /// Viewers per session ([`MAX_VIEWERS_PER_SESSION`]).
     per_session:
-        std::sync::Mutex<std::collections::HashMap<crate::sessions::model::SessionId, usize>>,
+        std::sync::Mutex<std::collections::HashMap<crate::domain::session::SessionId, usize>>,
     /// Time a client has to send a request body.
     body_timeout: std::time::Duration,
     /// Tells the browsers' own connections from callers'.
@@ -254,7 +256,7 @@ impl Console {
 
     /// The caller of a console request: its bearer key, or none on an
     /// open server, exactly as for gRPC.
-    async fn caller(&self, head: &Head) -> crate::sessions::Result<Caller> {
+    async fn caller(&self, head: &Head) -> crate::domain::Result<Caller> {
         let header = head.bearer.as_ref().map(|key| format!("Bearer {key}"));
         self.access
             .caller(header.as_deref().map(str::as_bytes))
@@ -272,7 +274,7 @@ impl Console {
     /// [`MAX_VIEWERS_PER_SESSION`] or the console its [`MAX_VIEWERS`].
     fn viewer_slot(
         self: &Console,
-        session: crate::sessions::model::SessionId,
+        session: crate::domain::session::SessionId,
     ) -> Option<ViewerSlot<'_>> {
         let permit = self.viewers.clone().try_acquire_owned().ok()?;
         let mut counts = self.per_session.lock().expect("viewer counts poisoned");
@@ -292,7 +294,7 @@ impl Console {
 /// A viewer's place, given back when it is dropped.
 struct ViewerSlot<'a> {
     console: &'a Console,
-    session: crate::sessions::model::SessionId,
+    session: crate::domain::session::SessionId,
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
@@ -312,35 +314,10 @@ impl Drop for ViewerSlot<'_> {
     }
 }
 
-/// The name in a `Host` header, without its port (`[::1]:80` → `::1`).
-pub(crate) fn host_name(host: &str) -> &str {
-    if let Some(rest) = host.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    host.rsplit_once(':').map_or(host, |(name, _)| name)
-}
-
 fn text(status: StatusCode, body: &str) -> Vec<u8> {
     relay_http::console_response(
         status,
         "text/plain; charset=utf-8",
         format!("{body}\n").as_bytes(),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::host_name;
-
-    #[test]
-    fn a_host_header_s_name_is_read_without_its_port() {
-        assert_eq!(host_name("127.0.0.1:50052"), "127.0.0.1");
-        assert_eq!(host_name("localhost"), "localhost");
-        assert_eq!(host_name("[::1]:50052"), "::1");
-        assert_eq!(host_name("[::1]"), "::1");
-        assert_eq!(
-            host_name("browsers.example.com:443"),
-            "browsers.example.com"
-        );
-    }
 }

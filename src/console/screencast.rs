@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::browser::pipe::{Delivery, Pipe, PipeClient};
-use crate::sessions::model::SessionId;
+use crate::domain::session::SessionId;
 
 /// JPEG quality of frames: readable text at a fraction of PNG's size.
 pub const QUALITY: u32 = 60;

@@ -1,26 +1,28 @@
 //! Persistent contexts: browser state saved by one session and restored
 //! into later ones. [`Contexts`] is ContextService's logic (scoped to the
-//! caller's project, as sessions are); [`model`] the types; the browser
-//! state as bytes is [`snapshot`] (collected after a graceful close,
-//! restored into a fresh profile before the next launch) and [`seal`]
-//! (what keeps those bytes secret and bound to their context at rest).
-//! The engine saves and restores; this module starts no browser.
+//! caller's project, as sessions are); the browser state as bytes is
+//! [`snapshot`] (one compressed, sealed blob) and [`seal`] (what keeps
+//! those bytes secret and bound to their context at rest). The types are
+//! the domain's ([`crate::domain::context`]); what a state holds, and
+//! reading it out of a profile and back, is the browser's
+//! ([`crate::browser::profile_state`]). The engine saves and restores;
+//! this module starts no browser.
 
-pub mod model;
 pub mod seal;
 pub mod snapshot;
 
 pub use seal::SealKey;
-pub use snapshot::{BrowserState, SnapshotError};
+pub use snapshot::SnapshotError;
 
 /// `google.rpc.ResourceInfo.resource_type` of a context.
 pub const CONTEXT_RESOURCE: &str = "browserd.v1.Context";
 
-use crate::access::Caller;
-use crate::sessions::model::{ContextId, Metadata};
-use crate::sessions::{DEFAULT_PAGE_SIZE, Error, MAX_PAGE_SIZE, Result, validate};
+use crate::domain::access::Caller;
+use crate::domain::context::Context;
+use crate::domain::page_token::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, opaque, unopaque};
+use crate::domain::session::{ContextId, Metadata};
+use crate::domain::{Error, Result, now_ms, validate};
 use crate::store::{ContextBusy, Store};
-use model::Context;
 
 /// Longest context name.
 pub const NAME_MAX_BYTES: usize = 128;
@@ -46,7 +48,7 @@ impl Contexts {
         let name = validate::text("name", name, NAME_MAX_BYTES)?
             .ok_or_else(|| Error::invalid("name", "required"))?;
         validate::metadata("metadata", &metadata)?;
-        let now = crate::sessions::now_ms();
+        let now = now_ms();
         let context = Context {
             id: ContextId::new(),
             name,
@@ -129,7 +131,7 @@ fn not_found(id: ContextId) -> Error {
 /// starts after (a project name has no newline, a context name no
 /// control character).
 fn encode_token(project: &str, name: &str) -> String {
-    crate::sessions::page_token::opaque(&format!("v1:{project}\n{name}"))
+    opaque(&format!("v1:{project}\n{name}"))
 }
 
 fn decode_token(token: &str) -> Result<Option<(String, String)>> {
@@ -137,7 +139,7 @@ fn decode_token(token: &str) -> Result<Option<(String, String)>> {
         return Ok(None);
     }
     let invalid = || Error::invalid("page_token", "not a token this server issued");
-    let text = crate::sessions::page_token::unopaque(token).ok_or_else(invalid)?;
+    let text = unopaque(token).ok_or_else(invalid)?;
     let (project, name) = text
         .strip_prefix("v1:")
         .and_then(|rest| rest.split_once('\n'))

@@ -25,7 +25,7 @@ use tokio::sync::{Notify, broadcast, watch};
 use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 
-use crate::sessions::model::{EventFilter, SessionEvent};
+use crate::domain::session::{EventFilter, SessionEvent};
 use crate::store::{Store, StoreError};
 
 /// Stored events read per query while replaying or tailing.
@@ -332,7 +332,8 @@ mod tests {
     use tokio_stream::StreamExt;
 
     use super::*;
-    use crate::sessions::model::{Session, SessionId, SessionStatus, Viewport};
+    use crate::domain::launch::Viewport;
+    use crate::domain::session::{Session, SessionId, SessionStatus};
 
     async fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -345,7 +346,7 @@ mod tests {
         let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         SessionEvent {
             sequence,
-            kind: crate::sessions::model::EventKind::StatusChanged,
+            kind: crate::domain::session::EventKind::StatusChanged,
             occurred_at: at,
             from_status: None,
             to_status: SessionStatus::Pending,

@@ -6,9 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::model::{Actor, ContextId, Session, SessionId};
-use super::{Engine, Error};
+use super::Engine;
 use crate::browser::LaunchOptions;
+use crate::domain::Error;
+use crate::domain::session::{Actor, ContextId, Session, SessionId};
 use crate::store::ContextBusy;
 
 /// How long a persisting session's browser gets to close and hand over
@@ -96,7 +97,7 @@ impl Engine {
             context_id: context,
             base,
             sealed,
-            at: super::engine::now_ms(),
+            at: crate::domain::now_ms(),
             actor: actor.clone(),
         };
         if let Err(e) = self.commit(id, change).await {

@@ -10,17 +10,20 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::engine::{LiveSession, Slot, SlotState, end_change, instant_of, now_ms, record_end};
-use super::model::{
-    CreateParams, EndReason, Metadata, Session, SessionContext, SessionId, SessionStatus, Viewport,
-};
+use super::Engine;
+use super::engine::{LiveSession, Slot, SlotState, end_change, instant_of, record_end};
 use super::pool::Pooled;
 use super::presence::Presence;
 use super::routes::Route;
 use super::supervise::EndRules;
-use super::{Engine, Error, Result, validate};
-use crate::access::Caller;
 use crate::browser::{Browser, LaunchOptions};
+use crate::domain::access::Caller;
+use crate::domain::launch::Viewport;
+use crate::domain::now_ms;
+use crate::domain::session::{
+    CreateParams, EndReason, Metadata, Session, SessionContext, SessionId, SessionStatus,
+};
+use crate::domain::{Error, Result, validate};
 use crate::store::{Change, Inserted, NodeRefusal};
 
 /// What a caller sent to CreateSession, parsed but not yet bounded.
@@ -246,7 +249,10 @@ impl Engine {
             user_agent: params.user_agent,
             // Never with its password: a session is stored, returned and
             // put in events as it is.
-            proxy_url: params.proxy.as_ref().map(crate::browser::Proxy::shown),
+            proxy_url: params
+                .proxy
+                .as_ref()
+                .map(crate::domain::launch::Proxy::shown),
             browser_version: None,
             project: caller.project.clone(),
             context: params.context,

@@ -4,11 +4,15 @@
 
 use std::time::Duration;
 
+use super::Engine;
 use super::engine::{LiveSession, SlotState, end_change, record_end};
-use super::model::{Actor, EndReason, Metadata, Session, SessionFilter, SessionId, SessionStatus};
-use super::{Engine, Error, MAX_PAGE_SIZE, Result, page_token, validate};
-use crate::access::Caller;
 use crate::browser;
+use crate::domain::access::Caller;
+use crate::domain::page_token::{self, MAX_PAGE_SIZE};
+use crate::domain::session::{
+    Actor, EndReason, Metadata, Session, SessionFilter, SessionId, SessionStatus,
+};
+use crate::domain::{Error, Result, validate};
 
 /// How long shutdown keeps trying to store ends the database refused.
 const BACKLOG_GRACE: Duration = Duration::from_secs(5);

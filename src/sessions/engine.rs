@@ -4,18 +4,18 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::model::{Actor, ContextId, EndReason, SessionEvent, SessionId};
 use super::pool::WarmPool;
 use super::routes::Route;
-use super::{Error, Result};
 use crate::browser::{Browser, Launcher};
+use crate::domain::session::{Actor, ContextId, EndReason, SessionEvent, SessionId};
+use crate::domain::{Error, Result, now_ms};
 use crate::events::EventHub;
 use crate::store::{Change, Store};
 use crate::telemetry::Metrics;
@@ -318,15 +318,6 @@ pub(super) fn record_end(span: &tracing::Span, reason: EndReason, actor: &Actor)
     span.record("session.status", reason.terminal_status().as_str());
     span.record("session.end_reason", reason.as_str());
     span.record("session.ended_by", actor.recorded(Some(reason)));
-}
-
-/// Now, at the millisecond precision the store keeps, so a session read
-/// back equals the one written.
-pub(crate) fn now_ms() -> SystemTime {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    UNIX_EPOCH + Duration::from_millis(since.as_millis() as u64)
 }
 
 pub(super) fn instant_of(at: SystemTime) -> Instant {

@@ -29,36 +29,27 @@
 //! - `pool`: the warm pool and its refill;
 //! - `retention`: pruning of ended sessions and old events;
 //! - `routes`: the relay's view of live sessions;
-//! - `page_token`: ListSessions' page tokens;
 //! - [`viewers`]: live view links (make, revoke, open) and the viewer
 //!   events;
-//! - [`model`], [`validate`], [`presence`], [`error`]: the domain types,
-//!   request bounds, CDP client presence and the engine's errors.
+//! - [`presence`]: CDP client presence.
+//!
+//! Its types, page tokens, request bounds and errors are the domain's
+//! ([`crate::domain`]).
 
 mod contexts;
 mod create;
 mod ending;
 mod engine;
-pub mod error;
-pub mod model;
 mod nodes;
-pub(crate) mod page_token;
 mod pool;
 pub mod presence;
 mod queries;
 mod retention;
 mod routes;
 mod supervise;
-pub(crate) mod validate;
 pub mod viewers;
 
 pub use create::CreateRequest;
-pub(crate) use engine::now_ms;
 pub use engine::{Engine, EngineConfig};
-pub use error::{Error, Result};
 pub use nodes::Target;
 pub use routes::Route;
-
-/// ListSessions page size when the caller gives none, and the most it gets.
-pub const DEFAULT_PAGE_SIZE: u64 = 100;
-pub const MAX_PAGE_SIZE: u64 = 1000;

@@ -15,9 +15,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::engine::end_change;
-use super::model::{Actor, EndReason};
-use super::{CreateRequest, Engine, Result};
+use super::{CreateRequest, Engine};
 use crate::browser::LaunchOptions;
+use crate::domain::Result;
+use crate::domain::session::{Actor, EndReason};
 use crate::store::{NodeRow, Registration};
 
 /// Where CreateSession should try to place a session, in order.

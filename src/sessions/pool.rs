@@ -19,9 +19,10 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::model::SessionId;
-use super::{Engine, Error, Result};
+use super::Engine;
 use crate::browser::{Browser, LaunchOptions};
+use crate::domain::session::SessionId;
+use crate::domain::{Error, Result};
 
 /// How long after the last warm hand-out a refill waits.
 const REFILL_QUIET: Duration = Duration::from_millis(150);

@@ -1,11 +1,13 @@
 //! Reads: one session, a page of sessions, a live browser's pages, and
 //! WatchSessions subscriptions. Nothing here changes a session.
 
+use super::Engine;
 use super::engine::SlotState;
-use super::model::{EventFilter, Session, SessionFilter, SessionId, SessionStatus};
-use super::{DEFAULT_PAGE_SIZE, Engine, Error, MAX_PAGE_SIZE, Result, page_token, validate};
-use crate::access::Caller;
 use crate::browser::PageInfo;
+use crate::domain::access::Caller;
+use crate::domain::page_token::{self, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use crate::domain::session::{EventFilter, Session, SessionFilter, SessionId, SessionStatus};
+use crate::domain::{Error, Result, validate};
 use crate::events::EventStream;
 
 impl Engine {

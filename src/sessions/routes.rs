@@ -7,10 +7,10 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::Engine;
-use super::model::{Session, SessionId, SessionStatus};
 use super::presence::Presence;
-use crate::access::Caller;
 use crate::browser::pipe::Pipe;
+use crate::domain::access::Caller;
+use crate::domain::session::{Session, SessionId, SessionStatus};
 
 /// How the CDP relay reaches a live session's browser.
 #[derive(Debug, Clone)]
@@ -69,7 +69,7 @@ impl Engine {
     pub(super) async fn know_owners<'a>(
         &self,
         sessions: impl IntoIterator<Item = &'a Session>,
-    ) -> super::Result<()> {
+    ) -> crate::domain::Result<()> {
         let node = &self.inner.node;
         let unknown = sessions
             .into_iter()

@@ -9,12 +9,14 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::engine::{LiveSession, SlotState, instant_of, now_ms};
-use super::model::{Actor, EndReason, Session, SessionId};
+use super::Engine;
+use super::engine::{LiveSession, SlotState, instant_of};
 use super::presence::Presence;
-use super::{Engine, Error, Result, validate};
-use crate::access::Caller;
 use crate::browser::Browser;
+use crate::domain::access::Caller;
+use crate::domain::now_ms;
+use crate::domain::session::{Actor, EndReason, Session, SessionId};
+use crate::domain::{Error, Result, validate};
 use crate::store::Change;
 
 /// The end rules a session was created with, besides its hard timeout.

@@ -9,96 +9,27 @@
 //! opens anything, and no node needs more than the secret and the row to
 //! check one. The row is what makes a link revocable everywhere.
 //!
-//! This file never streams a page: that is [`crate::console`]'s, over the
+//! This file never streams a page: that is the console's, over the
 //! route of the live session that [`Engine::open_live_view`] hands it.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::engine::now_ms;
-use super::model::{Actor, Session, SessionId, SessionStatus};
-use super::{Engine, Error, Result, Route};
-use crate::access::Caller;
+use super::{Engine, Route};
 use crate::browser::PageInfo;
+use crate::domain::access::Caller;
+use crate::domain::live_view::{
+    LINK_RESOURCE, LIVE_VIEW_PATH, LinkRefusal, LiveViewLink, is_link_id,
+};
+use crate::domain::now_ms;
+use crate::domain::session::{Actor, Session, SessionId, SessionStatus};
+use crate::domain::{Error, Result};
 use crate::store::Change;
 
 /// What each link's MAC signs first, so no MAC made with the server
 /// secret for another purpose is a link's.
 const LINK_CONTEXT: &[u8] = b"browserd live view link v1\0";
-/// `google.rpc.ResourceInfo.resource_type` of a link.
-pub const LINK_RESOURCE: &str = "browserd.v1.LiveViewLink";
 /// Longest target id taken (Chromium's are 32 hex digits).
 const TARGET_ID_MAX_BYTES: usize = 128;
-/// The path of the live view page on the relay's listener; the link's key
-/// follows `#`, which browsers keep to themselves.
-pub const LIVE_VIEW_PATH: &str = "/console/live";
-
-/// A live view link, as stored. Its key is never stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LiveViewLink {
-    /// 32 hex digits.
-    pub id: String,
-    pub session_id: SessionId,
-    /// The session's project: who may revoke it.
-    pub project: String,
-    /// The one page it shows; `None`: every page of the session.
-    pub target_id: Option<String>,
-    /// Whether its viewers may send input.
-    pub control: bool,
-    pub created_at: SystemTime,
-    pub expires_at: SystemTime,
-    pub revoked_at: Option<SystemTime>,
-    /// Who made it, as events record actors.
-    pub created_by: String,
-}
-
-impl LiveViewLink {
-    /// Whether the link may show page `target_id`.
-    pub fn shows(&self, target_id: &str) -> bool {
-        self.target_id
-            .as_deref()
-            .is_none_or(|only| only == target_id)
-    }
-
-    /// What its viewers' events record them as.
-    pub fn actor(&self) -> Actor {
-        Actor::Viewer(self.id.clone())
-    }
-
-    fn signed_parts(&self) -> [Vec<u8>; 6] {
-        let millis = |at: SystemTime| {
-            at.duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis()
-                .to_be_bytes()
-                .to_vec()
-        };
-        [
-            self.id.as_bytes().to_vec(),
-            self.session_id.to_string().into_bytes(),
-            self.project.as_bytes().to_vec(),
-            self.target_id.clone().unwrap_or_default().into_bytes(),
-            vec![u8::from(self.control), u8::from(self.target_id.is_some())],
-            millis(self.expires_at),
-        ]
-    }
-}
-
-/// Why a link opens nothing. Only a link whose MAC is right learns more
-/// than "unknown".
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LinkRefusal {
-    #[error("unknown live view link")]
-    Unknown,
-    #[error("this live view link has expired")]
-    Expired,
-    #[error("this live view link was revoked")]
-    Revoked,
-    #[error("the session of this live view link has ended (or runs on another node)")]
-    Ended,
-    #[error("cannot check the link now: {0}")]
-    Unavailable(String),
-}
-
 impl Engine {
     /// Makes a live view link to a LIVE session the caller sees (see the
     /// CreateLiveViewLink rpc), and its URL.
@@ -129,7 +60,7 @@ impl Engine {
                     "target_id",
                     format!(
                         "the session has no open page {:?} (GetLiveDetails lists them)",
-                        super::error::untrusted(target)
+                        crate::domain::error::untrusted(target)
                     ),
                 ));
             }
@@ -219,7 +150,7 @@ impl Engine {
             .await
             .map_err(|e| LinkRefusal::Unavailable(e.to_string()))?
             .ok_or(LinkRefusal::Unknown)?;
-        let parts = link.signed_parts();
+        let parts = signed_parts(&link);
         let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
         if !self.inner.config.secret.verify(LINK_CONTEXT, &parts, mac) {
             return Err(LinkRefusal::Unknown);
@@ -284,7 +215,7 @@ impl Engine {
     /// listener of the node that runs it, over http(s), with the key in the
     /// fragment.
     fn live_view_url(&self, link: &LiveViewLink, session: &Session) -> String {
-        let parts = link.signed_parts();
+        let parts = signed_parts(link);
         let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
         let mac = self.inner.config.secret.sign(LINK_CONTEXT, &parts);
         let node = &self.inner.node;
@@ -298,7 +229,7 @@ impl Engine {
     pub fn public_host(&self) -> Option<String> {
         let relay = &self.inner.node.relay_url;
         let authority = relay.split_once("://")?.1.split('/').next()?;
-        Some(crate::console::host_name(authority).to_owned())
+        Some(crate::domain::live_view::host_name(authority).to_owned())
     }
 
     /// This node's console base URL (`http(s)://host:port`), from its
@@ -306,6 +237,25 @@ impl Engine {
     pub fn console_base(&self) -> String {
         http_base(&self.inner.node.relay_url)
     }
+}
+
+/// What a link's MAC covers: every field a viewer's rights depend on.
+fn signed_parts(link: &LiveViewLink) -> [Vec<u8>; 6] {
+    let millis = |at: SystemTime| {
+        at.duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis()
+            .to_be_bytes()
+            .to_vec()
+    };
+    [
+        link.id.as_bytes().to_vec(),
+        link.session_id.to_string().into_bytes(),
+        link.project.as_bytes().to_vec(),
+        link.target_id.clone().unwrap_or_default().into_bytes(),
+        vec![u8::from(link.control), u8::from(link.target_id.is_some())],
+        millis(link.expires_at),
+    ]
 }
 
 /// `ws://…` as `http://…`, `wss://…` as `https://…`.
@@ -325,13 +275,6 @@ fn new_link_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub fn is_link_id(id: &str) -> bool {
-    id.len() == 32
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-}
-
 fn check_target_id(target: &str) -> Result<()> {
     let ok = !target.is_empty()
         && target.len() <= TARGET_ID_MAX_BYTES
@@ -345,7 +288,7 @@ fn check_target_id(target: &str) -> Result<()> {
             "target_id",
             format!(
                 "{:?} is not a CDP target id (1 to {TARGET_ID_MAX_BYTES} letters, digits, - and _)",
-                super::error::untrusted(target)
+                crate::domain::error::untrusted(target)
             ),
         ))
     }
@@ -370,24 +313,5 @@ mod tests {
         assert!(check_target_id("ABCDEF0123").is_ok());
         assert!(check_target_id("a/b").is_err());
         assert!(check_target_id("").is_err());
-    }
-
-    #[test]
-    fn a_link_for_one_page_shows_that_page_only() {
-        let mut link = LiveViewLink {
-            id: new_link_id(),
-            session_id: SessionId::new(),
-            project: "p".into(),
-            target_id: Some("A".into()),
-            control: false,
-            created_at: UNIX_EPOCH,
-            expires_at: UNIX_EPOCH,
-            revoked_at: None,
-            created_by: "key/x".into(),
-        };
-        assert!(link.shows("A"));
-        assert!(!link.shows("B"));
-        link.target_id = None;
-        assert!(link.shows("B"));
     }
 }

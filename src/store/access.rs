@@ -11,8 +11,8 @@ use super::entities::sessions;
 use super::entities::{api_keys, projects};
 use super::rows::{from_millis, millis};
 use super::{Result, Store};
-use crate::access::{ApiKey, Project};
-use crate::sessions::model::SessionStatus;
+use crate::domain::access::{ApiKey, Project};
+use crate::domain::session::SessionStatus;
 
 impl Store {
     /// Creates a project; `None` when the name is taken.

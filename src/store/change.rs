@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::ContextBusy;
-use crate::sessions::model::{
+use crate::domain::session::{
     Actor, ContextId, EndReason, EventKind, Session, SessionEvent, SessionStatus,
 };
 

@@ -13,8 +13,8 @@ use sea_orm::{
 use super::entities::{context_versions, contexts, sessions};
 use super::rows::{from_millis, millis};
 use super::{Result, Store, StoreError};
-use crate::contexts::model::{Context, Snapshot};
-use crate::sessions::model::{
+use crate::domain::context::{Context, Snapshot};
+use crate::domain::session::{
     ContextId, ContextSave, EventKind, Metadata, SessionId, SessionStatus,
 };
 

@@ -48,7 +48,7 @@ pub mod sessions {
     }
 
     fn default_project() -> String {
-        crate::access::DEFAULT_PROJECT.to_owned()
+        crate::domain::access::DEFAULT_PROJECT.to_owned()
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

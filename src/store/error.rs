@@ -3,6 +3,8 @@
 
 use sea_orm::DbErr;
 
+use crate::domain::Error;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
@@ -47,6 +49,17 @@ impl StoreError {
                         .is_ok_and(|c| [5, 6, 8, 10, 13, 14].contains(&(c & 0xff)))
             }
             _ => false,
+        }
+    }
+}
+
+/// Here rather than in the domain, which names no storage type.
+impl From<StoreError> for Error {
+    fn from(error: StoreError) -> Self {
+        if error.is_unavailable() {
+            Self::StoreUnavailable(Box::new(error))
+        } else {
+            Self::Store(Box::new(error))
         }
     }
 }

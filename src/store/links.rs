@@ -8,8 +8,8 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use super::entities::live_view_links;
 use super::rows::{from_millis, millis};
 use super::{Result, Store, StoreError};
-use crate::sessions::model::SessionId;
-use crate::sessions::viewers::LiveViewLink;
+use crate::domain::live_view::LiveViewLink;
+use crate::domain::session::SessionId;
 
 /// How long the row of an expired link is kept (so revoking it still
 /// answers, and a late viewer is told it expired rather than unknown).

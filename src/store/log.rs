@@ -28,7 +28,7 @@ use sea_orm::{
 use super::entities::{session_events, session_metadata, sessions};
 use super::rows::{millis, to_event};
 use super::{Result, Store, StoreError};
-use crate::sessions::model::{SessionEvent, SessionStatus};
+use crate::domain::session::{SessionEvent, SessionStatus};
 
 /// The channel PostgreSQL NOTIFYs after each event's commit: a wake-up
 /// for every node's event tail, never the event itself.

@@ -29,7 +29,7 @@ use sea_orm::{
     EntityTrait, QueryFilter, Set, SqlErr, TransactionTrait,
 };
 
-use crate::sessions::model::{
+use crate::domain::session::{
     Actor, ContextSave, EventKind, Session, SessionEvent, SessionId, SessionStatus,
 };
 use entities::{session_events, session_metadata, sessions};
@@ -40,7 +40,7 @@ pub use contexts::ContextBusy;
 pub use error::StoreError;
 pub use log::EventWakeups;
 pub use nodes::{NodeRow, Registration};
-pub use reads::{Cursor, Unfinished};
+pub use reads::Unfinished;
 
 type Result<T> = std::result::Result<T, StoreError>;
 

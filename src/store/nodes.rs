@@ -15,7 +15,7 @@ use super::change::{Inserted, NodeRefusal};
 use super::entities::nodes;
 use super::rows::{duration_ms, from_millis, parse_id};
 use super::{Result, Store, StoreError};
-use crate::sessions::model::{SessionId, SessionStatus};
+use crate::domain::session::{SessionId, SessionStatus};
 
 /// What a starting node announces about itself.
 #[derive(Debug, Clone)]

@@ -1,22 +1,14 @@
 //! Reads of sessions: one, by idempotency key, a filtered page, and those
 //! a previous process left unfinished.
 
-use std::time::SystemTime;
-
 use sea_orm::sea_query::Query;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::entities::{session_metadata, sessions};
 use super::rows::{millis, parse_id, to_session};
 use super::{Result, Store, scoped_key, session_row};
-use crate::sessions::model::{Session, SessionFilter, SessionId, SessionStatus};
-
-/// Where a ListSessions page ends; the next page starts strictly after it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cursor {
-    pub created_at: SystemTime,
-    pub id: SessionId,
-}
+use crate::domain::page_token::Cursor;
+use crate::domain::session::{Session, SessionFilter, SessionId, SessionStatus};
 
 /// A session a previous process left unfinished, with what is needed to
 /// find and remove its browser.

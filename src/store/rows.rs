@@ -5,9 +5,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::entities::{session_events, sessions};
 use super::{Result, StoreError};
-use crate::sessions::model::{
+use crate::domain::launch::Viewport;
+use crate::domain::session::{
     ContextId, EndReason, EventKind, Metadata, Session, SessionContext, SessionEvent, SessionId,
-    SessionStatus, Viewport,
+    SessionStatus,
 };
 
 pub(super) fn to_event(row: &session_events::Model) -> Result<SessionEvent> {

@@ -262,7 +262,7 @@ async fn a_logged_in_state_survives_save_and_restore(jail: Jail, mode: &str) {
 
     let started = Instant::now();
     let state = first
-        .save_state(WAIT, browserd::contexts::snapshot::MAX_UNPACKED)
+        .save_state(WAIT, browserd::domain::context::MAX_UNPACKED)
         .await
         .expect("state saved");
     let save_time = started.elapsed();

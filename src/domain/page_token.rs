@@ -1,11 +1,22 @@
 //! ListSessions page tokens: opaque to clients, hex of
-//! `v1:<created ms>:<id>`, the position the next page starts after.
+//! `v1:<created ms>:<id>`, the position the next page starts after; and
+//! the page sizes of every List call.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::model::{Session, SessionId};
-use super::{Error, Result};
-use crate::store::Cursor;
+use super::error::{Error, Result};
+use super::session::{Session, SessionId};
+
+/// A List call's page size when the caller gives none, and the most it gets.
+pub const DEFAULT_PAGE_SIZE: u64 = 100;
+pub const MAX_PAGE_SIZE: u64 = 1000;
+
+/// Where a ListSessions page ends; the next page starts strictly after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: SystemTime,
+    pub id: SessionId,
+}
 
 pub fn cursor_of(session: &Session) -> Cursor {
     Cursor {

@@ -8,6 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
 
+use super::launch::{Proxy, Viewport};
+
 /// A session's id: a UUID, parsed once at the boundary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(Uuid);
@@ -137,8 +139,6 @@ impl EndReason {
     }
 }
 
-pub use crate::browser::Viewport;
-
 pub type Metadata = BTreeMap<String, String>;
 
 /// Limits on caller-supplied metadata, so a label map can't grow a row or an
@@ -157,7 +157,7 @@ pub struct CreateParams {
     pub viewport: Viewport,
     pub user_agent: Option<String>,
     /// With its credentials: only the launch sees them.
-    pub proxy: Option<crate::browser::Proxy>,
+    pub proxy: Option<Proxy>,
     pub idempotency_key: Option<String>,
     pub context: Option<SessionContext>,
 }

@@ -1,4 +1,5 @@
-//! Proto <-> domain conversions. Protos are destructured exhaustively, so a
+//! Proto <-> domain conversions, for the gRPC API, the console and the
+//! CLI alike. Protos are destructured exhaustively, so a
 //! new field breaks the build here instead of being silently dropped. A
 //! value refused here is an [`Error::InvalidArgument`] like the engine's, so
 //! it becomes a status (with its BadRequest detail) in the one place that
@@ -6,13 +7,15 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use crate::sessions::error::untrusted;
+pub use crate::domain::error::untrusted;
 
-use crate::pb;
-use crate::sessions::Error;
-use crate::sessions::model::{
+use crate::domain::Error;
+use crate::domain::access::{ApiKey, Project};
+use crate::domain::context::Context;
+use crate::domain::session::{
     ContextId, EndReason, EventKind, Metadata, Session, SessionEvent, SessionId, SessionStatus,
 };
+use crate::pb;
 
 /// `field` names the request field, e.g. `session_ids[2]`. The id is
 /// quoted escaped and bounded: it is untrusted and may be a megabyte.
@@ -233,5 +236,66 @@ pub fn to_pb_event(event: &SessionEvent) -> pb::SessionEvent {
             EventKind::ViewerLeft => pb::EventKind::ViewerLeft,
         }
         .into(),
+    }
+}
+
+pub(crate) fn to_pb_project(project: &Project) -> pb::Project {
+    let Project {
+        name,
+        max_sessions,
+        created_at,
+    } = project;
+    pb::Project {
+        name: name.clone(),
+        max_sessions: max_sessions.unwrap_or(0),
+        created_at: Some(timestamp(*created_at)),
+    }
+}
+
+pub(crate) fn to_pb_key(key: &ApiKey) -> pb::ApiKey {
+    let ApiKey {
+        id,
+        project,
+        admin,
+        description,
+        created_at,
+        revoked_at,
+    } = key;
+    pb::ApiKey {
+        id: id.clone(),
+        project: project.clone(),
+        admin: *admin,
+        description: description.clone().unwrap_or_default(),
+        created_at: Some(timestamp(*created_at)),
+        revoked_at: revoked_at.map(timestamp),
+    }
+}
+
+pub(crate) fn to_pb_context(context: &Context) -> pb::Context {
+    let Context {
+        id,
+        name,
+        project,
+        metadata,
+        created_at,
+        updated_at,
+        version,
+        size_bytes,
+        saved_by,
+        writer,
+        last_save_error,
+    } = context;
+    pb::Context {
+        id: id.to_string(),
+        name: name.clone(),
+        project: project.clone(),
+        metadata: metadata.clone().into_iter().collect(),
+        created_at: Some(timestamp(*created_at)),
+        updated_at: Some(timestamp(*updated_at)),
+        version: *version,
+        size_bytes: *size_bytes,
+        saved_by_session_id: saved_by.map(|id| id.to_string()).unwrap_or_default(),
+        writer_session_id: writer.map(|id| id.to_string()).unwrap_or_default(),
+        last_save_error: last_save_error.clone().unwrap_or_default(),
     }
 }

@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use super::error::{Error, Result, is_forbidden, untrusted};
-use super::model::{
-    METADATA_MAX_ENTRIES, METADATA_MAX_KEY_BYTES, METADATA_MAX_VALUE_BYTES, Metadata, Viewport,
+use super::launch::{Proxy, ProxyCredentials, Viewport};
+use super::session::{
+    METADATA_MAX_ENTRIES, METADATA_MAX_KEY_BYTES, METADATA_MAX_VALUE_BYTES, Metadata,
 };
-use crate::browser::{Proxy, ProxyCredentials};
 
 pub const USER_AGENT_MAX_BYTES: usize = 512;
 pub const PROXY_URL_MAX_BYTES: usize = 2048;
@@ -166,7 +166,7 @@ pub fn proxy_url(value: String) -> Result<Option<Proxy>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sessions::error::UNTRUSTED_SHOWN_BYTES;
+    use crate::domain::error::UNTRUSTED_SHOWN_BYTES;
 
     #[test]
     fn proxy_urls_need_a_known_scheme_a_host_and_a_port() {

@@ -1,8 +1,15 @@
-use super::model::{SessionId, SessionStatus};
-use crate::store::StoreError;
+//! The crate's error: everything the engine, access and contexts can
+//! refuse or fail with, and how untrusted text is quoted in it.
 
-/// Everything the engine (and [`crate::access`]) can refuse or fail with.
-/// The API layer maps each variant to one gRPC status code.
+use super::session::{SessionId, SessionStatus};
+
+/// A storage failure, carried as the store gave it. Boxed so that the
+/// domain names no storage type: the store converts its own errors (see
+/// `From<StoreError>` in the store).
+pub type StoreFault = Box<dyn std::error::Error + Send + Sync>;
+
+/// Everything the engine (and access and contexts) can refuse or fail
+/// with. The API layer maps each variant to one gRPC status code.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
@@ -54,7 +61,7 @@ pub enum Error {
     OutOfRange { after: u64, oldest: u64 },
     /// The database cannot be reached, or refuses writes, for now.
     #[error("the database is unavailable; retry shortly")]
-    StoreUnavailable(StoreError),
+    StoreUnavailable(StoreFault),
     /// The session ended on this node, but the database could not store it
     /// yet: browserd keeps the change and stores it, in order and with its
     /// original time, once the database is back.
@@ -63,17 +70,7 @@ pub enum Error {
     )]
     EndDeferred(SessionId),
     #[error(transparent)]
-    Store(StoreError),
-}
-
-impl From<StoreError> for Error {
-    fn from(error: StoreError) -> Self {
-        if error.is_unavailable() {
-            Self::StoreUnavailable(error)
-        } else {
-            Self::Store(error)
-        }
-    }
+    Store(StoreFault),
 }
 
 impl Error {
