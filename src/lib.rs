@@ -6,7 +6,7 @@
 //! - [`api`]: the tonic `SessionService` and `AdminService`: protos in,
 //!   domain types out, errors to gRPC status codes. No business logic.
 //! - [`access`]: projects, API keys, and who each call's caller is.
-//! - [`cdp_proxy`]: the WebSocket relay behind every `connect_url`: limits,
+//! - [`relay`]: the WebSocket relay behind every `connect_url`: limits,
 //!   HTTP discovery, and the per-session CDP rules (client `Browser.close`;
 //!   uploads and downloads by path stay inside the session's profile).
 //! - [`console`]: the web console and live view on the relay's listener
@@ -57,7 +57,6 @@
 pub mod access;
 pub mod api;
 pub mod browser;
-pub mod cdp_proxy;
 pub mod cli;
 pub mod cluster;
 pub mod config;
@@ -66,6 +65,7 @@ pub mod contexts;
 pub mod events;
 pub mod harness;
 pub mod node_lock;
+pub mod relay;
 pub mod secret;
 pub mod sessions;
 pub mod store;
@@ -302,10 +302,10 @@ pub async fn run(
             tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
             stopping.clone().cancelled_owned(),
         );
-    tracker.spawn(cdp_proxy::serve(
+    tracker.spawn(relay::serve(
         cdp,
         engine.clone(),
-        cdp_proxy::RelayConfig {
+        relay::RelayConfig {
             public_base: cdp_base_url,
             max_message_size: config.cdp_max_message_size,
             handshake_timeout: config.cdp_handshake_timeout,

@@ -26,9 +26,9 @@ use tokio_stream::StreamExt;
 use super::Console;
 use crate::access::Caller;
 use crate::api::convert::{to_pb_event, to_pb_session};
-use crate::cdp_proxy::http::{self as relay_http, Head};
 use crate::cli::output::{event_json, session_json};
 use crate::pb;
+use crate::relay::http::{self as relay_http, Head};
 use crate::sessions::Error;
 use crate::sessions::model::{EventFilter, SessionFilter, SessionId, SessionStatus};
 

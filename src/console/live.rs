@@ -29,7 +29,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use super::screencast::Cast;
 use super::{Console, text};
 use crate::browser::PageInfo;
-use crate::cdp_proxy::http::{self as relay_http, Head};
+use crate::relay::http::{self as relay_http, Head};
 use crate::sessions::Route;
 use crate::sessions::viewers::{LinkRefusal, LiveViewLink};
 

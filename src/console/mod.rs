@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::access::{Access, Caller};
-use crate::cdp_proxy::http::{self as relay_http, Head};
+use crate::relay::http::{self as relay_http, Head};
 use crate::sessions::Engine;
 use screencast::Screencasts;
 
