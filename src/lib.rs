@@ -6,11 +6,16 @@
 //! - [`api`]: the tonic `SessionService` and `AdminService`: protos in,
 //!   domain types out, errors to gRPC status codes. No business logic.
 //! - [`access`]: projects, API keys, and who each call's caller is.
-//! - [`relay`]: the WebSocket relay behind every `connect_url`: limits,
-//!   HTTP discovery, and the per-session CDP rules (client `Browser.close`;
-//!   uploads and downloads by path stay inside the session's profile).
-//! - [`console`]: the web console and live view on the relay's listener
-//!   (`/console`): embedded pages, a JSON API and event stream over the
+//! - [`front`]: the relay's and console's one HTTP listener (hyper):
+//!   accepting, TLS, connection caps and backoff, the handshake timeout,
+//!   and routing by path to the two routers below, which know nothing of
+//!   each other.
+//! - [`relay`]: the WebSocket relay behind every `connect_url`: the
+//!   per-session cap, HTTP discovery, and the per-session CDP rules (client
+//!   `Browser.close`; uploads and downloads by path stay inside the
+//!   session's profile).
+//! - [`console`]: the web console and live view (`/console`, an axum
+//!   router): embedded pages, a JSON API and event stream over the
 //!   engine's methods, and screencasts shared by every viewer of a page,
 //!   opened with live view links ([`sessions::viewers`]).
 //! - [`sessions`]: the lifecycle engine, the only writer of session status,
@@ -63,6 +68,7 @@ pub mod config;
 pub mod console;
 pub mod contexts;
 pub mod events;
+pub mod front;
 pub mod harness;
 pub mod node_lock;
 pub mod relay;
@@ -302,27 +308,38 @@ pub async fn run(
             tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
             stopping.clone().cancelled_owned(),
         );
-    tracker.spawn(relay::serve(
-        cdp,
+    let relay = relay::router(
         engine.clone(),
         relay::RelayConfig {
             public_base: cdp_base_url,
             max_message_size: config.cdp_max_message_size,
             handshake_timeout: config.cdp_handshake_timeout,
-            max_connections: config.cdp_max_connections,
             max_connections_per_session: config.cdp_max_connections_per_session,
             own_user_paths: config.cdp_own_user_paths,
             sockets: sockets.clone(),
+        },
+        stopping.clone(),
+        tracker.clone(),
+    );
+    let console = console::Console::new(
+        engine.clone(),
+        access,
+        peers,
+        config.cdp_handshake_timeout,
+        sockets,
+        stopping.clone(),
+        tracker.clone(),
+    );
+    tracker.spawn(front::serve(
+        cdp,
+        front::FrontConfig {
+            handshake_timeout: config.cdp_handshake_timeout,
+            max_connections: config.cdp_max_connections,
             tls: tls.map(|tls| tls.relay),
-            console: Some(console::Console::new(
-                engine.clone(),
-                access,
-                peers,
-                config.cdp_handshake_timeout,
-                sockets,
-                stopping.clone(),
-                tracker.clone(),
-            )),
+        },
+        front::Routes {
+            relay,
+            console: Some(console.router()),
         },
         stopping.clone(),
         tracker.clone(),
