@@ -15,7 +15,6 @@
 //!   Server-Sent Events; `after` absent: from now)
 //! - `GET  whoami`: the caller's project and whether it is an admin.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,40 +23,39 @@ use axum::body::{Body, Bytes};
 use axum::extract::{FromRequestParts, Path, RawQuery};
 use axum::response::Response;
 use axum::routing::{self, any, post};
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio_stream::StreamExt;
 use tower_http::limit::RequestBodyLimitLayer;
 
-use super::Console;
+use super::forward::{Answered, Owner, credentials, refusal, shown};
+use super::{Console, events};
 use crate::access::Caller;
-use crate::api::convert::{to_pb_event, to_pb_session};
-use crate::cli::output::{event_json, session_json};
-use crate::front::http::bearer;
+use crate::api::convert::to_pb_session;
+use crate::cli::output::session_json;
 use crate::pb;
 use crate::sessions::Error;
-use crate::sessions::model::{EventFilter, SessionFilter, SessionId, SessionStatus};
+use crate::sessions::model::{SessionFilter, SessionId, SessionStatus};
 
 /// Largest request body: every body is a few small fields.
 const MAX_BODY: usize = 4 * 1024;
 /// Sessions a list answers with at most (the console shows the newest).
 const LIST_LIMIT: u64 = 200;
-/// A comment line sent on an idle event stream, so a vanished browser is
-/// noticed (its write fails) and proxies keep the stream open.
-const KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// An API answer: a status and a JSON body.
-type Answer = (StatusCode, Value);
+pub(super) type Answer = (StatusCode, Value);
 
 /// The API's routes; every other method on them is 405, every other path
 /// under `/console/api/` 404, both with a JSON body.
 pub(super) fn routes() -> Router<Arc<Console>> {
     let at = |path: &str| format!("/console/api/{path}");
     Router::new()
-        .route(&at("events"), routing::get(events).fallback(not_taken))
+        .route(
+            &at("events"),
+            routing::get(events::stream).fallback(not_taken),
+        )
         .route(&at("whoami"), routing::get(whoami).fallback(not_taken))
         .route(
             &at("sessions"),
@@ -89,9 +87,9 @@ pub(super) fn routes() -> Router<Arc<Console>> {
 
 /// An API call's caller, from its bearer key (none on an open server),
 /// and how to reach the node that runs a session as that caller.
-struct Call {
-    console: Arc<Console>,
-    caller: Caller,
+pub(super) struct Call {
+    pub(super) console: Arc<Console>,
+    pub(super) caller: Caller,
     credentials: tonic::metadata::MetadataMap,
 }
 
@@ -182,7 +180,7 @@ async fn no_route() -> Response {
     ))
 }
 
-fn reply((status, body): Answer) -> Response {
+pub(super) fn reply((status, body): Answer) -> Response {
     let mut response = Response::new(Body::from(body.to_string()));
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -192,33 +190,8 @@ fn reply((status, body): Answer) -> Response {
     response
 }
 
-fn done(outcome: Result<Answer, Error>) -> Response {
+pub(super) fn done(outcome: Result<Answer, Error>) -> Response {
     reply(outcome.unwrap_or_else(refusal))
-}
-
-/// An engine error as the HTTP status of its gRPC code, and its message.
-fn refusal(error: Error) -> Answer {
-    status_answer(tonic::Status::from(error))
-}
-
-/// A gRPC status (this node's, or the answer of the node that runs the
-/// session) as an HTTP status and the status's message.
-fn status_answer(status: tonic::Status) -> Answer {
-    let http = match status.code() {
-        tonic::Code::InvalidArgument | tonic::Code::OutOfRange => StatusCode::BAD_REQUEST,
-        tonic::Code::Unauthenticated => StatusCode::UNAUTHORIZED,
-        tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
-        tonic::Code::NotFound => StatusCode::NOT_FOUND,
-        tonic::Code::AlreadyExists | tonic::Code::Aborted => StatusCode::CONFLICT,
-        tonic::Code::FailedPrecondition => StatusCode::CONFLICT,
-        tonic::Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-        tonic::Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    (
-        http,
-        json!({"error": status.message(), "code": format!("{:?}", status.code())}),
-    )
 }
 
 /// A request body, whole, within the console's body timeout; its size is
@@ -240,84 +213,8 @@ async fn read_body(console: &Console, body: Body) -> Result<Bytes, Response> {
     }
 }
 
-fn session_id(id: &str) -> Result<SessionId, Error> {
+pub(super) fn session_id(id: &str) -> Result<SessionId, Error> {
     crate::api::convert::session_id("session_id", id)
-}
-
-/// WatchSessions as Server-Sent Events: each event is `id: <sequence>` and
-/// `data: <event JSON>`; an `event: end` with the reason closes a stream
-/// the server ends (a lag: reconnect with `after` = the last id).
-async fn events(call: Call, RawQuery(query): RawQuery) -> Response {
-    let console = &call.console;
-    let Ok(permit) = console.event_streams.clone().try_acquire_owned() else {
-        return reply((
-            StatusCode::TOO_MANY_REQUESTS,
-            json!({"error": "too many console event streams are open: close one first"}),
-        ));
-    };
-    let mut filter = EventFilter::default();
-    let mut after = None;
-    let mut bad = None;
-    let query = query.unwrap_or_default();
-    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-        match name.as_ref() {
-            "after" => match value.parse::<u64>() {
-                Ok(n) => after = Some(n),
-                Err(_) => bad = Some(Error::invalid("after", "a sequence number")),
-            },
-            "session" => match session_id(&value) {
-                Ok(id) => filter.session_ids.push(id),
-                Err(e) => bad = Some(e),
-            },
-            _ => {}
-        }
-    }
-    let watched = match bad {
-        Some(e) => Err(e),
-        None => console.engine.watch(&call.caller, filter, "", after).await,
-    };
-    let events = match watched {
-        Ok(events) => events,
-        Err(e) => return done(Err(e)),
-    };
-    let stop = console.stop.clone();
-    // The stream holds the permit; hyper drops it when a write fails.
-    let stream = futures_util::stream::unfold(Some((events, permit)), move |state| {
-        let stop = stop.clone();
-        async move {
-            let (mut events, permit) = state?;
-            let next = tokio::select! {
-                next = tokio::time::timeout(KEEPALIVE, events.next()) => next,
-                () = stop.cancelled() => Ok(None),
-            };
-            let (chunk, more) = match next {
-                Ok(Some(Ok(event))) => (
-                    format!(
-                        "id: {}\ndata: {}\n\n",
-                        event.sequence,
-                        event_json(&to_pb_event(&event))
-                    ),
-                    true,
-                ),
-                Ok(Some(Err(end))) => (
-                    format!(
-                        "event: end\ndata: {}\n\n",
-                        json!({"error": end.to_string()})
-                    ),
-                    false,
-                ),
-                Ok(None) => return None,
-                Err(_) => (": keepalive\n\n".to_owned(), true),
-            };
-            Some((Ok::<_, Infallible>(chunk), more.then_some((events, permit))))
-        }
-    });
-    let mut response = Response::new(Body::from_stream(stream));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    response
 }
 
 async fn list(console: &Console, caller: &Caller, query: &str) -> Result<Answer, Error> {
@@ -518,64 +415,4 @@ async fn revoke(console: &Console, caller: &Caller, id: &str) -> Result<Answer, 
         StatusCode::OK,
         json!({"revokedAt": crate::api::convert::timestamp(at).to_string()}),
     ))
-}
-
-/// A refusal as answered to the page: this node's, or another node's.
-struct Answered(Answer);
-
-impl From<Error> for Answered {
-    fn from(error: Error) -> Self {
-        Self(refusal(error))
-    }
-}
-
-/// How the console reaches the node that runs a session: the caller's own
-/// key, as the gRPC API forwards it (see [`crate::cluster`]).
-struct Owner<'a> {
-    console: &'a Console,
-    credentials: tonic::metadata::MetadataMap,
-}
-
-impl Owner<'_> {
-    async fn forward<Req, Res, Fut>(
-        &self,
-        node: &str,
-        message: Req,
-        call: impl FnOnce(
-            crate::pb::session_service_client::SessionServiceClient<tonic::transport::Channel>,
-            tonic::Request<Req>,
-        ) -> Fut,
-    ) -> Result<Res, Answered>
-    where
-        Fut: std::future::Future<Output = Result<tonic::Response<Res>, tonic::Status>>,
-    {
-        let answered = self
-            .console
-            .peers
-            .call(node, &self.credentials, message, call)
-            .await;
-        answered
-            .map(tonic::Response::into_inner)
-            .map_err(|s| Answered(status_answer(s)))
-    }
-}
-
-/// The `authorization` the page sent, for a call forwarded as its caller.
-fn credentials(headers: &HeaderMap) -> tonic::metadata::MetadataMap {
-    let mut metadata = tonic::metadata::MetadataMap::new();
-    if let Some(value) = bearer(headers).and_then(|key| format!("Bearer {key}").parse().ok()) {
-        metadata.insert("authorization", value);
-    }
-    metadata
-}
-
-/// A session another node answered with, as the page gets it.
-fn shown(answered: Result<Option<pb::Session>, Answered>) -> Result<Answer, Error> {
-    Ok(match answered {
-        Ok(session) => (
-            StatusCode::OK,
-            json!({"session": session_json(&session.unwrap_or_default())}),
-        ),
-        Err(refused) => refused.0,
-    })
 }

@@ -19,6 +19,8 @@
 //! cap; bodies, event streams and viewers have caps of their own here.
 
 pub mod api;
+mod events;
+mod forward;
 mod input;
 pub mod live;
 pub mod screencast;
