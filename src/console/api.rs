@@ -23,7 +23,6 @@ use axum::body::{Body, Bytes};
 use axum::extract::{FromRequestParts, Path, RawQuery};
 use axum::response::Response;
 use axum::routing::{self, any, post};
-use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Method, StatusCode};
 use serde::Deserialize;
@@ -181,13 +180,7 @@ async fn no_route() -> Response {
 }
 
 pub(super) fn reply((status, body): Answer) -> Response {
-    let mut response = Response::new(Body::from(body.to_string()));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    crate::front::http::json(status, &body)
 }
 
 pub(super) fn done(outcome: Result<Answer, Error>) -> Response {

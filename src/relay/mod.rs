@@ -33,7 +33,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{Extension, Request, State};
 use axum::response::Response;
 use http::StatusCode;
@@ -243,41 +242,38 @@ impl Relay {
                 Ok(session) => session.browser_version.unwrap_or_default(),
                 Err(_) => String::new(),
             };
-            return json(&serde_json::json!({
-                "Browser": browser,
-                "Protocol-Version": "1.3",
-                "webSocketDebuggerUrl": socket_url,
-            }));
+            return front_http::json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "Browser": browser,
+                    "Protocol-Version": "1.3",
+                    "webSocketDebuggerUrl": socket_url,
+                }),
+            );
         }
         match self.engine.pages(id).await {
-            Ok((pages, _)) => json(&serde_json::Value::Array(
-                pages
-                    .into_iter()
-                    .map(|page| {
-                        serde_json::json!({
-                            "id": page.target_id,
-                            "type": "page",
-                            "title": page.title,
-                            "url": page.url,
+            Ok((pages, _)) => front_http::json(
+                StatusCode::OK,
+                &serde_json::Value::Array(
+                    pages
+                        .into_iter()
+                        .map(|page| {
+                            serde_json::json!({
+                                "id": page.target_id,
+                                "type": "page",
+                                "title": page.title,
+                                "url": page.url,
+                            })
                         })
-                    })
-                    .collect(),
-            )),
+                        .collect(),
+                ),
+            ),
             Err(_) => text(
                 StatusCode::NOT_FOUND,
                 "no live session with this id and token",
             ),
         }
     }
-}
-
-fn json(body: &serde_json::Value) -> Response {
-    let mut response = Response::new(Body::from(body.to_string()));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
 }
 
 /// Why a request does not become a relayed WebSocket.
