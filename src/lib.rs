@@ -2,18 +2,22 @@
 //!
 //! # Layout
 //! Layers, from the faces down to the plain types; each imports only the
-//! layers below it (the relay and the console still share a listener and
-//! its HTTP code), and requests flow down the list, answers and events up.
+//! layers below it, and requests flow down the list, answers and events up.
 //!
 //! Faces:
 //! - [`api`]: the tonic `SessionService`, `ContextService` and
 //!   `AdminService`: protos in, domain types out, errors to gRPC status
 //!   codes. No business logic.
-//! - [`cdp_proxy`]: the WebSocket relay behind every `connect_url`: limits,
-//!   HTTP discovery, and the per-session CDP rules (client `Browser.close`;
-//!   uploads and downloads by path stay inside the session's profile).
-//! - [`console`]: the web console and live view on the relay's listener
-//!   (`/console`): embedded pages, a JSON API and event stream over the
+//! - [`front`]: the relay's and console's one HTTP listener (hyper):
+//!   accepting, TLS, connection caps and backoff, the handshake timeout,
+//!   and routing by path to the two routers below, which know nothing of
+//!   each other.
+//! - [`relay`]: the WebSocket relay behind every `connect_url`: the
+//!   per-session cap, HTTP discovery, and the per-session CDP rules (client
+//!   `Browser.close`; uploads and downloads by path stay inside the
+//!   session's profile).
+//! - [`console`]: the web console and live view (`/console`, an axum
+//!   router): embedded pages, a JSON API and event stream over the
 //!   engine's methods, and screencasts shared by every viewer of a page,
 //!   opened with live view links ([`domain::live_view`]).
 //! - [`cli`]: `browserd serve|sessions|contexts|projects|keys|nodes …`: the
@@ -81,7 +85,6 @@
 pub mod access;
 pub mod api;
 pub mod browser;
-pub mod cdp_proxy;
 pub mod cli;
 pub mod cluster;
 pub mod config;
@@ -89,9 +92,11 @@ pub mod console;
 pub mod contexts;
 pub mod domain;
 pub mod events;
+pub mod front;
 #[cfg(feature = "test-support")]
 pub mod harness;
 pub mod node_lock;
+pub mod relay;
 pub mod secret;
 pub mod sessions;
 pub mod store;
@@ -329,27 +334,38 @@ pub async fn run(
             tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
             stopping.clone().cancelled_owned(),
         );
-    tracker.spawn(cdp_proxy::serve(
-        cdp,
+    let relay = relay::router(
         engine.clone(),
-        cdp_proxy::RelayConfig {
+        relay::RelayConfig {
             public_base: cdp_base_url,
             max_message_size: config.cdp_max_message_size,
             handshake_timeout: config.cdp_handshake_timeout,
-            max_connections: config.cdp_max_connections,
             max_connections_per_session: config.cdp_max_connections_per_session,
             own_user_paths: config.cdp_own_user_paths,
             sockets: sockets.clone(),
+        },
+        stopping.clone(),
+        tracker.clone(),
+    );
+    let console = console::Console::new(
+        engine.clone(),
+        access,
+        peers,
+        config.cdp_handshake_timeout,
+        sockets,
+        stopping.clone(),
+        tracker.clone(),
+    );
+    tracker.spawn(front::serve(
+        cdp,
+        front::FrontConfig {
+            handshake_timeout: config.cdp_handshake_timeout,
+            max_connections: config.cdp_max_connections,
             tls: tls.map(|tls| tls.relay),
-            console: Some(console::Console::new(
-                engine.clone(),
-                access,
-                peers,
-                config.cdp_handshake_timeout,
-                sockets,
-                stopping.clone(),
-                tracker.clone(),
-            )),
+        },
+        front::Routes {
+            relay,
+            console: Some(console.router()),
         },
         stopping.clone(),
         tracker.clone(),

@@ -65,7 +65,7 @@ async fn serve(config: browserd::config::Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = browserd::cdp_proxy::raise_descriptor_limit() {
+    if let Err(e) = browserd::front::raise_descriptor_limit() {
         tracing::warn!(error = %e, "cannot raise the descriptor limit");
     }
     let outcome = run(config).await;

@@ -15,208 +15,204 @@
 //!   Server-Sent Events; `after` absent: from now)
 //! - `GET  whoami`: the caller's project and whether it is an admin.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use http::StatusCode;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequestParts, Path, RawQuery};
+use axum::response::Response;
+use axum::routing::{self, any, post};
+use http::request::Parts;
+use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio_stream::StreamExt;
+use tower_http::limit::RequestBodyLimitLayer;
 
-use super::Console;
-use crate::cdp_proxy::http::{self as relay_http, Head};
-use crate::domain::Error;
+use super::forward::{Answered, Owner, credentials, refusal, shown};
+use super::{Console, events};
 use crate::domain::access::Caller;
-use crate::domain::session::{EventFilter, SessionFilter, SessionId, SessionStatus};
+use crate::wire::proto::to_pb_session;
+use crate::wire::json::session_json;
 use crate::pb;
-use crate::wire::json::{event_json, session_json};
-use crate::wire::proto::{to_pb_event, to_pb_session};
+use crate::domain::Error;
+use crate::domain::session::{SessionFilter, SessionId, SessionStatus};
 
-/// The API's path prefix.
-pub const PREFIX: &str = "/console/api/";
 /// Largest request body: every body is a few small fields.
 const MAX_BODY: usize = 4 * 1024;
 /// Sessions a list answers with at most (the console shows the newest).
 const LIST_LIMIT: u64 = 200;
-/// A comment line sent on an idle event stream, so a vanished browser is
-/// noticed (its write fails) and proxies keep the stream open.
-const KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// An API answer: a status and a JSON body.
-type Answer = (StatusCode, Value);
+pub(super) type Answer = (StatusCode, Value);
 
-pub async fn serve<S>(console: &Console, mut stream: S, head: Head, early: Vec<u8>)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let route = head.path[PREFIX.len()..].trim_end_matches('/').to_owned();
-    let body = if head.method == "POST" {
-        match read_body(console, &mut stream, &head, early).await {
-            Ok(body) => body,
-            Err((status, message)) => {
-                let response = answer(status, json!({"error": message}));
-                return console.respond(stream, &response).await;
-            }
+/// The API's routes; every other method on them is 405, every other path
+/// under `/console/api/` 404, both with a JSON body.
+pub(super) fn routes() -> Router<Arc<Console>> {
+    let at = |path: &str| format!("/console/api/{path}");
+    Router::new()
+        .route(
+            &at("events"),
+            routing::get(events::stream).fallback(not_taken),
+        )
+        .route(&at("whoami"), routing::get(whoami).fallback(not_taken))
+        .route(
+            &at("sessions"),
+            routing::get(list_sessions).fallback(not_taken),
+        )
+        .route(
+            &at("sessions/{id}"),
+            routing::get(get_session).fallback(not_taken),
+        )
+        .route(
+            &at("sessions/{id}/release"),
+            post(release_session).fallback(not_taken),
+        )
+        .route(
+            &at("sessions/{id}/extend"),
+            post(extend_session).fallback(not_taken),
+        )
+        .route(
+            &at("sessions/{id}/live"),
+            post(live_link).fallback(not_taken),
+        )
+        .route(
+            &at("links/{id}/revoke"),
+            post(revoke_link).fallback(not_taken),
+        )
+        .route(&at("{*rest}"), any(no_route))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY))
+}
+
+/// An API call's caller, from its bearer key (none on an open server),
+/// and how to reach the node that runs a session as that caller.
+pub(super) struct Call {
+    pub(super) console: Arc<Console>,
+    pub(super) caller: Caller,
+    credentials: tonic::metadata::MetadataMap,
+}
+
+impl FromRequestParts<Arc<Console>> for Call {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        console: &Arc<Console>,
+    ) -> Result<Self, Response> {
+        // A 401 without `www-authenticate`: the page asks for a key.
+        let caller = console
+            .caller(&parts.headers)
+            .await
+            .map_err(|e| reply(refusal(e)))?;
+        Ok(Self {
+            console: console.clone(),
+            caller,
+            credentials: credentials(&parts.headers),
+        })
+    }
+}
+
+impl Call {
+    fn owner(&self) -> Owner<'_> {
+        Owner {
+            console: &self.console,
+            credentials: self.credentials.clone(),
         }
-    } else {
-        Vec::new()
-    };
-    let caller = match console.caller(&head).await {
-        Ok(caller) => caller,
-        Err(e) => {
-            // A 401 without `www-authenticate`: the page asks for a key.
-            let (status, body) = refusal(e);
-            return console.respond(stream, &answer(status, body)).await;
-        }
-    };
-    let parts: Vec<&str> = route.split('/').collect();
-    let owner = Owner {
-        console,
-        credentials: credentials(&head),
-    };
-    let outcome = match (head.method.as_str(), parts.as_slice()) {
-        ("GET", ["events"]) => return events(console, stream, &head, caller).await,
-        ("GET", ["whoami"]) => Ok((
-            StatusCode::OK,
-            json!({
-                "project": caller.project,
-                "admin": caller.admin,
-                "actor": caller.actor.recorded(None),
-            }),
-        )),
-        ("GET", ["sessions"]) => list(console, &caller, &head.query).await,
-        ("GET", ["sessions", id]) => get(&owner, &caller, id).await,
-        ("POST", ["sessions", id, "release"]) => release(&owner, &caller, id).await,
-        ("POST", ["sessions", id, "extend"]) => extend(&owner, &caller, id, &body).await,
-        ("POST", ["sessions", id, "live"]) => live(&owner, &caller, id, &body).await,
-        ("POST", ["links", id, "revoke"]) => revoke(console, &caller, id).await,
-        (_, ["events" | "whoami" | "sessions"])
-        | (_, ["sessions", _])
-        | (_, ["sessions", _, "release" | "extend" | "live"])
-        | (_, ["links", _, "revoke"]) => Ok((
-            StatusCode::METHOD_NOT_ALLOWED,
-            json!({"error": format!("{} is not taken here", relay_http_method(&head.method))}),
-        )),
-        _ => Ok((
-            StatusCode::NOT_FOUND,
-            json!({"error": "no such console API route"}),
-        )),
-    };
-    let (status, body) = outcome.unwrap_or_else(refusal);
-    console.respond(stream, &answer(status, body)).await;
+    }
 }
 
-fn relay_http_method(method: &str) -> String {
-    crate::domain::error::untrusted(method)
+async fn whoami(call: Call) -> Response {
+    let caller = &call.caller;
+    reply((
+        StatusCode::OK,
+        json!({
+            "project": caller.project,
+            "admin": caller.admin,
+            "actor": caller.actor.recorded(None),
+        }),
+    ))
 }
 
-fn answer(status: StatusCode, body: Value) -> Vec<u8> {
-    relay_http::console_response(status, "application/json", body.to_string().as_bytes())
+async fn list_sessions(call: Call, RawQuery(query): RawQuery) -> Response {
+    let query = query.unwrap_or_default();
+    done(list(&call.console, &call.caller, &query).await)
 }
 
-/// An engine error as the HTTP status of its gRPC code, and its message.
-fn refusal(error: Error) -> Answer {
-    status_answer(tonic::Status::from(error))
+async fn get_session(call: Call, Path(id): Path<String>) -> Response {
+    done(get(&call.owner(), &call.caller, &id).await)
 }
 
-/// A gRPC status (this node's, or the answer of the node that runs the
-/// session) as an HTTP status and the status's message.
-fn status_answer(status: tonic::Status) -> Answer {
-    let http = match status.code() {
-        tonic::Code::InvalidArgument | tonic::Code::OutOfRange => StatusCode::BAD_REQUEST,
-        tonic::Code::Unauthenticated => StatusCode::UNAUTHORIZED,
-        tonic::Code::PermissionDenied => StatusCode::FORBIDDEN,
-        tonic::Code::NotFound => StatusCode::NOT_FOUND,
-        tonic::Code::AlreadyExists | tonic::Code::Aborted => StatusCode::CONFLICT,
-        tonic::Code::FailedPrecondition => StatusCode::CONFLICT,
-        tonic::Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-        tonic::Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    (
-        http,
-        json!({"error": status.message(), "code": format!("{:?}", status.code())}),
-    )
+async fn release_session(call: Call, Path(id): Path<String>) -> Response {
+    done(release(&call.owner(), &call.caller, &id).await)
 }
 
-async fn read_body<S>(
-    console: &Console,
-    stream: &mut S,
-    head: &Head,
-    mut body: Vec<u8>,
-) -> Result<Vec<u8>, (StatusCode, String)>
-where
-    S: AsyncRead + Unpin,
-{
-    let length = head.content_length.unwrap_or(body.len());
-    if length > MAX_BODY || body.len() > MAX_BODY {
-        return Err((
+async fn extend_session(call: Call, Path(id): Path<String>, body: Body) -> Response {
+    match read_body(&call.console, body).await {
+        Ok(body) => done(extend(&call.owner(), &call.caller, &id, &body).await),
+        Err(refused) => refused,
+    }
+}
+
+async fn live_link(call: Call, Path(id): Path<String>, body: Body) -> Response {
+    match read_body(&call.console, body).await {
+        Ok(body) => done(live(&call.owner(), &call.caller, &id, &body).await),
+        Err(refused) => refused,
+    }
+}
+
+async fn revoke_link(call: Call, Path(id): Path<String>) -> Response {
+    done(revoke(&call.console, &call.caller, &id).await)
+}
+
+async fn not_taken(method: Method) -> Response {
+    let method = crate::domain::error::untrusted(method.as_str());
+    reply((
+        StatusCode::METHOD_NOT_ALLOWED,
+        json!({"error": format!("{method} is not taken here")}),
+    ))
+}
+
+async fn no_route() -> Response {
+    reply((
+        StatusCode::NOT_FOUND,
+        json!({"error": "no such console API route"}),
+    ))
+}
+
+pub(super) fn reply((status, body): Answer) -> Response {
+    crate::front::http::json(status, &body)
+}
+
+pub(super) fn done(outcome: Result<Answer, Error>) -> Response {
+    reply(outcome.unwrap_or_else(refusal))
+}
+
+/// A request body, whole, within the console's body timeout; its size is
+/// bounded by the router's limit layer.
+async fn read_body(console: &Console, body: Body) -> Result<Bytes, Response> {
+    let read = axum::body::to_bytes(body, usize::MAX);
+    match tokio::time::timeout(console.body_timeout, read).await {
+        Ok(Ok(body)) => Ok(body),
+        // The limit layer's error; any other is a client gone, which reads
+        // no answer.
+        Ok(Err(_)) => Err(reply((
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request bodies are at most {MAX_BODY} bytes"),
-        ));
-    }
-    let read = async {
-        let mut chunk = [0u8; 1024];
-        while body.len() < length {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => body.extend_from_slice(&chunk[..n]),
-            }
-        }
-    };
-    if tokio::time::timeout(console.body_timeout, read)
-        .await
-        .is_err()
-        || body.len() < length
-    {
-        return Err((
+            json!({"error": format!("request bodies are at most {MAX_BODY} bytes")}),
+        ))),
+        Err(_) => Err(reply((
             StatusCode::REQUEST_TIMEOUT,
-            "the request body did not arrive in time".into(),
-        ));
+            json!({"error": "the request body did not arrive in time"}),
+        ))),
     }
-    body.truncate(length);
-    Ok(body)
 }
 
-fn session_id(id: &str) -> Result<SessionId, Error> {
+pub(super) fn session_id(id: &str) -> Result<SessionId, Error> {
     crate::wire::proto::session_id("session_id", id)
-}
-
-/// The query's value of `name`, percent-decoded.
-fn query_values<'a>(query: &'a str) -> impl Iterator<Item = (String, String)> + 'a {
-    query.split('&').filter_map(|pair| {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        Some((percent_decode(name)?, percent_decode(value)?))
-    })
-}
-
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 async fn list(console: &Console, caller: &Caller, query: &str) -> Result<Answer, Error> {
     let mut filter = SessionFilter::default();
-    for (name, value) in query_values(query) {
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
         if name == "status" {
             let status = SessionStatus::parse(&value).ok_or_else(|| {
                 Error::invalid(
@@ -226,7 +222,7 @@ async fn list(console: &Console, caller: &Caller, query: &str) -> Result<Answer,
             })?;
             filter.statuses.push(status);
         } else if let Some(key) = name.strip_prefix("metadata.") {
-            filter.metadata.insert(key.to_owned(), value);
+            filter.metadata.insert(key.to_owned(), value.into_owned());
         }
     }
     let (sessions, _) = console
@@ -412,144 +408,4 @@ async fn revoke(console: &Console, caller: &Caller, id: &str) -> Result<Answer, 
         StatusCode::OK,
         json!({"revokedAt": crate::wire::proto::timestamp(at).to_string()}),
     ))
-}
-
-/// WatchSessions as Server-Sent Events: each event is `id: <sequence>` and
-/// `data: <event JSON>`; an `event: end` with the reason closes a stream
-/// the server ends (a lag: reconnect with `after` = the last id).
-async fn events<S>(console: &Console, mut stream: S, head: &Head, caller: Caller)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let Ok(_permit) = console.event_streams.clone().try_acquire_owned() else {
-        let response = answer(
-            StatusCode::TOO_MANY_REQUESTS,
-            json!({"error": "too many console event streams are open: close one first"}),
-        );
-        return console.respond(stream, &response).await;
-    };
-    let mut filter = EventFilter::default();
-    let mut after = None;
-    let mut bad = None;
-    for (name, value) in query_values(&head.query) {
-        match name.as_str() {
-            "after" => match value.parse::<u64>() {
-                Ok(n) => after = Some(n),
-                Err(_) => bad = Some(Error::invalid("after", "a sequence number")),
-            },
-            "session" => match session_id(&value) {
-                Ok(id) => filter.session_ids.push(id),
-                Err(e) => bad = Some(e),
-            },
-            _ => {}
-        }
-    }
-    let watched = match bad {
-        Some(e) => Err(e),
-        None => console.engine.watch(&caller, filter, "", after).await,
-    };
-    let mut events = match watched {
-        Ok(events) => events,
-        Err(e) => {
-            let (status, body) = refusal(e);
-            return console.respond(stream, &answer(status, body)).await;
-        }
-    };
-    let start = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-store\r\nconnection: close\r\n{}\r\n",
-        relay_http::CONSOLE_HEADERS
-    );
-    if stream.write_all(start.as_bytes()).await.is_err() {
-        return;
-    }
-    loop {
-        let next = tokio::select! {
-            next = tokio::time::timeout(KEEPALIVE, events.next()) => next,
-            () = console.stop.cancelled() => Ok(None),
-        };
-        let chunk = match next {
-            Ok(Some(Ok(event))) => format!(
-                "id: {}\ndata: {}\n\n",
-                event.sequence,
-                event_json(&to_pb_event(&event))
-            ),
-            Ok(Some(Err(end))) => format!(
-                "event: end\ndata: {}\n\n",
-                json!({"error": end.to_string()})
-            ),
-            Ok(None) => return,
-            Err(_) => ": keepalive\n\n".to_owned(),
-        };
-        let ended = chunk.starts_with("event: end");
-        if stream.write_all(chunk.as_bytes()).await.is_err()
-            || stream.flush().await.is_err()
-            || ended
-        {
-            return;
-        }
-    }
-}
-
-/// A refusal as answered to the page: this node's, or another node's.
-struct Answered(Answer);
-
-impl From<Error> for Answered {
-    fn from(error: Error) -> Self {
-        Self(refusal(error))
-    }
-}
-
-/// How the console reaches the node that runs a session: the caller's own
-/// key, as the gRPC API forwards it (see [`crate::cluster`]).
-struct Owner<'a> {
-    console: &'a Console,
-    credentials: tonic::metadata::MetadataMap,
-}
-
-impl Owner<'_> {
-    async fn forward<Req, Res, Fut>(
-        &self,
-        node: &str,
-        message: Req,
-        call: impl FnOnce(
-            crate::pb::session_service_client::SessionServiceClient<tonic::transport::Channel>,
-            tonic::Request<Req>,
-        ) -> Fut,
-    ) -> Result<Res, Answered>
-    where
-        Fut: std::future::Future<Output = Result<tonic::Response<Res>, tonic::Status>>,
-    {
-        let answered = self
-            .console
-            .peers
-            .call(node, &self.credentials, message, call)
-            .await;
-        answered
-            .map(tonic::Response::into_inner)
-            .map_err(|s| Answered(status_answer(s)))
-    }
-}
-
-/// The `authorization` the page sent, for a call forwarded as its caller.
-fn credentials(head: &Head) -> tonic::metadata::MetadataMap {
-    let mut metadata = tonic::metadata::MetadataMap::new();
-    if let Some(value) = head
-        .bearer
-        .as_ref()
-        .and_then(|key| format!("Bearer {key}").parse().ok())
-    {
-        metadata.insert("authorization", value);
-    }
-    metadata
-}
-
-/// A session another node answered with, as the page gets it.
-fn shown(answered: Result<Option<pb::Session>, Answered>) -> Result<Answer, Error> {
-    Ok(match answered {
-        Ok(session) => (
-            StatusCode::OK,
-            json!({"session": session_json(&session.unwrap_or_default())}),
-        ),
-        Err(refused) => refused.0,
-    })
 }

@@ -17,21 +17,22 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use axum::extract::{RawQuery, Request, State};
+use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
+use http::StatusCode;
 use serde_json::{Value, json};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 
+use super::input::{FromViewer, input};
 use super::screencast::Cast;
-use super::{Console, text};
+use super::{Console, ViewerSlot};
 use crate::browser::PageInfo;
-use crate::cdp_proxy::http::{self as relay_http, Head};
-use crate::domain::live_view::{LinkRefusal, LiveViewLink};
+use crate::front::http::{self as front_http, Socket, text};
 use crate::sessions::Route;
+use crate::domain::live_view::{LinkRefusal, LiveViewLink};
 
 /// The viewer socket's path.
 pub const SOCKET_PATH: &str = "/console/api/live";
@@ -39,76 +40,68 @@ pub const SOCKET_PATH: &str = "/console/api/live";
 const RECHECK: Duration = Duration::from_secs(1);
 /// Largest message a viewer may send: input is small.
 const MAX_VIEWER_MESSAGE: usize = 16 * 1024;
-/// Largest coordinate or delta taken, in CSS pixels.
-const MAX_COORDINATE: f64 = 100_000.0;
-/// Longest `text` input, and longest key name.
-const MAX_TEXT_CHARS: usize = 1024;
-const MAX_KEY_CHARS: usize = 32;
 
 /// Upgrades a viewer's request, once its link checks out.
-pub async fn serve<S>(console: &Console, mut stream: S, head: Head, early: Vec<u8>)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let key = head
-        .query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("key="))
+pub(super) async fn serve(
+    State(console): State<Arc<Console>>,
+    RawQuery(query): RawQuery,
+    mut request: Request,
+) -> Response {
+    let key = query
         .unwrap_or_default()
-        .to_owned();
-    let refuse = |status, body: &str| text(status, body);
-    let response = if !head.upgrade || head.method != "GET" || head.ws_key.is_none() {
-        Some(refuse(
-            http::StatusCode::BAD_REQUEST,
-            "the live view is a WebSocket: open the live view link in a browser",
-        ))
-    } else if head.ws_version.as_deref() != Some("13") {
-        Some(relay_http::upgrade_required(
-            "this server speaks WebSocket version 13",
-        ))
-    } else {
-        None
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("key=").map(str::to_owned))
+        .unwrap_or_default();
+    let accept = match front_http::handshake(
+        &request,
+        "the live view is a WebSocket: open the live view link in a browser",
+    ) {
+        Ok(accept) => accept,
+        Err(refused) => return *refused,
     };
-    if let Some(response) = response {
-        return console.respond(stream, &response).await;
-    }
     let (link, route) = match console.engine.open_live_view(&key).await {
         Ok(opened) => opened,
         Err(refusal) => {
             let status = match refusal {
-                LinkRefusal::Unknown => http::StatusCode::NOT_FOUND,
+                LinkRefusal::Unknown => StatusCode::NOT_FOUND,
                 LinkRefusal::Expired | LinkRefusal::Revoked | LinkRefusal::Ended => {
-                    http::StatusCode::GONE
+                    StatusCode::GONE
                 }
-                LinkRefusal::Unavailable(_) => http::StatusCode::SERVICE_UNAVAILABLE,
+                LinkRefusal::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             };
-            return console
-                .respond(stream, &refuse(status, &refusal.to_string()))
-                .await;
+            return text(status, &refusal.to_string());
         }
     };
-    let Some(_slot) = console.viewer_slot(link.session_id) else {
+    let Some(slot) = console.viewer_slot(link.session_id) else {
         let body = format!(
             "this session has {} viewers, or the server its most: close one first",
             super::MAX_VIEWERS_PER_SESSION
         );
-        return console
-            .respond(stream, &refuse(http::StatusCode::TOO_MANY_REQUESTS, &body))
-            .await;
+        return text(StatusCode::TOO_MANY_REQUESTS, &body);
     };
-    let Some(ws_key) = head.ws_key.as_deref() else {
-        return;
-    };
-    let switched = relay_http::switching_protocols(ws_key);
-    match tokio::time::timeout(console.body_timeout, stream.write_all(&switched)).await {
-        Ok(Ok(())) => {}
-        _ => return,
-    }
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_VIEWER_MESSAGE))
         .max_frame_size(Some(MAX_VIEWER_MESSAGE));
-    let socket =
-        WebSocketStream::from_partially_read(stream, early, Role::Server, Some(config)).await;
+    let (response, socket) =
+        front_http::upgrade(&mut request, accept, config, console.body_timeout);
+    let tracker = console.tracker.clone();
+    tracker.spawn(async move {
+        if let Some(socket) = socket.await {
+            view(console, key, link, route, socket, slot).await;
+        }
+    });
+    response
+}
+
+/// Serves one viewer, its joining and leaving recorded.
+async fn view(
+    console: Arc<Console>,
+    key: String,
+    link: LiveViewLink,
+    route: Route,
+    socket: Socket,
+    _slot: ViewerSlot,
+) {
     let session = link.session_id;
     let actor = link.actor();
     if let Err(e) = console
@@ -119,7 +112,7 @@ where
         tracing::debug!(session.id = %session, error = %e, "cannot record a viewer joining");
     }
     let why = Viewer {
-        console,
+        console: &console,
         key,
         link,
         route,
@@ -138,13 +131,13 @@ where
     }
 }
 
-struct Viewer<'a, S> {
+struct Viewer<'a> {
     console: &'a Console,
     /// The link's key, checked again every [`RECHECK`].
     key: String,
     link: LiveViewLink,
     route: Route,
-    socket: WebSocketStream<S>,
+    socket: Socket,
     cast: Option<Arc<Cast>>,
     /// The shown cast's frames and end, as this viewer has seen them.
     frames: Option<tokio::sync::watch::Receiver<Option<Arc<str>>>>,
@@ -155,78 +148,7 @@ struct Viewer<'a, S> {
     pages: Vec<PageInfo>,
 }
 
-/// What a viewer sends.
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-enum FromViewer {
-    Mouse {
-        event: MouseEvent,
-        x: f64,
-        y: f64,
-        #[serde(default)]
-        button: Button,
-        #[serde(default)]
-        clicks: u8,
-        #[serde(default)]
-        modifiers: u8,
-    },
-    Wheel {
-        x: f64,
-        y: f64,
-        dx: f64,
-        dy: f64,
-        #[serde(default)]
-        modifiers: u8,
-    },
-    Key {
-        event: KeyEvent,
-        key: String,
-        #[serde(default)]
-        code: String,
-        #[serde(default)]
-        text: String,
-        #[serde(default)]
-        key_code: u16,
-        #[serde(default)]
-        modifiers: u8,
-    },
-    Text {
-        text: String,
-    },
-    Tab {
-        target: String,
-    },
-}
-
-#[derive(Deserialize, Clone, Copy)]
-#[serde(rename_all = "lowercase")]
-enum MouseEvent {
-    Move,
-    Down,
-    Up,
-}
-
-#[derive(Deserialize, Clone, Copy, Default)]
-#[serde(rename_all = "lowercase")]
-enum Button {
-    #[default]
-    None,
-    Left,
-    Middle,
-    Right,
-}
-
-#[derive(Deserialize, Clone, Copy)]
-#[serde(rename_all = "lowercase")]
-enum KeyEvent {
-    Down,
-    Up,
-}
-
-impl<S> Viewer<'_, S>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+impl Viewer<'_> {
     /// Serves the viewer until it leaves or its link stops working; says
     /// why it ended.
     async fn run(mut self) -> String {
@@ -420,115 +342,6 @@ where
     }
 }
 
-/// The CDP command for one input message, its fields checked.
-fn input(message: FromViewer) -> Result<(&'static str, Value), String> {
-    let point = |field: &str, value: f64| {
-        if value.is_finite() && (-MAX_COORDINATE..=MAX_COORDINATE).contains(&value) {
-            Ok(value)
-        } else {
-            Err(format!(
-                "{field}: must be a number within ±{MAX_COORDINATE}"
-            ))
-        }
-    };
-    let modifiers = |m: u8| {
-        if m <= 15 {
-            Ok(m)
-        } else {
-            Err("modifiers: a bit set of Alt=1, Ctrl=2, Meta=4, Shift=8".to_owned())
-        }
-    };
-    match message {
-        FromViewer::Mouse {
-            event,
-            x,
-            y,
-            button,
-            clicks,
-            modifiers: m,
-        } => {
-            let kind = match event {
-                MouseEvent::Move => "mouseMoved",
-                MouseEvent::Down => "mousePressed",
-                MouseEvent::Up => "mouseReleased",
-            };
-            let button = match button {
-                Button::None => "none",
-                Button::Left => "left",
-                Button::Middle => "middle",
-                Button::Right => "right",
-            };
-            if clicks > 3 {
-                return Err("clicks: 0 to 3".into());
-            }
-            Ok((
-                "Input.dispatchMouseEvent",
-                json!({
-                    "type": kind,
-                    "x": point("x", x)?,
-                    "y": point("y", y)?,
-                    "button": button,
-                    "clickCount": clicks,
-                    "modifiers": modifiers(m)?,
-                }),
-            ))
-        }
-        FromViewer::Wheel {
-            x,
-            y,
-            dx,
-            dy,
-            modifiers: m,
-        } => Ok((
-            "Input.dispatchMouseEvent",
-            json!({
-                "type": "mouseWheel",
-                "x": point("x", x)?,
-                "y": point("y", y)?,
-                "deltaX": point("dx", dx)?,
-                "deltaY": point("dy", dy)?,
-                "modifiers": modifiers(m)?,
-            }),
-        )),
-        FromViewer::Key {
-            event,
-            key,
-            code,
-            text,
-            key_code,
-            modifiers: m,
-        } => {
-            for (field, value) in [("key", &key), ("code", &code), ("text", &text)] {
-                if value.chars().count() > MAX_KEY_CHARS {
-                    return Err(format!("{field}: at most {MAX_KEY_CHARS} characters"));
-                }
-            }
-            let mut params = json!({
-                "type": match event {
-                    KeyEvent::Down if !text.is_empty() => "keyDown",
-                    KeyEvent::Down => "rawKeyDown",
-                    KeyEvent::Up => "keyUp",
-                },
-                "key": key,
-                "code": code,
-                "windowsVirtualKeyCode": key_code,
-                "modifiers": modifiers(m)?,
-            });
-            if !text.is_empty() {
-                params["text"] = json!(text);
-            }
-            Ok(("Input.dispatchKeyEvent", params))
-        }
-        FromViewer::Text { text } => {
-            if text.chars().count() > MAX_TEXT_CHARS {
-                return Err(format!("text: at most {MAX_TEXT_CHARS} characters"));
-            }
-            Ok(("Input.insertText", json!({"text": text})))
-        }
-        FromViewer::Tab { .. } => Err("not input".into()),
-    }
-}
-
 /// Resolves with `true` when a new frame is there; pends without a cast.
 async fn changed(frames: &mut Option<tokio::sync::watch::Receiver<Option<Arc<str>>>>) -> bool {
     match frames {
@@ -555,38 +368,5 @@ async fn cast_ended(ended: &mut Option<tokio::sync::watch::Receiver<Option<Strin
     match why {
         Ok(why) => why,
         Err(_) => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parsed(text: &str) -> Result<(&'static str, Value), String> {
-        input(serde_json::from_str(text).map_err(|e| e.to_string())?)
-    }
-
-    #[test]
-    fn input_is_checked_and_built_from_typed_fields() {
-        let (method, params) =
-            parsed(r#"{"type":"mouse","event":"down","x":10,"y":20,"button":"left","clicks":1}"#)
-                .unwrap();
-        assert_eq!(method, "Input.dispatchMouseEvent");
-        assert_eq!(params["type"], "mousePressed");
-        assert_eq!(params["button"], "left");
-        // Fields a viewer adds are refused, not forwarded.
-        assert!(parsed(r#"{"type":"text","text":"a","sessionId":"X"}"#).is_err());
-        assert!(parsed(r#"{"type":"mouse","event":"down","x":1e300,"y":0}"#).is_err());
-        assert!(parsed(r#"{"type":"mouse","event":"down","x":0,"y":0,"modifiers":99}"#).is_err());
-        assert!(
-            parsed(&format!(
-                r#"{{"type":"text","text":"{}"}}"#,
-                "a".repeat(2000)
-            ))
-            .is_err()
-        );
-        let (_, key) = parsed(r#"{"type":"key","event":"down","key":"a","text":"a"}"#).unwrap();
-        assert_eq!(key["type"], "keyDown");
-        assert_eq!(key["text"], "a");
     }
 }

@@ -1,5 +1,6 @@
-//! browserd's web console and live view, served on the CDP relay's
-//! listener under `/console` (over TLS when the relay has a certificate):
+//! browserd's web console and live view, an axum router the front door
+//! ([`crate::front`]) serves under `/console` on the relay's listener (over
+//! TLS when the relay has a certificate):
 //! static pages embedded in the binary (no CDN, no build step), a small
 //! JSON API under `/console/api/` ([`api`]), the event stream as
 //! Server-Sent Events, and the live view WebSocket ([`live`]) over
@@ -11,30 +12,38 @@
 //! every read and action is the engine's own method, with its scoping
 //! (another project's session is 404). The live view is opened with a
 //! live view link's key instead ([`Engine::open_live_view`]), which
-//! carries no API key. This module holds no business logic: it parses
-//! HTTP, bounds it, and converts to and from JSON.
+//! carries no API key. This module holds no business logic: it routes,
+//! bounds requests, and converts to and from JSON.
 //!
-//! Every request is one connection (`connection: close`), under the
-//! relay's connection caps; bodies, event streams and viewers have caps
-//! of their own here.
+//! Every request is one connection, under the front door's connection
+//! cap; bodies, event streams and viewers have caps of their own here.
 
 pub mod api;
+mod events;
+mod forward;
+mod input;
 pub mod live;
 pub mod screencast;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Extension, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
 use http::StatusCode;
-use tokio::io::{AsyncRead, AsyncWrite};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::access::Access;
-use crate::cdp_proxy::http::{self as relay_http, Head};
 use crate::domain::access::Caller;
 use crate::domain::live_view::host_name;
+use crate::front::http::{Client, bearer, text};
 use crate::sessions::Engine;
 use screencast::Screencasts;
 
@@ -76,11 +85,6 @@ impl std::fmt::Debug for Console {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Console").finish_non_exhaustive()
     }
-}
-
-/// Whether the relay hands a request for `path` to the console.
-pub fn is_console_path(path: &str) -> bool {
-    path == PREFIX || path.starts_with("/console/")
 }
 
 /// The embedded static files: path, content type, body.
@@ -142,47 +146,35 @@ impl Console {
         })
     }
 
-    /// Answers one request whose head the relay has read, from `peer` on
-    /// the relay's address `local`.
-    pub async fn serve<S>(
-        &self,
-        stream: S,
-        head: Head,
-        early: Vec<u8>,
-        peer: SocketAddr,
-        local: SocketAddr,
-    ) where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        tracing::debug!(%peer, method = %head.method, "console request");
-        let admitted = match self.admits(&head, local) {
-            Ok(()) => self.admits_keyless(&head, peer, local).await,
-            refused => refused.map_err(|why| (StatusCode::FORBIDDEN, why)),
-        };
-        if let Err((status, why)) = admitted {
-            tracing::info!(%peer, why, "console request refused");
-            return self.respond(stream, &text(status, why)).await;
+    /// The console's routes, each behind [`Console::admits`] and
+    /// [`Console::admits_keyless`], each answer with [`SECURITY_HEADERS`].
+    pub fn router(self: &Arc<Self>) -> Router {
+        let mut router = api::routes().route(live::SOCKET_PATH, get(live::serve));
+        for (path, content_type, body) in ASSETS {
+            let page = move || async move {
+                let mut response = Response::new(Body::from(*body));
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+                response
+            };
+            let other = || async {
+                text(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "the console's pages take GET",
+                )
+            };
+            router = router.route(path, get(page).fallback(other));
         }
-        if head.path == live::SOCKET_PATH {
-            return live::serve(self, stream, head, early).await;
-        }
-        if head.path.starts_with(api::PREFIX) {
-            return api::serve(self, stream, head, early).await;
-        }
-        let response = match ASSETS.iter().find(|(path, _, _)| *path == head.path) {
-            Some(_) if head.method != "GET" => text(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "the console's pages take GET",
-            ),
-            Some((_, content_type, body)) => {
-                relay_http::console_response(StatusCode::OK, content_type, body)
-            }
-            None => text(
-                StatusCode::NOT_FOUND,
-                "no such console page: open /console for the console, or a live view link",
-            ),
-        };
-        self.respond(stream, &response).await;
+        router
+            .fallback(|| async {
+                text(
+                    StatusCode::NOT_FOUND,
+                    "no such console page: open /console for the console, or a live view link",
+                )
+            })
+            .layer(middleware::from_fn_with_state(self.clone(), admit))
+            .with_state(self.clone())
     }
 
     /// Refuses what a web page of another site can make a visitor's
@@ -197,11 +189,13 @@ impl Console {
     ///
     /// An address in `Host` must be the one the request came to (`local`):
     /// any other names no listener of this console.
-    fn admits(&self, head: &Head, local: SocketAddr) -> Result<(), &'static str> {
-        let host = head
-            .host
-            .as_deref()
-            .ok_or("the console needs a Host header")?;
+    fn admits(&self, headers: &HeaderMap, local: SocketAddr) -> Result<(), &'static str> {
+        let header = |name| {
+            headers
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+        };
+        let host = header(header::HOST).ok_or("the console needs a Host header")?;
         let name = host_name(host);
         let public = self.engine.public_host();
         let is_public = public.is_some_and(|public| name.eq_ignore_ascii_case(&public));
@@ -214,7 +208,7 @@ impl Console {
                 "the console answers only at the address it was reached on, localhost, or the host of --cdp-public-url",
             );
         }
-        if let Some(origin) = &head.origin {
+        if let Some(origin) = header(header::ORIGIN) {
             let authority = origin.split_once("://").map_or("", |(_, rest)| rest);
             if !authority.eq_ignore_ascii_case(host) {
                 return Err("a page of another origin may not call the console");
@@ -232,11 +226,11 @@ impl Console {
     /// loopback only, wherever its listeners are bound.
     async fn admits_keyless(
         &self,
-        head: &Head,
+        headers: &HeaderMap,
         peer: SocketAddr,
         local: SocketAddr,
     ) -> Result<(), (StatusCode, &'static str)> {
-        if head.bearer.is_some() {
+        if bearer(headers).is_some() {
             return Ok(());
         }
         if self.sockets.may_be_a_browser(peer, local).await {
@@ -256,26 +250,19 @@ impl Console {
 
     /// The caller of a console request: its bearer key, or none on an
     /// open server, exactly as for gRPC.
-    async fn caller(&self, head: &Head) -> crate::domain::Result<Caller> {
-        let header = head.bearer.as_ref().map(|key| format!("Bearer {key}"));
+    async fn caller(&self, headers: &HeaderMap) -> crate::domain::Result<Caller> {
+        let header = bearer(headers).map(|key| format!("Bearer {key}"));
         self.access
             .caller(header.as_deref().map(str::as_bytes))
             .await
     }
 
-    async fn respond<S>(&self, stream: S, response: &[u8])
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        relay_http::respond_and_close(stream, response, self.body_timeout, &self.stop).await;
-    }
-
     /// Counts a viewer of `session` in; `None` when the session has its
     /// [`MAX_VIEWERS_PER_SESSION`] or the console its [`MAX_VIEWERS`].
     fn viewer_slot(
-        self: &Console,
+        self: &Arc<Console>,
         session: crate::domain::session::SessionId,
-    ) -> Option<ViewerSlot<'_>> {
+    ) -> Option<ViewerSlot> {
         let permit = self.viewers.clone().try_acquire_owned().ok()?;
         let mut counts = self.per_session.lock().expect("viewer counts poisoned");
         let count = counts.entry(session).or_default();
@@ -284,7 +271,7 @@ impl Console {
         }
         *count += 1;
         Some(ViewerSlot {
-            console: self,
+            console: self.clone(),
             session,
             _permit: permit,
         })
@@ -292,13 +279,13 @@ impl Console {
 }
 
 /// A viewer's place, given back when it is dropped.
-struct ViewerSlot<'a> {
-    console: &'a Console,
+struct ViewerSlot {
+    console: Arc<Console>,
     session: crate::domain::session::SessionId,
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
-impl Drop for ViewerSlot<'_> {
+impl Drop for ViewerSlot {
     fn drop(&mut self) {
         let mut counts = self
             .console
@@ -314,10 +301,45 @@ impl Drop for ViewerSlot<'_> {
     }
 }
 
-fn text(status: StatusCode, body: &str) -> Vec<u8> {
-    relay_http::console_response(
-        status,
-        "text/plain; charset=utf-8",
-        format!("{body}\n").as_bytes(),
-    )
+/// Refuses what [`Console::admits`] and [`Console::admits_keyless`]
+/// refuse, and locks every answer down.
+async fn admit(
+    State(console): State<Arc<Console>>,
+    Extension(client): Extension<Client>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Client { peer, local } = client;
+    tracing::debug!(%peer, method = %request.method(), "console request");
+    let headers = request.headers();
+    let admitted = match console.admits(headers, local) {
+        Ok(()) => console.admits_keyless(headers, peer, local).await,
+        refused => refused.map_err(|why| (StatusCode::FORBIDDEN, why)),
+    };
+    let mut response = match admitted {
+        Ok(()) => next.run(request).await,
+        Err((status, why)) => {
+            tracing::info!(%peer, why, "console request refused");
+            text(status, why)
+        }
+    };
+    let headers = response.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
 }
+
+/// The console's pages load only their own scripts and styles, images
+/// only from themselves or `data:` (the screencast's frames), connect only
+/// back to browserd, and may not be framed: a page that shows a live
+/// browser and takes input must not be overlaid by another site.
+const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    ),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+];

@@ -1,27 +1,22 @@
-//! What bounds the relay's use of descriptors and log: connection caps (in
-//! total and per session) and the accept loop's backoff.
+//! What bounds the listener's use of descriptors and log: the total
+//! connection cap and the accept loop's backoff (the relay caps each
+//! session's connections itself).
 //!
-//! Every relay client is untrusted, and each one holds at least one
-//! descriptor (two once relayed): without these, idle connections exhaust
-//! the process's descriptors and sessions can no longer start browsers.
+//! Every client is untrusted, and each one holds at least one descriptor
+//! (two once relayed): without these, idle connections exhaust the
+//! process's descriptors and sessions can no longer start browsers.
 
-use std::collections::HashMap;
 use std::io;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::domain::session::SessionId;
-
-/// Counts the relay's open connections against its caps.
+/// Counts the listener's open connections against the total cap.
 #[derive(Debug)]
 pub struct Connections {
     /// Accepted connections not yet closed, handshakes included.
     open: AtomicUsize,
     max: usize,
-    /// Connections past the handshake, per session.
-    per_session: Mutex<HashMap<SessionId, usize>>,
-    max_per_session: usize,
 }
 
 /// One accepted connection, counted until dropped.
@@ -30,20 +25,11 @@ pub struct Slot {
     connections: Arc<Connections>,
 }
 
-/// One connection to a session, counted until dropped.
-#[derive(Debug)]
-pub struct SessionSlot {
-    connections: Arc<Connections>,
-    id: SessionId,
-}
-
 impl Connections {
-    pub fn new(max: usize, max_per_session: usize) -> Arc<Self> {
+    pub fn new(max: usize) -> Arc<Self> {
         Arc::new(Self {
             open: AtomicUsize::new(0),
             max,
-            per_session: Mutex::new(HashMap::new()),
-            max_per_session,
         })
     }
 
@@ -59,48 +45,14 @@ impl Connections {
             })
     }
 
-    /// A slot on session `id`, or `None` at the per-session cap.
-    pub fn join(self: &Arc<Self>, id: SessionId) -> Option<SessionSlot> {
-        let mut per_session = self.per_session.lock().expect("relay caps lock poisoned");
-        let count = per_session.entry(id).or_insert(0);
-        if *count >= self.max_per_session {
-            return None;
-        }
-        *count += 1;
-        Some(SessionSlot {
-            connections: self.clone(),
-            id,
-        })
-    }
-
     pub fn max(&self) -> usize {
         self.max
-    }
-
-    pub fn max_per_session(&self) -> usize {
-        self.max_per_session
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         self.connections.open.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl Drop for SessionSlot {
-    fn drop(&mut self) {
-        let mut per_session = self
-            .connections
-            .per_session
-            .lock()
-            .expect("relay caps lock poisoned");
-        if let Some(count) = per_session.get_mut(&self.id) {
-            *count -= 1;
-            if *count == 0 {
-                per_session.remove(&self.id);
-            }
-        }
     }
 }
 
@@ -231,7 +183,7 @@ mod tests {
 
     #[test]
     fn the_total_cap_counts_open_connections() {
-        let connections = Connections::new(2, 2);
+        let connections = Connections::new(2);
         let a = connections.open().expect("first");
         let _b = connections.open().expect("second");
         assert!(connections.open().is_none(), "the cap is 2");
@@ -240,18 +192,6 @@ mod tests {
             connections.open().is_some(),
             "a closed connection frees a slot"
         );
-    }
-
-    #[test]
-    fn the_per_session_cap_counts_each_session_apart() {
-        let connections = Connections::new(10, 1);
-        let (one, two) = (SessionId::new(), SessionId::new());
-        let a = connections.join(one).expect("first on one");
-        assert!(connections.join(one).is_none(), "one is full");
-        let _b = connections.join(two).expect("two has its own count");
-        drop(a);
-        assert!(connections.join(one).is_some());
-        assert!(connections.per_session.lock().unwrap().len() <= 2);
     }
 
     #[test]

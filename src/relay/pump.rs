@@ -7,7 +7,6 @@
 use std::borrow::Cow;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -15,21 +14,16 @@ use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 
 use super::files::Files;
 use super::policy::{self, Verdict};
-use super::{ClientStream, READ_CHUNK, Relay};
+use super::{READ_CHUNK, Relay};
 use crate::browser::pipe::{Delivery, Refusal};
-use crate::domain::session::{Actor, EndReason, SessionId};
+use crate::front::http::Socket;
 use crate::sessions::Route;
+use crate::domain::session::{Actor, EndReason, SessionId};
 
 impl Relay {
     /// Relays messages both ways until either side closes or the session
     /// ends.
-    pub(super) async fn pump(
-        &self,
-        client: WebSocketStream<ClientStream>,
-        id: SessionId,
-        route: Route,
-        mut files: Files,
-    ) {
+    pub(super) async fn pump(&self, client: Socket, id: SessionId, route: Route, mut files: Files) {
         let (mut client_tx, mut client_rx) = client.split();
         let mut browser = match route.browser.connect(self.config.handshake_timeout).await {
             Ok(browser) => browser,
