@@ -234,7 +234,7 @@ async fn create_offline(
         Database::DataDir(dir) => {
             // Made as `serve` makes it: this may be the first write there.
             let dir = std::path::absolute(&dir)
-                .and_then(|abs| crate::private_dir(&abs).map(|()| abs))
+                .and_then(|abs| crate::server::private_dir(&abs).map(|()| abs))
                 .map_err(|source| crate::StartError::DataDir { dir, source })?;
             crate::config::default_database_url(&dir)
         }
@@ -242,7 +242,7 @@ async fn create_offline(
     let store = Store::connect(&url)
         .await
         .map_err(crate::StartError::from)?;
-    crate::private_database(&url)?;
+    crate::server::private_database(&url)?;
     match access::create_project(&store, &project, 0).await {
         Ok(_) => eprintln!("created project {project}"),
         Err(Error::AlreadyExists { .. }) => {}

@@ -31,12 +31,12 @@ use tower_http::limit::RequestBodyLimitLayer;
 
 use super::forward::{Answered, Owner, credentials, refusal, shown};
 use super::{Console, events};
-use crate::domain::access::Caller;
-use crate::wire::proto::to_pb_session;
-use crate::wire::json::session_json;
-use crate::pb;
 use crate::domain::Error;
+use crate::domain::access::Caller;
 use crate::domain::session::{SessionFilter, SessionId, SessionStatus};
+use crate::pb;
+use crate::wire::json::session_json;
+use crate::wire::proto::to_pb_session;
 
 /// Largest request body: every body is a few small fields.
 const MAX_BODY: usize = 4 * 1024;

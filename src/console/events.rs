@@ -14,10 +14,10 @@ use serde_json::json;
 use tokio_stream::StreamExt;
 
 use super::api::{Call, done, reply, session_id};
-use crate::wire::proto::to_pb_event;
-use crate::wire::json::event_json;
 use crate::domain::Error;
 use crate::domain::session::EventFilter;
+use crate::wire::json::event_json;
+use crate::wire::proto::to_pb_event;
 
 /// A comment line sent on an idle event stream, so a vanished browser is
 /// noticed (its write fails) and proxies keep the stream open.

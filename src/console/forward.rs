@@ -8,10 +8,10 @@ use serde_json::json;
 
 use super::Console;
 use super::api::Answer;
-use crate::wire::json::session_json;
+use crate::domain::Error;
 use crate::front::http::bearer;
 use crate::pb;
-use crate::domain::Error;
+use crate::wire::json::session_json;
 
 /// An engine error as the HTTP status of its gRPC code, and its message.
 pub(super) fn refusal(error: Error) -> Answer {

@@ -30,9 +30,9 @@ use super::input::{FromViewer, input};
 use super::screencast::Cast;
 use super::{Console, ViewerSlot};
 use crate::browser::PageInfo;
+use crate::domain::live_view::{LinkRefusal, LiveViewLink};
 use crate::front::http::{self as front_http, Socket, text};
 use crate::sessions::Route;
-use crate::domain::live_view::{LinkRefusal, LiveViewLink};
 
 /// The viewer socket's path.
 pub const SOCKET_PATH: &str = "/console/api/live";

@@ -41,8 +41,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::front::http::{self as front_http, Client, Refusal, text};
 use crate::domain::session::SessionId;
+use crate::front::http::{self as front_http, Client, Refusal, text};
 use crate::sessions::{Engine, Route};
 use files::Files;
 use limits::Sessions;

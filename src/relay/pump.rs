@@ -16,9 +16,9 @@ use super::files::Files;
 use super::policy::{self, Verdict};
 use super::{READ_CHUNK, Relay};
 use crate::browser::pipe::{Delivery, Refusal};
+use crate::domain::session::{Actor, EndReason, SessionId};
 use crate::front::http::Socket;
 use crate::sessions::Route;
-use crate::domain::session::{Actor, EndReason, SessionId};
 
 impl Relay {
     /// Relays messages both ways until either side closes or the session

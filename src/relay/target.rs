@@ -4,8 +4,8 @@
 
 use http::Request;
 
-use crate::front::http::bearer;
 use crate::domain::session::SessionId;
+use crate::front::http::bearer;
 
 /// The path of a session's relay URL, followed by its id.
 pub const PATH_PREFIX: &str = "/devtools/browser/";
