@@ -85,7 +85,7 @@
 //! telemetry, the listeners and the signals.
 
 pub mod access;
-pub mod api;
+pub(crate) mod api;
 pub mod browser;
 pub mod cli;
 pub mod cluster;
@@ -93,18 +93,18 @@ pub mod config;
 pub mod console;
 pub mod contexts;
 pub mod domain;
-pub mod events;
+pub(crate) mod events;
 pub mod front;
 #[cfg(feature = "test-support")]
 pub mod harness;
-pub mod node_lock;
-pub mod relay;
+pub(crate) mod node_lock;
+pub(crate) mod relay;
 pub mod secret;
 mod server;
-pub mod sessions;
+pub(crate) mod sessions;
 pub mod store;
 pub mod telemetry;
-pub mod tls;
+pub(crate) mod tls;
 mod wire;
 
 /// Generated protobuf and gRPC code for `browserd.v1`.

@@ -33,7 +33,6 @@ use crate::wire::proto::{
 pub use admin::AdminServiceHandler;
 pub use contexts::ContextServiceHandler;
 use status::watch_end;
-pub use status::{ERROR_DOMAIN, SESSION_RESOURCE};
 
 pub struct SessionServiceHandler {
     engine: Engine,
