@@ -20,20 +20,20 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequestParts, Path, RawQuery};
+use axum::extract::{Path, RawQuery};
 use axum::response::Response;
 use axum::routing::{self, any, post};
-use http::request::Parts;
 use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tower_http::limit::RequestBodyLimitLayer;
 
-use super::forward::{Answered, Owner, credentials, refusal, shown};
+use super::call::{Call, done, reply, session_id};
+use super::forward::{Answer, Answered, Owner, shown};
 use super::{Console, events};
 use crate::domain::Error;
 use crate::domain::access::Caller;
-use crate::domain::session::{SessionFilter, SessionId, SessionStatus};
+use crate::domain::session::{SessionFilter, SessionStatus};
 use crate::pb;
 use crate::wire::json::session_json;
 use crate::wire::proto::to_pb_session;
@@ -42,9 +42,6 @@ use crate::wire::proto::to_pb_session;
 const MAX_BODY: usize = 4 * 1024;
 /// Sessions a list answers with at most (the console shows the newest).
 const LIST_LIMIT: u64 = 200;
-
-/// An API answer: a status and a JSON body.
-pub(super) type Answer = (StatusCode, Value);
 
 /// The API's routes; every other method on them is 405, every other path
 /// under `/console/api/` 404, both with a JSON body.
@@ -82,43 +79,6 @@ pub(super) fn routes() -> Router<Arc<Console>> {
         )
         .route(&at("{*rest}"), any(no_route))
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
-}
-
-/// An API call's caller, from its bearer key (none on an open server),
-/// and how to reach the node that runs a session as that caller.
-pub(super) struct Call {
-    pub(super) console: Arc<Console>,
-    pub(super) caller: Caller,
-    credentials: tonic::metadata::MetadataMap,
-}
-
-impl FromRequestParts<Arc<Console>> for Call {
-    type Rejection = Response;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        console: &Arc<Console>,
-    ) -> Result<Self, Response> {
-        // A 401 without `www-authenticate`: the page asks for a key.
-        let caller = console
-            .caller(&parts.headers)
-            .await
-            .map_err(|e| reply(refusal(e)))?;
-        Ok(Self {
-            console: console.clone(),
-            caller,
-            credentials: credentials(&parts.headers),
-        })
-    }
-}
-
-impl Call {
-    fn owner(&self) -> Owner<'_> {
-        Owner {
-            console: &self.console,
-            credentials: self.credentials.clone(),
-        }
-    }
 }
 
 async fn whoami(call: Call) -> Response {
@@ -179,14 +139,6 @@ async fn no_route() -> Response {
     ))
 }
 
-pub(super) fn reply((status, body): Answer) -> Response {
-    crate::front::http::json(status, &body)
-}
-
-pub(super) fn done(outcome: Result<Answer, Error>) -> Response {
-    reply(outcome.unwrap_or_else(refusal))
-}
-
 /// A request body, whole, within the console's body timeout; its size is
 /// bounded by the router's limit layer.
 async fn read_body(console: &Console, body: Body) -> Result<Bytes, Response> {
@@ -204,10 +156,6 @@ async fn read_body(console: &Console, body: Body) -> Result<Bytes, Response> {
             json!({"error": "the request body did not arrive in time"}),
         ))),
     }
-}
-
-pub(super) fn session_id(id: &str) -> Result<SessionId, Error> {
-    crate::wire::proto::session_id("session_id", id)
 }
 
 async fn list(console: &Console, caller: &Caller, query: &str) -> Result<Answer, Error> {

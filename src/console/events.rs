@@ -13,7 +13,7 @@ use http::header::{self, HeaderValue};
 use serde_json::json;
 use tokio_stream::StreamExt;
 
-use super::api::{Call, done, reply, session_id};
+use super::call::{Call, done, reply, session_id};
 use crate::domain::Error;
 use crate::domain::session::EventFilter;
 use crate::wire::json::event_json;

@@ -7,11 +7,13 @@ use http::header::HeaderMap;
 use serde_json::json;
 
 use super::Console;
-use super::api::Answer;
 use crate::domain::Error;
 use crate::front::http::bearer;
 use crate::pb;
 use crate::wire::json::session_json;
+
+/// An API answer: a status and a JSON body.
+pub(super) type Answer = (StatusCode, serde_json::Value);
 
 /// An engine error as the HTTP status of its gRPC code, and its message.
 pub(super) fn refusal(error: Error) -> Answer {

@@ -19,6 +19,7 @@
 //! cap; bodies, event streams and viewers have caps of their own here.
 
 pub mod api;
+mod call;
 mod events;
 mod forward;
 mod input;
