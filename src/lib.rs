@@ -28,12 +28,10 @@
 //!
 //! Services:
 //! - [`sessions`]: the lifecycle engine, the only writer of session status,
-//!   one file per question: `engine` (state, locks, the commit path),
-//!   `create`, `supervise` (timeouts, crashes, inactivity, extend),
-//!   `ending` (release, release-all, shutdown, restart reconciliation),
-//!   `contexts` (restoring a session's context, saving it back),
-//!   `queries`, `pool` (the warm pool and its refill), `routes` (the
-//!   relay's view), [`sessions::viewers`] (live view links).
+//!   one file per question (its module doc names them): creating,
+//!   supervising, ending, a node's place in a cluster, contexts, queries,
+//!   the warm pool, retention, the relay's routes, live view links, client
+//!   presence.
 //! - [`access`]: checking API keys, and managing projects and keys.
 //! - [`contexts`]: persistent contexts: ContextService's logic, and a
 //!   context's browser state as sealed bytes (compressed, encrypted at
