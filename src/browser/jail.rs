@@ -180,9 +180,15 @@ impl Jail {
         if !Path::new(SETPRIV).is_file() {
             return Err(JailError::NoSetpriv(SETPRIV));
         }
+        let ids = browser_ids()?;
+        tracing::info!(
+            first = ids.start,
+            last = ids.end - 1,
+            "browsers run under uids and gids of their own"
+        );
         let mut bwrap = Arc::new(Bwrap {
             program,
-            ids: browser_ids()?,
+            ids,
             taken: Mutex::new(BTreeSet::new()),
             sandbox: false,
         });
