@@ -361,7 +361,7 @@ async fn a_client_reads_no_file_outside_its_browser(backend: Backend) {
 
 /// Downloads `name` (a `data:` URL, as `<a download>` would) in a page of
 /// a new browser context of `client` whose downloads go to `dir`.
-async fn download_into(client: &CdpClient, dir: &Path, name: &str) {
+pub(crate) async fn download_into(client: &CdpClient, dir: &Path, name: &str) {
     let context = client
         .call("Target.createBrowserContext", json!({}), EVENT_WAIT)
         .await

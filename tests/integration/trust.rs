@@ -20,7 +20,7 @@ use browserd::pb::session_service_client::SessionServiceClient;
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
-use crate::isolation::{Read, blank_page, evaluate, read_file};
+use crate::isolation::{Read, blank_page, download_into, evaluate, read_file};
 use crate::on_both_backends;
 use crate::support::*;
 
@@ -560,6 +560,21 @@ async fn unprivileged_browserd_keeps_path_trust_for_its_own_user(backend: Backen
     .expect("connect as browserd's user");
     let seen = read_file(&client, Read::FileInput, &upload).await;
     assert_eq!(seen, "the own user's upload");
+    // And its downloads land where it asked (Playwright's `save_as`).
+    let downloads = served
+        .data_dir
+        .parent()
+        .expect("the test's dir")
+        .join("downloads");
+    std::fs::create_dir(&downloads).expect("a downloads directory");
+    std::os::unix::fs::chown(&downloads, Some(served.uid), None).expect("chown");
+    download_into(&client, &downloads, "saved.txt").await;
+    let saved = downloads.join("saved.txt");
+    eventually(
+        "the download copied out to the client's directory",
+        async || std::fs::read_to_string(&saved).ok() == Some("written by session A".to_owned()),
+    )
+    .await;
 
     let profiles = served.data_dir.join("profiles");
     let owner = |id: &str| {
