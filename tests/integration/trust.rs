@@ -290,11 +290,7 @@ async fn page_uploads(client: &CdpClient, page: &str, connect_url: &str, path: &
         url = json!(connect_url),
         path = json!(path),
     );
-    evaluate(client, page, &script)
-        .await
-        .as_str()
-        .unwrap_or("no answer")
-        .to_owned()
+    evaluate_text(client, page, &script).await
 }
 
 /// The page's own relay connection points downloads at `dir` and
@@ -323,7 +319,12 @@ async fn page_downloads(
         dir = json!(dir),
         name = json!(name),
     );
-    evaluate(client, page, &script)
+    evaluate_text(client, page, &script).await
+}
+
+/// What a script in `page` answered, as text.
+async fn evaluate_text(client: &CdpClient, page: &str, script: &str) -> String {
+    evaluate(client, page, script)
         .await
         .as_str()
         .unwrap_or("no answer")
