@@ -30,7 +30,7 @@ on_both_backends!(
 );
 
 /// The relay's (and so the console's) `host:port`, from a connect_url.
-fn relay_addr(connect_url: &str) -> String {
+pub(crate) fn relay_addr(connect_url: &str) -> String {
     let rest = connect_url
         .strip_prefix("ws://")
         .expect("a ws:// connect_url");

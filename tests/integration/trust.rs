@@ -451,12 +451,7 @@ async fn a_page_cannot_use_the_console_of_an_open_server(backend: Backend) {
         let mut grpc = deployment.client();
         let a = live_session(&mut grpc).await;
         let b = live_session(&mut grpc).await;
-        let relay = a
-            .connect_url
-            .strip_prefix("ws://")
-            .and_then(|rest| rest.split('/').next())
-            .expect("the relay's address")
-            .to_owned();
+        let relay = crate::console::relay_addr(&a.connect_url);
         let client = foreign_cdp_client(&a.connect_url).await;
         let page = blank_page(&client, None).await;
         client
