@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::domain::egress::Rule;
+
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// gRPC address; port 0 picks a free port (the bound address is logged).
@@ -46,6 +48,28 @@ pub struct Config {
     /// bubblewrap binary for `--isolation jail`. Default: `bwrap` on PATH.
     #[arg(long, env = "BROWSERD_BWRAP_PATH")]
     pub bwrap_path: Option<PathBuf>,
+    /// Where browsers may connect. `public` (the default): each browser
+    /// runs in a network namespace of its own whose only way out is
+    /// browserd's egress proxy, which reaches public unicast addresses
+    /// only: never loopback, the private ranges, link-local (cloud
+    /// metadata), CGNAT, multicast or this host's own addresses, unless
+    /// --egress-allow names them. `open`: browsers share the host's
+    /// network, as any process of browserd's user does; logged as a
+    /// warning.
+    #[arg(long, env = "BROWSERD_EGRESS", value_enum, default_value_t = Egress::Public)]
+    pub egress: Egress,
+    /// A destination every session may reach although the policy refuses
+    /// it: an address (`127.0.0.1:3000`, `[::1]:8080`), a CIDR range
+    /// (`10.1.0.0/16`) or a domain and its subdomains (`intranet.example`),
+    /// each with an optional port. Repeatable; comma-separated in the
+    /// environment. browserd's own listeners stay closed to pages whatever
+    /// it says.
+    #[arg(long = "egress-allow", env = "BROWSERD_EGRESS_ALLOW", value_delimiter = ',', value_parser = parse_rule)]
+    pub egress_allow: Vec<Rule>,
+    /// A destination no session may reach, written as for --egress-allow;
+    /// it wins over --egress-allow.
+    #[arg(long = "egress-deny", env = "BROWSERD_EGRESS_DENY", value_delimiter = ',', value_parser = parse_rule)]
+    pub egress_deny: Vec<Rule>,
     /// Most sessions with a browser at once (each idle browser takes about
     /// 150-400 MiB).
     #[arg(long, env = "BROWSERD_MAX_SESSIONS", default_value_t = 16)]
@@ -165,6 +189,17 @@ pub struct Config {
 pub enum Auth {
     Keys,
     None,
+}
+
+/// `--egress`: see [`Config::egress`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Egress {
+    Public,
+    Open,
+}
+
+fn parse_rule(text: &str) -> Result<Rule, String> {
+    Rule::parse(text).map_err(|why| format!("{text:?} {why}"))
 }
 
 /// `--isolation`: see [`Config::isolation`].

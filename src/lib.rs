@@ -50,12 +50,16 @@
 //!   (`launch`, `handle` for a running one, `teardown`): the jail each
 //!   runs in ([`browser::jail`]), the CDP pipe to each, shared by
 //!   browserd and every relayed client ([`browser::pipe`]), the one reader
-//!   of the OS process table ([`browser::process_table`]), the local hop
-//!   that adds credentials for an authenticating proxy
-//!   (`browser::proxy_hop`), and a context's files and cookies in a
-//!   profile ([`browser::profile_state`]); plus a minimal WebSocket CDP
+//!   of the OS process table ([`browser::process_table`]), each
+//!   browser's network namespace (`browser::netns`), and a context's
+//!   files and cookies in a profile ([`browser::profile_state`]); plus a
+//!   minimal WebSocket CDP
 //!   client for the tests and the bench (`browser::cdp`, feature
 //!   `test-support`).
+//! - [`egress`]: the network wall: each browser's egress proxy (its only
+//!   way out of its namespace), the server's and the session's policy on
+//!   where it may connect, upstream proxies (HTTP, HTTPS, SOCKS), and the
+//!   bytes it carried.
 //! - [`secret`]: the server secret and the connect tokens signed with it
 //!   (nothing per session is stored to check one).
 //! - [`tls`]: the certificate files, checked at start, and the TLS
@@ -91,6 +95,7 @@ pub mod config;
 pub mod console;
 pub mod contexts;
 pub mod domain;
+pub mod egress;
 pub(crate) mod events;
 pub mod front;
 #[cfg(feature = "test-support")]

@@ -37,6 +37,10 @@ pub enum StartError {
         "cannot jail browsers: {0}. Install bubblewrap (Debian/Ubuntu: `apt-get install -y bubblewrap`) and allow unprivileged user namespaces (`sysctl -w kernel.unprivileged_userns_clone=1`; Ubuntu 23.10+: `sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`; Docker: run with the seccomp profile in deploy/seccomp.json, as docker-compose.yml does), or pass --isolation none to run browsers unjailed, where every session's client can read and write the host's files as browserd's user"
     )]
     Jail(#[from] browser::jail::JailError),
+    #[error(
+        "cannot give browsers a network namespace of their own ({0}), so nothing would keep their pages from browserd's host and network: run browserd as root, or unprivileged with subordinate ids (see --isolation), or, in a container, with the seccomp profile in deploy/seccomp.json; or pass --egress open to let pages reach whatever this host can"
+    )]
+    Egress(std::io::Error),
     #[error("cannot prepare the data directory {dir}: {source}")]
     DataDir {
         dir: std::path::PathBuf,
@@ -127,6 +131,7 @@ pub async fn run(
         open(&config, [grpc_addr, cdp_addr], &store).await?,
     );
 
+    let egress = egress_policy(&config, [grpc_addr, cdp_addr]).await?;
     let tracker = TaskTracker::new();
     let stopping = CancellationToken::new();
     // The reaper outlives `stopping`: it must reap the browsers that the
@@ -137,6 +142,7 @@ pub async fn run(
         jail,
         config.launch_timeout,
         config.cdp_max_message_size,
+        egress,
         &tracker,
         reaper_stop.clone(),
     )
@@ -402,4 +408,34 @@ fn pool_status(ready: usize, wanted: usize) -> tonic_health::ServingStatus {
     } else {
         tonic_health::ServingStatus::NotServing
     }
+}
+
+/// The server's egress policy. Unless `--egress open`, proves that a
+/// browser's network namespace can be made here by making one: without
+/// it, a page would share the host's network, so browserd refuses to
+/// start rather than run browsers unwalled.
+async fn egress_policy(
+    config: &Config,
+    listeners: [std::net::SocketAddr; 2],
+) -> Result<std::sync::Arc<crate::egress::Policy>, StartError> {
+    let open = config.egress == config::Egress::Open;
+    if open {
+        tracing::warn!(
+            "--egress open: browsers share this host's network, and every session's pages can reach its loopback services, its private network and cloud metadata endpoints"
+        );
+    } else {
+        browser::NetNs::probe().await.map_err(StartError::Egress)?;
+        tracing::info!(
+            allowed = ?config.egress_allow.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            denied = ?config.egress_deny.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "browsers reach public addresses only, through their egress proxies"
+        );
+    }
+    let policy = crate::egress::Policy::new(
+        open,
+        config.egress_allow.clone(),
+        config.egress_deny.clone(),
+    );
+    policy.set_own_ports(listeners.iter().map(std::net::SocketAddr::port).collect());
+    Ok(std::sync::Arc::new(policy))
 }

@@ -11,6 +11,7 @@ mod m20261130_000001_access;
 mod m20261130_000002_contexts;
 mod m20261130_000003_cluster;
 mod m20261201_000001_live_view_links;
+mod m20261207_000001_egress;
 
 /// Migrations that delete secrets. On SQLite the deleted bytes stay in
 /// the file's free pages and in WAL frames until the database is vacuumed
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000002_contexts::Migration),
             Box::new(m20261130_000003_cluster::Migration),
             Box::new(m20261201_000001_live_view_links::Migration),
+            Box::new(m20261207_000001_egress::Migration),
         ]
     }
 }

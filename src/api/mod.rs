@@ -124,7 +124,9 @@ impl SessionService for SessionServiceHandler {
             proxy_url,
             idempotency_key,
             context,
+            egress,
         } = message.clone();
+        let egress = egress.unwrap_or_default();
         let request = crate::sessions::CreateRequest {
             timeout: optional_duration("timeout", timeout)?,
             inactivity_timeout: optional_duration("inactivity_timeout", inactivity_timeout)?,
@@ -149,6 +151,8 @@ impl SessionService for SessionServiceHandler {
                     },
                 )
                 .transpose()?,
+            egress_allow: egress.allow,
+            egress_deny: egress.deny,
         };
         // A call forwarded here is placed here: the forwarding node chose.
         let targets = if Peers::forwarded(&headers) {

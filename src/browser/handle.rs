@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use super::profile_state;
 use crate::domain::context::BrowserState;
+use crate::domain::egress::{EgressRules, EgressUsage};
+use crate::egress::EgressProxy;
 
 use serde_json::json;
 
@@ -50,6 +52,20 @@ impl Browser {
     /// Its `--user-data-dir`.
     pub fn profile(&self) -> &Path {
         &self.user_data_dir
+    }
+
+    /// Makes its traffic a session's (`label` names it in logs), judged
+    /// with that session's narrowing of the policy.
+    pub fn assign_egress(&self, label: String, rules: EgressRules) {
+        if let Some(egress) = &self.egress {
+            egress.assign(label, rules);
+        }
+    }
+
+    /// What it sent and received through its egress proxy; `None` for a
+    /// browser without one (`--egress open`, no authenticating proxy).
+    pub fn egress_usage(&self) -> Option<EgressUsage> {
+        self.egress.as_ref().map(EgressProxy::usage)
     }
 
     /// Neither its process nor browserd's CDP link to it has gone away.

@@ -6,6 +6,8 @@ use std::io::{BufRead, BufReader};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use super::profile_state;
@@ -16,10 +18,12 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::egress::{EgressProxy, PeerCheck, Placement, Policy, Upstream};
+
 use super::jail::{Identity, Jail};
+use super::netns::{self, NetNs};
 use super::pipe::{self, Pipe};
 use super::process::{Group, ProcessGroups};
-use super::proxy_hop::ProxyHop;
 use super::teardown::{remove_profile, temp_dir};
 use super::{Browser, CDP_CALL_TIMEOUT, CdpError, EXIT_AFTER_CLOSE, KILL_GRACE, Launcher};
 use super::{LaunchOptions, Sockets};
@@ -77,8 +81,8 @@ pub enum LaunchError {
     },
     #[error("cannot create the browser's CDP pipe: {0}")]
     Pipe(std::io::Error),
-    #[error("cannot start the browser's local proxy hop: {0}")]
-    ProxyHop(std::io::Error),
+    #[error("cannot give the browser its network namespace and egress proxy: {0}")]
+    Egress(std::io::Error),
     #[error("the browser exited before answering CDP; its last output: {0}")]
     Exited(String),
     #[error("the browser did not become ready within {0:?}")]
@@ -118,6 +122,7 @@ impl Launcher {
         jail: Jail,
         launch_timeout: Duration,
         max_message_size: usize,
+        egress: Arc<Policy>,
         tracker: &TaskTracker,
         stop: CancellationToken,
     ) -> std::io::Result<Self> {
@@ -128,12 +133,58 @@ impl Launcher {
             max_message_size,
             groups: ProcessGroups::start(tracker, stop)?,
             tracker: tracker.clone(),
+            egress,
         })
     }
 
     /// What tells this launcher's browsers' connections from others'.
     pub fn sockets(&self) -> Sockets {
         Sockets::new(self.groups.clone())
+    }
+
+    /// The browser's network namespace and egress proxy: both unless the
+    /// policy is open; open, a proxy only for an upstream that needs
+    /// credentials (Chromium ignores them in `--proxy-server`), serving
+    /// only the processes of the group `pgid` will name.
+    async fn egress(
+        &self,
+        options: &LaunchOptions,
+        pgid: &Arc<AtomicI32>,
+    ) -> std::io::Result<(Option<NetNs>, Option<EgressProxy>)> {
+        let upstream = options.proxy.as_ref().and_then(Upstream::of);
+        if !self.egress.is_open() {
+            let (netns, listener) = NetNs::with_listener().await?;
+            let proxy = EgressProxy::start(
+                Placement::Walled(listener),
+                self.egress.clone(),
+                upstream,
+                &self.tracker,
+            )
+            .await?;
+            return Ok((Some(netns), Some(proxy)));
+        }
+        let authenticated = options
+            .proxy
+            .as_ref()
+            .is_some_and(|p| p.credentials.is_some());
+        if !authenticated {
+            return Ok((None, None));
+        }
+        let pgid = pgid.clone();
+        let holds: PeerCheck = Arc::new(move |peer, local| {
+            let group = pgid.load(Ordering::Relaxed);
+            group != 0
+                && super::process_table::tcp_peer_holder(peer, local, &[group])
+                    == super::process_table::Holder::Browser
+        });
+        let proxy = EgressProxy::start(
+            Placement::Host { holds },
+            self.egress.clone(),
+            upstream,
+            &self.tracker,
+        )
+        .await?;
+        Ok((None, Some(proxy)))
     }
 
     /// Starts a browser with its profile in `user_data_dir` and waits until
@@ -143,10 +194,12 @@ impl Launcher {
         user_data_dir: &Path,
         options: &LaunchOptions,
     ) -> Result<Browser, LaunchError> {
-        let proxy_hop = ProxyHop::for_proxy(options.proxy.as_ref(), &self.tracker)
+        let pgid = Arc::new(AtomicI32::new(0));
+        let (netns, egress) = self
+            .egress(options, &pgid)
             .await
-            .map_err(LaunchError::ProxyHop)?;
-        let spawned = self.spawn(user_data_dir, options, proxy_hop.as_ref());
+            .map_err(LaunchError::Egress)?;
+        let spawned = self.spawn(user_data_dir, options, netns.as_ref(), egress.as_ref());
         let (group, stderr, identity, ends) = match spawned {
             Ok(spawned) => spawned,
             Err(e) => {
@@ -154,9 +207,7 @@ impl Launcher {
                 return Err(e);
             }
         };
-        if let Some(hop) = &proxy_hop {
-            hop.serve_group(group.pid as i32);
-        }
+        pgid.store(group.pid as i32, Ordering::Relaxed);
         // The child has its own copies now; browserd's must go, or the
         // browser's exit would never read as the pipe's end.
         let pipe::Ends {
@@ -197,7 +248,8 @@ impl Launcher {
                 version,
                 user_data_dir: user_data_dir.to_owned(),
                 _identity: identity,
-                proxy_hop,
+                egress,
+                _netns: netns,
             }),
             Err(e) => {
                 group.kill(KILL_GRACE).await;
@@ -214,7 +266,8 @@ impl Launcher {
         &self,
         user_data_dir: &Path,
         options: &LaunchOptions,
-        proxy_hop: Option<&ProxyHop>,
+        netns: Option<&NetNs>,
+        egress: Option<&EgressProxy>,
     ) -> Result<
         (
             Group,
@@ -274,12 +327,17 @@ impl Launcher {
         if let Some(agent) = &options.user_agent {
             command.arg(format!("--user-agent={agent}"));
         }
-        let proxy_server = match (proxy_hop, &options.proxy) {
-            (Some(hop), _) => Some(hop.proxy_server()),
+        let proxy_server = match (egress, &options.proxy) {
+            (Some(egress), _) => Some(egress.proxy_server()),
             (None, proxy) => proxy.as_ref().map(|p| p.server.clone()),
         };
         if let Some(server) = proxy_server {
             command.arg(format!("--proxy-server={server}"));
+        }
+        if netns.is_some() {
+            // Loopback too goes to the proxy, which judges it: in the
+            // namespace nothing but the proxy listens there anyway.
+            command.arg("--proxy-bypass-list=<-loopback>");
         }
         command.arg("about:blank");
         let ends = pipe::Ends::new().map_err(LaunchError::Pipe)?;
@@ -287,10 +345,16 @@ impl Launcher {
             ends.browser_reads.as_raw_fd(),
             ends.browser_writes.as_raw_fd(),
         ];
-        // SAFETY: fcntl, dup2 and close are async-signal-safe and touch only
-        // the child's descriptors.
+        let netns_fd = netns.map(NetNs::raw_fd);
+        // SAFETY: setns, fcntl, dup2 and close are async-signal-safe and
+        // touch only the child's namespaces and descriptors.
         unsafe {
-            command.pre_exec(move || place_pipe(fds));
+            command.pre_exec(move || {
+                if let Some(fd) = netns_fd {
+                    netns::enter(fd)?;
+                }
+                place_pipe(fds)
+            });
         }
         let (group, stderr) = self
             .groups

@@ -12,29 +12,32 @@ mod cdp_error;
 mod handle;
 pub mod jail;
 mod launch;
+mod netns;
 mod options;
 pub mod pipe;
 pub mod process;
 pub mod process_table;
 pub mod profile_state;
-mod proxy_hop;
 mod sockets;
 pub mod subids;
 mod teardown;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::task::TaskTracker;
+
+use crate::egress::{EgressProxy, Policy};
 
 pub use cdp_error::CdpError;
 pub use handle::{PageInfo, SaveError};
 use jail::{Identity, Jail};
 pub use launch::{LaunchError, find_chrome};
+pub use netns::NetNs;
 pub use options::LaunchOptions;
 use pipe::Pipe;
 use process::{Group, ProcessGroups};
-use proxy_hop::ProxyHop;
 pub use sockets::Sockets;
 pub use teardown::{remove_leftover, temp_dir};
 
@@ -54,6 +57,9 @@ pub struct Launcher {
     max_message_size: usize,
     groups: ProcessGroups,
     tracker: TaskTracker,
+    /// Where browsers may connect; unless open, each gets a network
+    /// namespace whose only way out is its egress proxy.
+    egress: Arc<Policy>,
 }
 
 /// A running browser. Dropping it does not stop it: call [`Browser::destroy`].
@@ -64,7 +70,9 @@ pub struct Browser {
     user_data_dir: PathBuf,
     /// The uid the browser runs as, held until it is dropped.
     _identity: Option<Identity>,
-    /// Where the browser's proxy traffic goes when its proxy needs
-    /// credentials; stopped with the browser.
-    proxy_hop: Option<ProxyHop>,
+    /// Everything it sends past its own namespace (walled), or through
+    /// its authenticating proxy (open); stopped with the browser.
+    egress: Option<EgressProxy>,
+    /// Its network namespace, held while it lives.
+    _netns: Option<NetNs>,
 }

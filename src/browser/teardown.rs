@@ -23,8 +23,8 @@ impl Browser {
                 "browser process group outlived its kill grace"
             );
         }
-        if let Some(hop) = &self.proxy_hop {
-            hop.stop();
+        if let Some(egress) = &self.egress {
+            egress.stop();
         }
         // Reaped by browserd's reaper (they are its children), so a
         // zombie is not gone yet.

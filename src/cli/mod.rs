@@ -113,6 +113,14 @@ pub struct CreateArgs {
     /// Save the session's state back to --context when it ends normally.
     #[arg(long, requires = "context")]
     persist: bool,
+    /// Only destinations matching one of these (repeatable): an address,
+    /// a CIDR range or a domain, with an optional :port. Narrows the
+    /// server's egress policy; never widens it.
+    #[arg(long = "egress-allow", value_name = "RULE")]
+    egress_allow: Vec<String>,
+    /// Never this destination (repeatable), written as for --egress-allow.
+    #[arg(long = "egress-deny", value_name = "RULE")]
+    egress_deny: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -224,6 +232,12 @@ pub async fn run(args: SessionsArgs) -> Result<(), CliError> {
                     context_id,
                     persist: args.persist,
                 }),
+                egress: (!args.egress_allow.is_empty() || !args.egress_deny.is_empty()).then_some(
+                    pb::EgressRules {
+                        allow: args.egress_allow,
+                        deny: args.egress_deny,
+                    },
+                ),
             };
             let session = client.create_session(request).await?.into_inner().session;
             out.session(session)

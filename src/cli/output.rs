@@ -64,6 +64,28 @@ impl Output {
         if !session.browser_version.is_empty() {
             row("browser", session.browser_version.clone());
         }
+        if let Some(egress) = &session.egress {
+            let rules = |verb: &str, list: &[String]| {
+                (!list.is_empty()).then(|| format!("{verb} {}", list.join(", ")))
+            };
+            let said: Vec<String> = [rules("allow", &egress.allow), rules("deny", &egress.deny)]
+                .into_iter()
+                .flatten()
+                .collect();
+            row("egress", said.join("; "));
+        }
+        if let Some(usage) = &session.egress_usage {
+            row(
+                "traffic",
+                format!(
+                    "{} sent, {} received, {} requests, {} refused",
+                    size(usage.bytes_sent),
+                    size(usage.bytes_received),
+                    usage.requests,
+                    usage.refused
+                ),
+            );
+        }
         if let Some(context) = &session.context {
             let persist = if context.persist { " (persist)" } else { "" };
             row("context", format!("{}{persist}", context.context_id));

@@ -32,8 +32,8 @@ pub struct Proxy {
     /// `scheme://host:port`, never with credentials: what Chromium's
     /// `--proxy-server` gets when there are none.
     pub server: String,
-    /// Sent by browserd's local hop (the browser's proxy hop) in
-    /// `Proxy-Authorization`, since Chromium ignores them in
+    /// Sent by browserd's egress proxy (`Proxy-Authorization`, or SOCKS5's
+    /// user and password), since Chromium ignores them in
     /// `--proxy-server`.
     pub credentials: Option<ProxyCredentials>,
 }
@@ -77,6 +77,15 @@ impl Proxy {
 }
 
 impl ProxyCredentials {
+    /// The user name and password as the proxy takes them (SOCKS5 sends
+    /// them as they are).
+    pub fn decoded(&self) -> (Vec<u8>, Vec<u8>) {
+        (
+            percent_decode(&self.username),
+            percent_decode(&self.password),
+        )
+    }
+
     /// The `Proxy-Authorization` value: Basic, over the decoded
     /// `user:password`.
     pub fn basic(&self) -> String {

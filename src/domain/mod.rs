@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod context;
+pub mod egress;
 pub mod error;
 pub mod launch;
 pub mod live_view;

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
 
+use super::egress::{EgressRules, EgressUsage};
 use super::launch::{Proxy, Viewport};
 
 /// An id that is a UUID, parsed once at the boundary and shown hyphenated.
@@ -170,6 +171,7 @@ pub struct CreateParams {
     pub proxy: Option<Proxy>,
     pub idempotency_key: Option<String>,
     pub context: Option<SessionContext>,
+    pub egress: EgressRules,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,6 +198,11 @@ pub struct Session {
     pub context: Option<SessionContext>,
     /// The node that runs (or ran) its browser.
     pub node_id: String,
+    /// Its narrowing of the server's egress policy.
+    pub egress: EgressRules,
+    /// Its traffic through the egress proxy: stored when it ends, read
+    /// from the browser while it runs on this node; `None` without one.
+    pub egress_usage: Option<EgressUsage>,
 }
 
 uuid_id!(

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use super::egress::{EgressRules, MAX_SESSION_RULES, Rule};
 use super::error::{Error, Result, is_forbidden, untrusted};
 use super::launch::{Proxy, ProxyCredentials, Viewport};
 use super::session::{
@@ -104,10 +105,33 @@ pub fn text(field: &str, value: String, max_bytes: usize) -> Result<Option<Strin
     Ok(Some(value))
 }
 
+/// A session's egress rules, each list at most [`MAX_SESSION_RULES`]
+/// long; a bad rule is named by its place (`egress.allow[2]`).
+pub fn egress(allow: Vec<String>, deny: Vec<String>) -> Result<EgressRules> {
+    let parse = |list: &str, rules: Vec<String>| -> Result<Vec<Rule>> {
+        if rules.len() > MAX_SESSION_RULES {
+            return Err(Error::invalid(
+                format!("egress.{list}"),
+                format!("has more than {MAX_SESSION_RULES} rules"),
+            ));
+        }
+        rules
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| {
+                Rule::parse(rule).map_err(|why| Error::invalid(format!("egress.{list}[{i}]"), why))
+            })
+            .collect()
+    };
+    Ok(EgressRules {
+        allow: parse("allow", allow)?,
+        deny: parse("deny", deny)?,
+    })
+}
+
 /// A proxy URL, `scheme://[user[:password]@]host:port`. Credentials are
-/// taken for `http://` proxies only (browserd's local hop adds them; it
-/// speaks no TLS or SOCKS to the upstream proxy). Never quoted back: it
-/// may hold a password.
+/// taken for every scheme but `socks4` (which has no password): the
+/// egress proxy adds them. Never quoted back: it may hold a password.
 pub fn proxy_url(value: String) -> Result<Option<Proxy>> {
     let Some(url) = text("proxy_url", value, PROXY_URL_MAX_BYTES)? else {
         return Ok(None);
@@ -137,10 +161,10 @@ pub fn proxy_url(value: String) -> Result<Option<Proxy>> {
     }
     let credentials = match userinfo {
         None => None,
-        Some(_) if scheme != "http" => {
+        Some(_) if scheme == "socks4" => {
             return Err(Error::invalid(
                 "proxy_url",
-                "credentials (user:password@) are supported for http:// proxies only",
+                "socks4:// has no password: use socks5:// for a proxy with credentials",
             ));
         }
         Some(userinfo) => {
@@ -195,11 +219,25 @@ mod tests {
             "http://h:80/x",
             "http://@h:80",
             "http://:pw@h:80",
-            "https://u:p@h:443",
-            "socks5://u:p@h:1080",
+            "socks4://u:p@h:1080",
         ] {
             assert!(proxy_url(bad.into()).is_err(), "{bad} must be refused");
         }
+        for with_credentials in ["https://u:p@h:443", "socks5://u:p@h:1080"] {
+            let proxy = proxy_url(with_credentials.into()).unwrap();
+            assert!(proxy.and_then(|p| p.credentials).is_some());
+        }
+    }
+
+    #[test]
+    fn egress_rules_are_named_by_their_place_when_they_do_not_parse() {
+        let rules = egress(vec!["example.com".into()], vec!["10.0.0.0/8".into()]).unwrap();
+        assert_eq!((rules.allow.len(), rules.deny.len()), (1, 1));
+        let refused = egress(vec!["a.test".into(), "bad rule".into()], vec![]).unwrap_err();
+        assert!(refused.to_string().contains("egress.allow[1]"), "{refused}");
+        let many = vec!["a.test".to_owned(); MAX_SESSION_RULES + 1];
+        let refused = egress(vec![], many).unwrap_err();
+        assert!(refused.to_string().contains("egress.deny"), "{refused}");
     }
 
     #[test]

@@ -372,6 +372,8 @@ mod tests {
                 project: "default".into(),
                 context: None,
                 node_id: "node".into(),
+                egress: Default::default(),
+                egress_usage: None,
             },
         }
     }

@@ -26,6 +26,23 @@ use crate::pb::session_service_client::SessionServiceClient;
 /// event to come); a caller that hits it has failed, never passed.
 pub const WAIT: Duration = Duration::from_secs(30);
 
+/// Where the tests' and the bench's own pages are served: a loopback
+/// address of its own, which every harness server allows explicitly
+/// (`--egress-allow 127.0.0.77`), as an operator allows a local site; the
+/// rest of loopback stays refused, so an attack on `127.0.0.1` is one.
+pub const PAGE_HOST: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 0, 77);
+
+/// The egress policy of a harness server: the default, with
+/// [`PAGE_HOST`] allowed.
+pub fn egress_allow() -> Vec<crate::domain::egress::Rule> {
+    vec![crate::domain::egress::Rule::parse(&PAGE_HOST.to_string()).expect("an address rule")]
+}
+
+/// The same policy for a launcher of the tests' own.
+pub fn egress_policy() -> std::sync::Arc<crate::egress::Policy> {
+    std::sync::Arc::new(crate::egress::Policy::new(false, egress_allow(), vec![]))
+}
+
 /// A configuration for a server on ephemeral ports with no warm pool, on
 /// `database_url` (default: SQLite in `data_dir`). Everything else is
 /// `serve`'s own default, taken from its flags, so a default is written in
@@ -42,6 +59,7 @@ pub fn config(data_dir: &Path, database_url: Option<String>) -> Config {
         max_timeout: Duration::from_secs(3600),
         warm_pool: 0,
         node_id: Some("test-node".into()),
+        egress_allow: egress_allow(),
         ..serve_defaults()
     }
 }

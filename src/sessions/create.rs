@@ -38,6 +38,8 @@ pub struct CreateRequest {
     pub proxy_url: String,
     pub idempotency_key: String,
     pub context: Option<SessionContext>,
+    pub egress_allow: Vec<String>,
+    pub egress_deny: Vec<String>,
 }
 
 /// A browser the new session may have: a warm one, or the capacity to
@@ -179,6 +181,7 @@ impl Engine {
                 validate::IDEMPOTENCY_KEY_MAX_BYTES,
             )?,
             context: request.context,
+            egress: validate::egress(request.egress_allow, request.egress_deny)?,
         })
     }
 
@@ -257,6 +260,8 @@ impl Engine {
             project: caller.project.clone(),
             context: params.context,
             node_id: self.inner.node.id.clone(),
+            egress: params.egress,
+            egress_usage: None,
         };
         let _order = self.inner.commit_order.lock().await;
         // Behind ends still waiting to be stored, a new session would be
@@ -332,6 +337,9 @@ impl Engine {
     ) -> Result<Session> {
         let Launched { browser, base } = launched;
         let id = created.id;
+        // Before any client can reach it: its first request is judged
+        // with the session's own rules.
+        browser.assign_egress(id.to_string(), created.egress.clone());
         let live = self
             .commit(
                 id,

@@ -67,13 +67,16 @@ impl Engine {
                 .await;
         }
         live.browser.destroy().await;
+        // Read once the browser is gone: nothing more goes through.
+        let egress_usage = live.browser.egress_usage();
         // The browser is gone: its capacity is free before anyone can learn
         // that the session ended and ask for another.
         let LiveSession { span, permit, .. } = *live;
         drop(permit);
         self.inner.pool.wake.notify_one();
         record_end(&span, reason, &actor);
-        let committed = self.commit(id, end_change(reason, error, actor)).await;
+        let change = end_change(reason, error, actor).with_egress_usage(egress_usage);
+        let committed = self.commit(id, change).await;
         self.forget(id);
         Ok(committed?.map(|event| event.session))
     }

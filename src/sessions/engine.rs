@@ -311,6 +311,7 @@ pub(super) fn end_change(reason: EndReason, error: Option<String>, actor: Actor)
         error,
         at: now_ms(),
         actor,
+        egress_usage: None,
     }
 }
 

@@ -51,7 +51,21 @@ impl Engine {
     }
 
     pub async fn get(&self, caller: &Caller, id: SessionId) -> Result<Session> {
-        self.visible(caller, id).await
+        Ok(self.with_live_usage(self.visible(caller, id).await?))
+    }
+
+    /// A session with what its browser's egress proxy has carried so far,
+    /// when it runs here (the row has it only once it ends). A slot busy
+    /// with a transition is not waited for.
+    fn with_live_usage(&self, mut session: Session) -> Session {
+        if session.status == SessionStatus::Live
+            && let Some(slot) = self.slot(session.id)
+            && let Ok(state) = slot.state.try_lock()
+            && let SlotState::Live(live) = &*state
+        {
+            session.egress_usage = live.browser.egress_usage();
+        }
+        session
     }
 
     /// One page of the sessions the caller sees (of `project`, when
@@ -74,6 +88,10 @@ impl Engine {
         };
         let sessions = self.inner.store.list(&filter, limit, after).await?;
         self.know_owners(&sessions).await?;
+        let sessions: Vec<Session> = sessions
+            .into_iter()
+            .map(|s| self.with_live_usage(s))
+            .collect();
         let next = match sessions.last() {
             Some(last) if sessions.len() as u64 == limit => {
                 page_token::encode(page_token::cursor_of(last))

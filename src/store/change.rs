@@ -4,6 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::ContextBusy;
+use crate::domain::egress::EgressUsage;
 use crate::domain::session::{
     Actor, ContextId, EndReason, EventKind, Session, SessionEvent, SessionStatus,
 };
@@ -22,6 +23,8 @@ pub enum Change {
         error: Option<String>,
         at: SystemTime,
         actor: Actor,
+        /// What its browser's egress proxy carried, when it had one.
+        egress_usage: Option<EgressUsage>,
     },
     /// A new hard timeout, counted from creation; the status stays.
     Extend {
@@ -49,6 +52,14 @@ pub enum Change {
 }
 
 impl Change {
+    /// An end that records what the browser's egress proxy carried.
+    pub fn with_egress_usage(mut self, usage: Option<EgressUsage>) -> Self {
+        if let Self::End { egress_usage, .. } = &mut self {
+            *egress_usage = usage;
+        }
+        self
+    }
+
     /// The status after this change, from `from`; `None` when the change
     /// does not apply to a session in `from`.
     pub(super) fn to_status(&self, from: SessionStatus) -> Option<SessionStatus> {

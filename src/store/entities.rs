@@ -45,6 +45,13 @@ pub mod sessions {
         /// snapshots stored before clusters existed).
         #[serde(default)]
         pub node_epoch: i64,
+        /// The session's egress rules (`{"allow":[…],"deny":[…]}`); absent
+        /// from snapshots stored before egress rules existed.
+        #[serde(default)]
+        pub egress: Option<String>,
+        /// What went through its egress proxy, stored when it ends.
+        #[serde(default)]
+        pub egress_usage: Option<String>,
     }
 
     fn default_project() -> String {

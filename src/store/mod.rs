@@ -149,6 +149,8 @@ impl Store {
             project: session.project.clone(),
             context_id: session.context.map(|c| c.context_id.to_string()),
             context_persist: session.context.is_some_and(|c| c.persist),
+            egress: rows::egress_text(&session.egress),
+            egress_usage: None,
         };
         let txn = self.write().await?;
         // The fence: a node that lost its lease (or was started again
@@ -245,11 +247,20 @@ impl Store {
                 update.browser_pid = Set(Some(*browser_pid as i32));
             }
             Change::End {
-                reason, error, at, ..
+                reason,
+                error,
+                at,
+                egress_usage,
+                ..
             } => {
                 update.end_reason = Set(Some(reason.as_str().to_owned()));
                 update.error = Set(error.clone());
                 update.ended_at = Set(Some(millis(*at)));
+                if let Some(usage) = egress_usage {
+                    update.egress_usage = Set(Some(
+                        serde_json::to_string(usage).expect("numbers serialise"),
+                    ));
+                }
             }
             Change::Extend { timeout, .. } => {
                 update.timeout_ms = Set(duration_ms(*timeout));

@@ -29,6 +29,14 @@ pub fn session_json(s: &pb::Session) -> Value {
         "browserVersion": s.browser_version,
         "usage": s.usage.as_ref().map(ToString::to_string),
         "context": s.context.as_ref().map(|c| json!({ "contextId": c.context_id, "persist": c.persist })),
+        "egress": s.egress.as_ref().map(|e| json!({ "allow": e.allow, "deny": e.deny })),
+        // uint64 is a string in the protobuf JSON mapping.
+        "egressUsage": s.egress_usage.as_ref().map(|u| json!({
+            "bytesSent": u.bytes_sent.to_string(),
+            "bytesReceived": u.bytes_received.to_string(),
+            "requests": u.requests.to_string(),
+            "refused": u.refused.to_string(),
+        })),
     })
 }
 

@@ -162,6 +162,8 @@ pub fn to_pb_session(session: &Session, connect_url: Option<String>) -> pb::Sess
         project,
         context,
         node_id,
+        egress,
+        egress_usage,
     } = session;
     pb::Session {
         id: id.to_string(),
@@ -191,6 +193,16 @@ pub fn to_pb_session(session: &Session, connect_url: Option<String>) -> pb::Sess
             persist: c.persist,
         }),
         node_id: node_id.clone(),
+        egress: (!egress.is_empty()).then(|| pb::EgressRules {
+            allow: egress.allow.iter().map(ToString::to_string).collect(),
+            deny: egress.deny.iter().map(ToString::to_string).collect(),
+        }),
+        egress_usage: egress_usage.map(|u| pb::EgressUsage {
+            bytes_sent: u.bytes_sent,
+            bytes_received: u.bytes_received,
+            requests: u.requests,
+            refused: u.refused,
+        }),
     }
 }
 

@@ -193,9 +193,30 @@ function renderDetails(s) {
   add("metadata", metadataText(s.metadata));
   add("viewport", s.viewport ? `${s.viewport.width}×${s.viewport.height}` : "");
   add("browser", s.browserVersion);
+  add("proxy", s.proxyUrl);
+  if (s.egress) {
+    const rules = [["allow", s.egress.allow], ["deny", s.egress.deny]]
+      .filter(([, list]) => list && list.length)
+      .map(([verb, list]) => `${verb} ${list.join(", ")}`);
+    add("egress", rules.join("; "));
+  }
+  const u = s.egressUsage;
+  if (u) {
+    add("traffic", `${fmtBytes(u.bytesSent)} sent, ${fmtBytes(u.bytesReceived)} received, ` +
+      `${u.requests} requests, ${u.refused} refused by the egress policy`);
+  }
   const live = s.status === "SESSION_STATUS_LIVE";
   for (const id of ["live-control", "live-view-only", "extend", "release"]) $(id).disabled = !live;
   state.open.session = s;
+}
+
+/** `n` bytes (a protobuf JSON uint64 string) in binary units. */
+function fmtBytes(n) {
+  let value = Number(n);
+  for (const unit of ["B", "KiB", "MiB", "GiB"]) {
+    if (value < 1024 || unit === "GiB") return unit === "B" ? `${value} B` : `${value.toFixed(1)} ${unit}`;
+    value /= 1024;
+  }
 }
 
 async function loadPages(id) {
