@@ -38,6 +38,8 @@ pub fn serve_command(data_dir: &Path) -> Command {
             "127.0.0.1:0",
             "--cdp-listen",
             "127.0.0.1:0",
+            "--egress-allow",
+            &browserd::harness::PAGE_HOST.to_string(),
         ])
         .env("BROWSERD_DATA_DIR", data_dir);
     command

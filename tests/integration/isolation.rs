@@ -107,33 +107,6 @@ async fn the_data_directory_is_private(backend: Backend) {
     app.stop().await;
 }
 
-/// Credentials for a SOCKS proxy: browserd's hop speaks only HTTP to the
-/// upstream proxy, and Chromium ignores credentials in `--proxy-server`,
-/// so they are refused, and never quoted back. (HTTP proxies with
-/// credentials work: see `secrets.rs`.)
-async fn socks_proxy_credentials_are_refused_and_never_echoed(backend: Backend) {
-    let mut app = spawn_app(backend).await;
-    let refused = app
-        .client
-        .create_session(pb::CreateSessionRequest {
-            proxy_url: "socks5://alice:s3cret@127.0.0.1:1080".into(),
-            ..Default::default()
-        })
-        .await
-        .expect_err("credentials in proxy_url");
-    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
-    assert!(refused.message().starts_with("proxy_url"), "{refused:?}");
-    assert!(!format!("{refused:?}").contains("s3cret"), "{refused:?}");
-    assert!(
-        app.list(pb::ListSessionsRequest::default())
-            .await
-            .is_empty()
-    );
-    assert_eq!(app.newest_sequence().await, 0, "nothing was written");
-    assert_eq!(browser_processes(&app.profiles_dir()), Vec::<i32>::new());
-    app.stop().await;
-}
-
 /// A file session A's client must not read, and text only it contains.
 struct Secret {
     what: &'static str,
@@ -517,7 +490,6 @@ async fn browsers_never_run_as_root(backend: Backend) {
 on_both_backends!(
     browsers_start_with_a_clean_environment,
     the_data_directory_is_private,
-    socks_proxy_credentials_are_refused_and_never_echoed,
     a_client_reads_no_file_outside_its_browser,
     a_client_writes_no_file_outside_its_browser,
     browsers_never_run_as_root,

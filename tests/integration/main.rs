@@ -9,6 +9,7 @@ mod cluster;
 mod console;
 mod contexts;
 mod devtools;
+mod egress;
 mod errors;
 mod events;
 mod faults;

@@ -20,7 +20,7 @@ on_both_backends!(
 /// serves a page whose script stores the user in localStorage and in
 /// IndexedDB; `/whoami` answers with the user its cookie names.
 async fn serve_site() -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let listener = tokio::net::TcpListener::bind((browserd::harness::PAGE_HOST, 0))
         .await
         .expect("bind the site");
     let addr = listener.local_addr().expect("site address");

@@ -243,9 +243,14 @@ async fn authenticated_proxies_work_and_the_password_leaks_nowhere(backend: Back
     database.remove().await;
 }
 
+/// With `--egress open` a browser shares the host's network, and its
+/// authenticating proxy's credentials are added by an egress proxy on the
+/// host's loopback, which any local process can reach: it serves its own
+/// browser's connections only. (Walled, each proxy listens in its own
+/// browser's namespace, where nothing else can reach it.)
 async fn a_proxy_hop_serves_its_own_browser_only(backend: Backend) {
     let mut proxy = TestProxy::start().await;
-    let mut app = spawn_app(backend).await;
+    let mut app = spawn_app_with(backend, |c| c.egress = browserd::config::Egress::Open).await;
     let owner = app
         .create(pb::CreateSessionRequest {
             proxy_url: format!("http://{USER}:{PASSWORD}@{}", proxy.addr),
@@ -447,7 +452,7 @@ struct TestProxy {
 
 impl TestProxy {
     async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind((browserd::harness::PAGE_HOST, 0))
             .await
             .expect("bind the test proxy");
         let addr = listener.local_addr().expect("the proxy's address");

@@ -75,7 +75,7 @@ struct Site {
 }
 
 async fn serve_site(session_id: &'static str) -> Site {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let listener = tokio::net::TcpListener::bind((browserd::harness::PAGE_HOST, 0))
         .await
         .expect("bind the site");
     let addr = listener.local_addr().expect("site addr");
@@ -244,8 +244,16 @@ async fn a_logged_in_state_survives_save_and_restore(jail: Jail, mode: &str) {
     let chrome = find_chrome(None).expect("Chromium is installed");
     let tracker = TaskTracker::new();
     let stop = CancellationToken::new();
-    let launcher =
-        Launcher::start(chrome, jail, WAIT, 64 << 20, &tracker, stop.clone()).expect("launcher");
+    let launcher = Launcher::start(
+        chrome,
+        jail,
+        WAIT,
+        64 << 20,
+        browserd::harness::egress_policy(),
+        &tracker,
+        stop.clone(),
+    )
+    .expect("launcher");
     let site = serve_site("s3ss10n").await;
     let parent = tempfile::tempdir().expect("temp dir");
     let key = SealKey::derive(&ServerSecret::from_bytes(vec![7; 32]));

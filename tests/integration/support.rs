@@ -413,7 +413,7 @@ pub fn seconds(s: i64) -> Option<prost_types::Duration> {
 
 /// A one-page HTTP server on 127.0.0.1 for browsers to load.
 pub async fn serve_page(title: &'static str) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let listener = tokio::net::TcpListener::bind((browserd::harness::PAGE_HOST, 0))
         .await
         .expect("bind page server");
     let addr = listener.local_addr().expect("page server addr");

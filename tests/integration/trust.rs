@@ -9,6 +9,10 @@
 //! secret, its database) is the page's. Each attack runs as root (in
 //! process) and unprivileged (the binary as a user the test makes, with
 //! subordinate ids), on both backends.
+//!
+//! The egress wall keeps pages from browserd's listeners in the first
+//! place (`egress.rs`); these servers run with `--egress open`, where
+//! pages share the host's network, to prove the layer behind the wall.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -28,7 +32,7 @@ use crate::support::*;
 /// which `useradd` gives subordinate ids (`/etc/subuid`, `/etc/subgid`).
 const USER: &str = "browserd-test";
 /// A user without subordinate ids: browserd must refuse to jail as it.
-const USER_WITHOUT_IDS: &str = "browserd-test-noids";
+pub(crate) const USER_WITHOUT_IDS: &str = "browserd-test-noids";
 
 /// The uid and gid of `name`, made first if missing (`--system` users get
 /// no subordinate ids). Tests run as processes of their own, and
@@ -72,7 +76,7 @@ fn test_user(name: &str, system: bool) -> (u32, u32) {
 }
 
 /// `browserd serve` as `user`, unprivileged, with its own data directory.
-struct Unprivileged {
+pub(crate) struct Unprivileged {
     server: ChildServer,
     uid: u32,
     /// Holds the binary's copy and the data directory.
@@ -85,7 +89,10 @@ impl Unprivileged {
     /// A copy of the binary anyone may run (the build's directory may be
     /// private to root) in a directory that `user` may enter, and the
     /// data directory, the user's own.
-    fn prepare(user: &str, system: bool) -> (u32, u32, tempfile::TempDir, PathBuf, PathBuf) {
+    pub(crate) fn prepare(
+        user: &str,
+        system: bool,
+    ) -> (u32, u32, tempfile::TempDir, PathBuf, PathBuf) {
         let (uid, gid) = test_user(user, system);
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
@@ -99,7 +106,12 @@ impl Unprivileged {
         (uid, gid, dir, binary, data_dir)
     }
 
-    fn command(binary: &Path, uid: u32, gid: u32, data_dir: &Path) -> tokio::process::Command {
+    pub(crate) fn command(
+        binary: &Path,
+        uid: u32,
+        gid: u32,
+        data_dir: &Path,
+    ) -> tokio::process::Command {
         let mut command = tokio::process::Command::new("setpriv");
         command
             .args([
@@ -130,10 +142,15 @@ impl Unprivileged {
     }
 
     async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, &["--egress", "open"]).await
+    }
+
+    /// The same with `args` added to `serve`'s.
+    pub(crate) async fn start_with(backend: Backend, args: &[&str]) -> Self {
         let (uid, gid, dir, binary, data_dir) = Self::prepare(USER, false);
         let database = TestDatabase::new(backend, &data_dir).await;
         let mut command = Self::command(&binary, uid, gid, &data_dir);
-        command.arg("--database-url").arg(&database.url);
+        command.arg("--database-url").arg(&database.url).args(args);
         let server = ChildServer::spawn(command).await;
         Self {
             server,
@@ -144,11 +161,11 @@ impl Unprivileged {
         }
     }
 
-    fn client(&self) -> SessionServiceClient<Channel> {
+    pub(crate) fn client(&self) -> SessionServiceClient<Channel> {
         self.server.client.clone()
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.server.stop().await;
         self.database.remove().await;
     }
@@ -165,7 +182,7 @@ impl Deployment {
         if unprivileged {
             Self::Unprivileged(Unprivileged::start(backend).await)
         } else {
-            Self::Root(spawn_app(backend).await)
+            Self::Root(spawn_app_with(backend, |c| c.egress = browserd::config::Egress::Open).await)
         }
     }
 
