@@ -80,6 +80,10 @@ class Browserd:
                 "--cdp-listen", "127.0.0.1:0",
                 "--data-dir", self.data_dir,
                 "--warm-pool", "0",
+                # The examples' sites run on this machine's loopback, which
+                # browserd's egress policy refuses unless allowed (its own
+                # ports stay closed to pages whatever this says).
+                "--egress-allow", "127.0.0.1",
                 *args,
             ],
             stdin=subprocess.DEVNULL,

@@ -59,7 +59,11 @@ async function startBrowserd({ dataDir, listen = '127.0.0.1:0', timeoutMs = 60_0
   dataDir ??= tempDataDir();
   const child = spawn(
     BROWSERD_BIN,
-    ['serve', '--listen', listen, '--cdp-listen', '127.0.0.1:0', '--data-dir', dataDir, '--warm-pool', '0'],
+    // The examples' sites run on this machine's loopback, which browserd's
+    // egress policy refuses unless allowed (its own ports stay closed to
+    // pages whatever this says).
+    ['serve', '--listen', listen, '--cdp-listen', '127.0.0.1:0', '--data-dir', dataDir, '--warm-pool', '0',
+      '--egress-allow', '127.0.0.1'],
     { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, RUST_LOG: 'info', NO_COLOR: '1' } },
   );
   const log = [];
