@@ -84,6 +84,8 @@ enum Section {
     /// Three `browserd serve` processes on one PostgreSQL: cross-node event
     /// delivery, creates on one node against three, node-loss detection.
     Cluster,
+    /// Page loads through the egress proxy and direct.
+    Egress,
 }
 
 /// What every section works with.
@@ -99,6 +101,9 @@ struct Bench {
     launcher: browserd::browser::Launcher,
     /// The same in browserd's jail, to price the jail.
     jailed: browserd::browser::Launcher,
+    /// Jailed, and in a network namespace behind its egress proxy, to
+    /// price the wall.
+    walled: browserd::browser::Launcher,
     /// The floor's p50, once the start section has measured it.
     floor_p50: Option<f64>,
 }
@@ -140,11 +145,13 @@ async fn main() -> Result<()> {
     let max_message_size = config(&work, &chrome).cdp_max_message_size;
     let tracker = TaskTracker::new();
     let reaper_stop = CancellationToken::new();
+    let open = || std::sync::Arc::new(browserd::egress::Policy::new(true, vec![], vec![]));
     let launcher = browserd::browser::Launcher::start(
         chrome.clone(),
         browserd::browser::jail::Jail::none(),
         Duration::from_secs(30),
         max_message_size,
+        open(),
         &tracker,
         reaper_stop.clone(),
     )?;
@@ -153,6 +160,16 @@ async fn main() -> Result<()> {
         browserd::browser::jail::Jail::build(None)?,
         Duration::from_secs(30),
         max_message_size,
+        open(),
+        &tracker,
+        reaper_stop.clone(),
+    )?;
+    let walled = browserd::browser::Launcher::start(
+        chrome.clone(),
+        browserd::browser::jail::Jail::build(None)?,
+        Duration::from_secs(30),
+        max_message_size,
+        browserd::harness::egress_policy(),
         &tracker,
         reaper_stop.clone(),
     )?;
@@ -165,6 +182,7 @@ async fn main() -> Result<()> {
         cold,
         launcher,
         jailed,
+        walled,
         floor_p50: None,
     };
     let outcome = sections::run_all(&mut bench).await;

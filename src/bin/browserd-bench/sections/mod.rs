@@ -5,6 +5,7 @@ mod console;
 mod contexts;
 mod control;
 mod crash;
+mod egress;
 mod events;
 mod memory;
 mod relay;
@@ -43,6 +44,9 @@ pub async fn run_all(bench: &mut Bench) -> Result<()> {
     }
     if bench.wants(Section::Memory) {
         memory::run(bench).await?;
+    }
+    if bench.wants(Section::Egress) {
+        egress::run(bench).await?;
     }
     if bench.wants(Section::Cluster) {
         cluster::run(bench).await?;

@@ -1,4 +1,5 @@
-//! Floor (unjailed and jailed) and cold session start, interleaved; one
+//! Floor (unjailed, jailed, and walled: jailed in a network namespace
+//! behind its egress proxy) and cold session start, interleaved; one
 //! unmeasured round warms caches.
 
 use std::time::Instant;
@@ -16,6 +17,7 @@ pub async fn run(bench: &mut Bench) -> Result<()> {
         mut floor,
         mut unjailed,
         mut jailed,
+        mut walled,
         mut cold_live,
         mut cold_cdp,
     ] = std::array::from_fn(|_| Series::default());
@@ -29,7 +31,11 @@ pub async fn run(bench: &mut Bench) -> Result<()> {
             .await?;
         let mut spent = vec![started.elapsed()];
         drop(browser);
-        for (launcher, name) in [(&bench.launcher, "unjailed"), (&bench.jailed, "jailed")] {
+        for (launcher, name) in [
+            (&bench.launcher, "unjailed"),
+            (&bench.jailed, "jailed"),
+            (&bench.walled, "walled"),
+        ] {
             let started = Instant::now();
             let browser = launcher
                 .launch(
@@ -46,6 +52,7 @@ pub async fn run(bench: &mut Bench) -> Result<()> {
             floor.0.push(spent[0]);
             unjailed.0.push(spent[1]);
             jailed.0.push(spent[2]);
+            walled.0.push(spent[3]);
             cold_live.0.push(live);
             cold_cdp.0.push(answered);
         }
@@ -71,6 +78,20 @@ pub async fn run(bench: &mut Bench) -> Result<()> {
         "launch, jailed -> getVersion",
         &jailed,
         floor_p50,
+    );
+    report.latency(
+        "launch_walled",
+        "launch, jailed in its network namespace behind its egress proxy -> getVersion",
+        &walled,
+        floor_p50,
+    );
+    report.line(
+        "wall_cost_ratio",
+        format!(
+            "walled / jailed launch p50: {:.2}",
+            walled.p(50.0) / jailed.p(50.0)
+        ),
+        json!(walled.p(50.0) / jailed.p(50.0)),
     );
     report.line(
         "jail_cost_ratio",
