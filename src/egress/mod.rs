@@ -9,6 +9,7 @@
 mod policy;
 mod proxy;
 mod upstream;
+mod usage;
 
 pub use policy::{Policy, Refusal, Verdict};
 pub use proxy::{EgressProxy, PeerCheck, Placement};

@@ -91,59 +91,65 @@ impl Upstream {
         Ok(Box::new(tls))
     }
 
-    /// Asks the proxy, over `stream`, for a tunnel to `host:port`.
-    /// `Err` carries what to tell the browser.
+    /// Asks the proxy, over `stream`, for a tunnel to `host:port`, and
+    /// returns it. `Err` carries what to tell the browser.
     pub async fn tunnel(
         &self,
-        stream: &mut Box<dyn Stream>,
+        mut stream: Box<dyn Stream>,
         host: &str,
         port: u16,
-    ) -> Result<(), String> {
+    ) -> Result<Box<dyn Stream>, String> {
         match self.scheme {
             Scheme::Http | Scheme::Https => {
                 http_connect(stream, host, port, self.authorization()).await
             }
-            Scheme::Socks5 => socks5(stream, host, port, self.credentials.as_ref())
+            Scheme::Socks5 => socks5(&mut stream, host, port, self.credentials.as_ref())
                 .await
+                .map(|()| stream)
                 .map_err(|e| format!("the SOCKS5 proxy refused the tunnel: {e}")),
-            Scheme::Socks4 => socks4a(stream, host, port)
+            Scheme::Socks4 => socks4a(&mut stream, host, port)
                 .await
+                .map(|()| stream)
                 .map_err(|e| format!("the SOCKS4 proxy refused the tunnel: {e}")),
         }
     }
 }
 
+/// CONNECT through an HTTP proxy (hyper's client, then its upgrade).
 async fn http_connect(
-    stream: &mut Box<dyn Stream>,
+    stream: Box<dyn Stream>,
     host: &str,
     port: u16,
     authorization: Option<&str>,
-) -> Result<(), String> {
+) -> Result<Box<dyn Stream>, String> {
     let authority = if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
         format!("{host}:{port}")
     };
-    let mut head = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
+    let failed = |e: hyper::Error| format!("the upstream proxy failed: {e}");
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(failed)?;
+    tokio::spawn(connection.with_upgrades());
+    let mut request =
+        http::Request::connect(authority.as_str()).header(http::header::HOST, &authority);
     if let Some(authorization) = authorization {
-        head.push_str(&format!("Proxy-Authorization: {authorization}\r\n"));
+        request = request.header(http::header::PROXY_AUTHORIZATION, authorization);
     }
-    head.push_str("\r\n");
-    let io = |e: std::io::Error| format!("the upstream proxy failed: {e}");
-    stream.write_all(head.as_bytes()).await.map_err(io)?;
-    let (answer, rest) = super::proxy::read_head(stream).await.map_err(io)?;
-    if !rest.is_empty() {
-        return Err("the upstream proxy sent data before the tunnel opened".into());
+    let request = request
+        .body(axum::body::Body::empty())
+        .map_err(|e| e.to_string())?;
+    let response = sender.send_request(request).await.map_err(failed)?;
+    if !response.status().is_success() {
+        return Err(format!(
+            "the upstream proxy answered {} to CONNECT",
+            response.status().as_u16()
+        ));
     }
-    let status = std::str::from_utf8(&answer)
-        .ok()
-        .and_then(|head| head.split(' ').nth(1))
-        .and_then(|code| code.parse::<u16>().ok());
-    match status {
-        Some(200..=299) => Ok(()),
-        Some(code) => Err(format!("the upstream proxy answered {code} to CONNECT")),
-        None => Err("the upstream proxy's answer is not HTTP".into()),
-    }
+    let upgraded = hyper::upgrade::on(response).await.map_err(failed)?;
+    Ok(Box::new(hyper_util::rt::TokioIo::new(upgraded)))
 }
 
 async fn socks5(

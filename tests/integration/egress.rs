@@ -252,15 +252,22 @@ fn spellings(port: u16) -> Vec<String> {
     .collect()
 }
 
+/// Where an attack aims besides the loopback service.
+struct Targets<'a> {
+    private: &'a PrivateHost,
+    relay_port: u16,
+    grpc_port: u16,
+}
+
 /// Every attack on every target: a loopback service, browserd's own
 /// relay (its console and discovery) and gRPC port, and a private host.
 /// Returns the loopback service's and the private host's hits.
 async fn attack_everything(
     client: &CdpClient,
     service: &Counter,
-    private: &PrivateHost,
-    relay_port: u16,
+    to: &Targets<'_>,
 ) -> (usize, usize) {
+    let (private, relay_port) = (to.private, to.relay_port);
     let page = attacker(client).await;
     let mut targets: Vec<String> = spellings(service.port)
         .into_iter()
@@ -268,6 +275,7 @@ async fn attack_everything(
         .collect();
     targets.push(format!("127.0.0.1:{relay_port}/console/api/sessions"));
     targets.push(format!("127.0.0.1:{relay_port}/json/version"));
+    targets.push(format!("127.0.0.1:{}/", to.grpc_port));
     targets.push(format!("{}:80/", private.address));
     for target in targets {
         attack(
@@ -279,6 +287,16 @@ async fn attack_everything(
         .await;
     }
     (service.hits(), private.counter.hits())
+}
+
+/// The network interfaces of process `pid`'s namespace.
+fn interfaces(pid: i32) -> Vec<String> {
+    let dev = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).expect("net/dev");
+    dev.lines()
+        .skip(2)
+        .filter_map(|line| line.split(':').next())
+        .map(|name| name.trim().to_owned())
+        .collect()
 }
 
 fn relay_port(connect_url: &str) -> u16 {
@@ -298,15 +316,20 @@ async fn a_page_reaches_nothing_of_the_host_or_its_network(backend: Backend) {
     let mut open = spawn_app_with(backend, |c| c.egress = Egress::Open).await;
     let session = open.create(pb::CreateSessionRequest::default()).await;
     let client = cdp_client(&session.connect_url).await;
-    let (hits, private_hits) = attack_everything(
-        &client,
-        &service,
-        &private,
-        relay_port(&session.connect_url),
-    )
-    .await;
+    let targets = Targets {
+        private: &private,
+        relay_port: relay_port(&session.connect_url),
+        grpc_port: open.addr.port(),
+    };
+    let (hits, private_hits) = attack_everything(&client, &service, &targets).await;
     assert!(hits > 0, "the attacks reach a loopback service when open");
     assert!(private_hits > 0, "and the private host");
+    let browser = browser_main_pid(&open.profiles_dir(), &session.id);
+    assert_ne!(
+        interfaces(browser),
+        ["lo"],
+        "open, the browser has the host's network"
+    );
     open.release(&session.id).await;
     open.stop().await;
     let before = (service.hits(), private.counter.hits());
@@ -321,17 +344,22 @@ async fn a_page_reaches_nothing_of_the_host_or_its_network(backend: Backend) {
         .await;
     let session = app.create(pb::CreateSessionRequest::default()).await;
     let client = cdp_client(&session.connect_url).await;
-    let after = attack_everything(
-        &client,
-        &service,
-        &private,
-        relay_port(&session.connect_url),
-    )
-    .await;
+    let targets = Targets {
+        private: &private,
+        relay_port: relay_port(&session.connect_url),
+        grpc_port: app.addr.port(),
+    };
+    let after = attack_everything(&client, &service, &targets).await;
     assert_eq!(
         after, before,
         "nothing reached the host or the private host"
     );
+    // Nor can anything that is not a proxy request (WebRTC and other UDP,
+    // QUIC, DNS): the browser's namespace has its loopback and no route.
+    let browser = browser_main_pid(&app.profiles_dir(), &session.id);
+    assert_eq!(interfaces(browser), ["lo"]);
+    let routes = std::fs::read_to_string(format!("/proc/{browser}/net/route")).expect("routes");
+    assert_eq!(routes.lines().count(), 1, "only the header: {routes}");
     let other_now = app.get(&other.id).await;
     assert_eq!(status_of(&other_now), pb::SessionStatus::Live);
     assert_eq!(other_now.expires_at, other.expires_at);
