@@ -83,13 +83,10 @@ impl Rule {
                         .strip_suffix(domain.as_str())
                         .is_some_and(|head| head.ends_with('.'))
             }
-            Target::Net(net) => {
-                let literal = host.parse::<IpAddr>().ok();
-                [literal, to.ip]
-                    .into_iter()
-                    .flatten()
-                    .any(|ip| net.contains(&canonical(ip)))
-            }
+            Target::Net(net) => [literal(&host), to.ip]
+                .into_iter()
+                .flatten()
+                .any(|ip| net.contains(&canonical(ip))),
         }
     }
 
@@ -214,11 +211,28 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     ip.to_canonical()
 }
 
+/// A host without the brackets of an IPv6 literal.
+pub fn unbracketed(host: &str) -> &str {
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// The address a host is, when it is an address literal.
+pub fn literal(host: &str) -> Option<IpAddr> {
+    unbracketed(host).parse::<IpAddr>().ok().map(canonical)
+}
+
+/// `host:port`, with an IPv6 literal in brackets.
+pub fn authority(host: &str, port: u16) -> String {
+    match unbracketed(host) {
+        v6 if v6.contains(':') => format!("[{v6}]:{port}"),
+        host => format!("{host}:{port}"),
+    }
+}
+
 /// A host as the browser sent it, compared in lower case, without the
 /// brackets of an IPv6 literal or a trailing dot.
 fn normalise_host(host: &str) -> String {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.trim_end_matches('.').to_ascii_lowercase()
+    unbracketed(host).trim_end_matches('.').to_ascii_lowercase()
 }
 
 fn split_port(text: &str) -> Result<(&str, Option<u16>), &'static str> {

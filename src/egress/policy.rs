@@ -7,7 +7,9 @@ use std::net::IpAddr;
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::domain::egress::{Destination, EgressRules, Rule, non_public};
+use crate::domain::egress::{
+    Destination, EgressRules, Rule, authority, literal, non_public, unbracketed,
+};
 
 /// How long the host's own interface addresses are trusted once read.
 const HOST_ADDRESSES_TTL: Duration = Duration::from_secs(2);
@@ -124,7 +126,7 @@ impl Policy {
         };
         let allow = format!(
             "Start browserd with --egress-allow {} to let every session reach it.",
-            host_port(&ip.to_string(), to.port)
+            authority(&ip.to_string(), to.port)
         );
         if let Some(range) = non_public(ip) {
             return refuse(to, format!("the address is {range}"), &allow);
@@ -140,13 +142,7 @@ impl Policy {
         if !ports.contains(&to.port) {
             return None;
         }
-        let literal = to
-            .host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .ok();
-        let local = [literal, to.ip].into_iter().flatten().any(|ip| {
+        let local = [literal(to.host), to.ip].into_iter().flatten().any(|ip| {
             let ip = ip.to_canonical();
             ip.is_loopback() || ip.is_unspecified() || self.is_host_address(ip)
         });
@@ -179,9 +175,9 @@ fn refuse(to: &Destination, rule: String, remedy: &str) -> Verdict {
 }
 
 fn refusal(to: &Destination, rule: String, remedy: &str) -> Refusal {
-    let mut destination = host_port(to.host, to.port);
+    let mut destination = authority(to.host, to.port);
     if let Some(ip) = to.ip
-        && ip.to_string() != to.host.trim_start_matches('[').trim_end_matches(']')
+        && ip.to_string() != unbracketed(to.host)
     {
         destination.push_str(&format!(" ({ip})"));
     }
@@ -189,14 +185,6 @@ fn refusal(to: &Destination, rule: String, remedy: &str) -> Refusal {
         destination,
         rule,
         remedy: remedy.to_owned(),
-    }
-}
-
-fn host_port(host: &str, port: u16) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
     }
 }
 

@@ -31,7 +31,7 @@ use tokio_util::task::TaskTracker;
 use super::policy::{Policy, Refusal, Verdict};
 use super::upstream::{Stream, Upstream};
 use super::usage::{Counted, Usage};
-use crate::domain::egress::{Destination, EgressRules, EgressUsage};
+use crate::domain::egress::{Destination, EgressRules, EgressUsage, literal, unbracketed};
 
 /// How long the browser has to send a request head, a name to resolve
 /// and a destination or upstream to accept a connection.
@@ -197,7 +197,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Response<Bod
             "browserd's egress proxy takes CONNECT host:port and absolute http:// requests only",
         );
     };
-    let literal = host.parse::<IpAddr>().ok().map(|ip| ip.to_canonical());
+    let literal = literal(&host);
     let named = Destination {
         host: &host,
         port,
@@ -280,10 +280,7 @@ fn destination_of(request: &Request<Incoming>) -> Option<(String, u16)> {
         return None;
     };
     let authority = uri.authority()?;
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
+    let host = unbracketed(authority.host());
     let port = authority.port_u16().or(default_port)?;
     (!host.is_empty() && port > 0).then(|| (host.to_ascii_lowercase(), port))
 }

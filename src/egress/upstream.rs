@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::domain::egress::{authority, unbracketed};
 use crate::domain::launch::Proxy;
 
 /// A byte stream to a destination or through a proxy.
@@ -58,10 +59,7 @@ impl Upstream {
         let (host, port) = authority.rsplit_once(':')?;
         Some(Self {
             scheme,
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
+            host: unbracketed(host).to_owned(),
             port: port.parse().ok()?,
             credentials: proxy.credentials.as_ref().map(|c| c.decoded()),
             authorization: proxy.credentials.as_ref().map(|c| c.basic()),
@@ -122,11 +120,7 @@ async fn http_connect(
     port: u16,
     authorization: Option<&str>,
 ) -> Result<Box<dyn Stream>, String> {
-    let authority = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
+    let authority = authority(host, port);
     let failed = |e: hyper::Error| format!("the upstream proxy failed: {e}");
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
