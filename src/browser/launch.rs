@@ -151,40 +151,29 @@ impl Launcher {
         options: &LaunchOptions,
         pgid: &Arc<AtomicI32>,
     ) -> std::io::Result<(Option<NetNs>, Option<EgressProxy>)> {
-        let upstream = options.proxy.as_ref().and_then(Upstream::of);
-        if !self.egress.is_open() {
+        let (netns, placement) = if !self.egress.is_open() {
             let (netns, listener) = NetNs::with_listener().await?;
-            let proxy = EgressProxy::start(
-                Placement::Walled(listener),
-                self.egress.clone(),
-                upstream,
-                &self.tracker,
-            )
-            .await?;
-            return Ok((Some(netns), Some(proxy)));
-        }
-        let authenticated = options
+            (Some(netns), Placement::Walled(listener))
+        } else if options
             .proxy
             .as_ref()
-            .is_some_and(|p| p.credentials.is_some());
-        if !authenticated {
+            .is_some_and(|p| p.credentials.is_some())
+        {
+            let pgid = pgid.clone();
+            let holds: PeerCheck = Arc::new(move |peer, local| {
+                let group = pgid.load(Ordering::Relaxed);
+                group != 0
+                    && super::process_table::tcp_peer_holder(peer, local, &[group])
+                        == super::process_table::Holder::Browser
+            });
+            (None, Placement::Host { holds })
+        } else {
             return Ok((None, None));
-        }
-        let pgid = pgid.clone();
-        let holds: PeerCheck = Arc::new(move |peer, local| {
-            let group = pgid.load(Ordering::Relaxed);
-            group != 0
-                && super::process_table::tcp_peer_holder(peer, local, &[group])
-                    == super::process_table::Holder::Browser
-        });
-        let proxy = EgressProxy::start(
-            Placement::Host { holds },
-            self.egress.clone(),
-            upstream,
-            &self.tracker,
-        )
-        .await?;
-        Ok((None, Some(proxy)))
+        };
+        let upstream = options.proxy.as_ref().and_then(Upstream::of);
+        let proxy =
+            EgressProxy::start(placement, self.egress.clone(), upstream, &self.tracker).await?;
+        Ok((netns, Some(proxy)))
     }
 
     /// Starts a browser with its profile in `user_data_dir` and waits until
