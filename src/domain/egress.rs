@@ -104,6 +104,20 @@ impl FromStr for Rule {
     }
 }
 
+/// Stored and sent as written, and parsed again when read.
+impl serde::Serialize for Rule {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Rule {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Rule::parse(&text).map_err(|why| serde::de::Error::custom(format!("{text:?} {why}")))
+    }
+}
+
 impl std::fmt::Display for Rule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.text)
@@ -112,7 +126,7 @@ impl std::fmt::Display for Rule {
 
 /// A session's own narrowing of the server's policy: it can only take
 /// away. `allow` empty: whatever the server allows.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EgressRules {
     pub allow: Vec<Rule>,
     pub deny: Vec<Rule>,

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::entities::{session_events, sessions};
 use super::{Result, StoreError};
-use crate::domain::egress::{EgressRules, Rule};
+use crate::domain::egress::EgressRules;
 use crate::domain::launch::Viewport;
 use crate::domain::session::{
     ContextId, EndReason, EventKind, Metadata, Session, SessionContext, SessionEvent, SessionId,
@@ -99,7 +99,9 @@ pub(super) fn to_session(row: &sessions::Model) -> Result<Session> {
         node_id: row.node_id.clone(),
         egress: match &row.egress {
             None => EgressRules::default(),
-            Some(text) => egress_rules(text).map_err(|e| corrupt(format!("egress: {e}")))?,
+            Some(text) => {
+                serde_json::from_str(text).map_err(|e| corrupt(format!("egress: {e}")))?
+            }
         },
         egress_usage: match &row.egress_usage {
             None => None,
@@ -110,35 +112,10 @@ pub(super) fn to_session(row: &sessions::Model) -> Result<Session> {
     })
 }
 
-/// A session's egress rules as a row keeps them, as written; `None` for
-/// none.
+/// A session's egress rules as a row keeps them (each as written);
+/// `None` for none.
 pub(super) fn egress_text(rules: &EgressRules) -> Option<String> {
-    let texts = |rules: &[Rule]| rules.iter().map(|r| r.as_str().to_owned()).collect();
-    let stored = StoredRules {
-        allow: texts(&rules.allow),
-        deny: texts(&rules.deny),
-    };
-    (!rules.is_empty()).then(|| serde_json::to_string(&stored).expect("strings serialise"))
-}
-
-fn egress_rules(text: &str) -> std::result::Result<EgressRules, String> {
-    let stored: StoredRules = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let parse = |texts: Vec<String>| {
-        texts
-            .iter()
-            .map(|t| Rule::parse(t).map_err(|why| format!("{t:?} {why}")))
-            .collect::<std::result::Result<Vec<_>, _>>()
-    };
-    Ok(EgressRules {
-        allow: parse(stored.allow)?,
-        deny: parse(stored.deny)?,
-    })
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct StoredRules {
-    allow: Vec<String>,
-    deny: Vec<String>,
+    (!rules.is_empty()).then(|| serde_json::to_string(rules).expect("strings serialise"))
 }
 
 pub(super) fn millis(t: SystemTime) -> i64 {
